@@ -1,0 +1,1 @@
+"""chainforget.metrics"""

@@ -1,0 +1,129 @@
+"""What a strategy is: declared hyper-parameters plus a factory of Avalanche plugins (strategy = template + plugins).
+
+A strategy never writes its own training loop. It returns Avalanche ``SupervisedPlugin`` objects that hook into
+``chainforget.engine.template.CausalLMTemplate`` (see ``docs/contracts.md`` for what the template exposes), and may
+declare: extra stages after the chain (safety re-tuning), joint training (all chain tasks in one experience), and a
+per-step *training signature* that lets runs of different strategies share identical chain prefixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from chainforget.errors import ConfigError
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared hyper-parameter: type, default, range and help shown by ``list strategies --verbose``."""
+
+    name: str
+    type: str  # "int" | "float" | "str" | "bool"
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, value: Any, owner: str = "") -> Any:
+        """Validate (and coerce strings from ``--set``) or raise a one-line ConfigError."""
+        where = f"{owner}.{self.name}" if owner else self.name
+        py = _TYPES[self.type]
+        if isinstance(value, str) and py is not str:
+            text = value.strip().lower()
+            try:
+                if py is bool:
+                    if text not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError
+                    value = text in ("true", "1", "yes")
+                elif py is int:
+                    value = int(text)
+                else:
+                    value = float(text)
+            except ValueError:
+                raise ConfigError(f"{where} must be a {self.type}, got {value!r}") from None
+        if py is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if py is bool and not isinstance(value, bool) or py is not bool and (
+                isinstance(value, bool) or not isinstance(value, py)):
+            raise ConfigError(f"{where} must be a {self.type}, got {value!r}")
+        if py in (int, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"{where} must be a finite number, got {value!r}")
+            if self.low is not None and value < self.low or self.high is not None and value > self.high:
+                raise ConfigError(f"{where} must be in [{self.low}, {self.high}], got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{where} must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        rng = ""
+        if self.choices:
+            rng = " {" + "|".join(self.choices) + "}"
+        elif self.low is not None or self.high is not None:
+            rng = f" [{self.low if self.low is not None else '-inf'}, {self.high if self.high is not None else 'inf'}]"
+        return f"{self.name}={self.default!r} ({self.type}{rng}): {self.help}"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """An extra training stage after the chain (one more score-matrix row), e.g. safety re-tuning."""
+
+    label: str
+    examples: Sequence[Any]  # chainforget.tasks.base.Example
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may know when it builds its plugins or stages."""
+
+    chain: tuple[str, ...]  # task names in training order
+    tasks: Mapping[str, Any]  # name -> chainforget.tasks Task
+    seed: int
+    limit_train: int | None
+    train_examples: Mapping[str, Sequence[Any]]  # name -> the training examples the run actually uses
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    description: str
+    params: tuple[Param, ...] = ()
+    # params (validated, with defaults) + context -> list of Avalanche SupervisedPlugin
+    make_plugins: Callable[[Mapping[str, Any], StrategyContext], list] = field(default=lambda p, c: [])
+    # params + context -> extra stages trained after the chain (each adds a score-matrix row)
+    extra_stages: Callable[[Mapping[str, Any], StrategyContext], list[StageSpec]] | None = None
+    # train the union of the chain's data as ONE experience (the multi-task reference)
+    joint: bool = False
+    # params + 0-based chain step -> what determines the weights trained at that step. Runs whose signatures agree
+    # on steps 0..k (and share model, data, seed and training settings) share the checkpoint after step k.
+    # None means "this strategy's name and params" at every step (no sharing).
+    train_signature: Callable[[Mapping[str, Any], int], Mapping[str, Any]] | None = None
+
+    def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with ``overrides``; unknown keys and bad values are one-line ConfigErrors."""
+        import difflib
+
+        overrides = dict(overrides or {})
+        known = {p.name: p for p in self.params}
+        for key in overrides:
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                hint = f"did you mean {self.name}.{close[0]}? " if close else ""
+                names = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"strategy {self.name!r} has no hyper-parameter {key!r}; {hint}"
+                                  f"its hyper-parameters: {names}")
+        return {p.name: p.parse(overrides.get(p.name, p.default), self.name) for p in self.params}
+
+    def signature(self, params: Mapping[str, Any], step: int) -> Mapping[str, Any]:
+        if self.train_signature is None:
+            return {"strategy": self.name, "params": dict(params)}
+        return self.train_signature(params, step)
+
+    def list_columns(self, verbose: bool = False) -> dict[str, str]:
+        if not verbose:
+            return {"hyper-parameters": ", ".join(p.name for p in self.params)}
+        return {"hyper-parameters": "\n".join(p.describe() for p in self.params)}

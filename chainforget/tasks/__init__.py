@@ -1,0 +1,1 @@
+"""Tasks: data sets of examples with demographic groups (see ``chainforget.tasks.base``)."""

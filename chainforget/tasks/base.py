@@ -1,0 +1,81 @@
+"""The task model: frozen configs, examples with demographic groups, deterministic group-stratified splits.
+
+Contracts other rooms rely on (see shared DESIGN.md):
+- ``Example.id`` is unique within a task, ``group`` is never empty, ``gold`` is an option index (multiple choice)
+  or a string (generation).
+- A training pair is ``(example.prompt, example.target)``: the loss is taken on the target tokens only.
+- Multiple-choice options are *continuations* of the prompt: the scorer appends ``options[k]`` to ``prompt``
+  verbatim, so options carry their own leading space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+KINDS = ("safety", "capability")
+FORMATS = ("multiple_choice", "generation")
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """A per-example score a task reports; the task's score is the mean over eval examples."""
+
+    name: str
+    higher_is_better: bool = True
+    low: float = 0.0
+    high: float = 1.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How a task's examples divide into train and eval, deterministically.
+
+    ``unit`` names the example attribute(s) that must never straddle train and eval (for BBQ the template,
+    ``meta['template']`` = category + question_index); ``None`` splits example by example.
+    ``eval_only`` tasks (held-out probes) put every example in eval.
+    """
+
+    eval_fraction: float = 0.5
+    seed: int = 0
+    unit: str | None = None
+    eval_only: bool = False
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Declarative description of a task (lm-evaluation-harness style dataclass config)."""
+
+    name: str
+    kind: str  # "safety" | "capability"
+    format: str  # "multiple_choice" | "generation"
+    description: str
+    prompt_template: str
+    metrics: tuple[TaskMetric, ...]
+    primary_metric: str
+    group_fields: tuple[str, ...] = ("group",)
+    split: SplitRule = SplitRule()
+    source: str = ""
+    license: str = ""
+    notes: str = ""
+    generation: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def metric(self, name: str) -> TaskMetric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    group: str
+    prompt: str
+    target: str  # training continuation: the gold option's text (MC) or the worked solution (generation)
+    gold: int | str
+    options: tuple[str, ...] | None = None
+    subgroup: str = ""
+    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
