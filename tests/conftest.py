@@ -1,0 +1,25 @@
+"""Shared test setup: offline by force, a session-wide tiny model and tokenizer."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from chainforget.engine.models import load_tokenizer
+
+    return load_tokenizer()
+
+
+@pytest.fixture()
+def tiny_model():
+    """A fresh tiny model (seed 0) and tokenizer for each test that trains it."""
+    from chainforget.engine.models import load_tiny
+
+    return load_tiny(seed=0)
