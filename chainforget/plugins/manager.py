@@ -75,8 +75,8 @@ def build_registry(pm: pluggy.PluginManager, kind: str) -> Registry:
     label, hook_name = KINDS[kind]
     registry = Registry(label)
     sources = plugin_sources(pm)
-    # get_hookimpls() lists in call order reversed (last registered first); built-ins first reads better.
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+    # get_hookimpls() lists implementations in registration order: built-ins first, then entry points.
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
         impl.function(registry=registry.scoped(sources.get(id(impl.plugin), impl.plugin_name)))
     return registry
 

@@ -1,0 +1,5 @@
+"""``python -m chainforget`` = the ``chainforget`` command."""
+
+from chainforget.cli import main
+
+main()
