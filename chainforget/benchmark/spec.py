@@ -1,0 +1,133 @@
+"""Run specifications: one frozen, hashable description of a run; its hash is the run id.
+
+A ``RunSpec`` holds everything that changes what a run computes (model, chain, strategy and its resolved
+hyper-parameters, training settings, seed, limits, evaluation set). Metric options (bootstrap resamples, minimum group
+size) are not part of the id: metrics are recomputed from stored records.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+from chainforget.errors import ConfigError
+
+SPEC_VERSION = 1
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def short_hash(obj: Any, n: int = 12) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    chain: tuple[str, ...]
+    strategy: str = "naive"
+    model: str = "smollm2-135m"
+    seed: int = 0
+    strategy_params: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig overrides (validated by the engine)
+    eval_tasks: tuple[str, ...] = ()  # evaluated in addition to the chain's tasks
+    limit_train: int | None = None
+    limit_eval: int | None = None
+    task_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sharpness: bool = False
+    eval_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        chain = tuple(self.chain)
+        if not chain:
+            raise ConfigError("a chain needs at least one task; pass e.g. --chain bbq,gsm8k")
+        dupes = sorted({t for t in chain if chain.count(t) > 1})
+        if dupes:
+            raise ConfigError(f"task {dupes[0]!r} appears twice in the chain {','.join(chain)}; "
+                              f"each task may be trained once per chain")
+        object.__setattr__(self, "chain", chain)
+        object.__setattr__(self, "eval_tasks", tuple(t for t in dict.fromkeys(self.eval_tasks) if t not in chain))
+        for name in ("limit_train", "limit_eval"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or empty, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
+        object.__setattr__(self, "strategy_params", dict(sorted(dict(self.strategy_params).items())))
+        object.__setattr__(self, "train", dict(sorted(dict(self.train).items())))
+        object.__setattr__(self, "task_options", {k: dict(v) for k, v in sorted(dict(self.task_options).items())})
+
+    @property
+    def all_eval_tasks(self) -> tuple[str, ...]:
+        return self.chain + self.eval_tasks
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["chain"] = list(self.chain)
+        d["eval_tasks"] = list(self.eval_tasks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
+        known = {f.name for f in fields(cls)}
+        check_keys(d, known, "run spec")
+        d = dict(d)
+        for key in ("chain", "eval_tasks"):
+            if key in d:
+                d[key] = tuple(parse_task_list(d[key], key))
+        return cls(**d)
+
+    def run_id(self) -> str:
+        """Readable prefix + hash of the canonical spec: the same config always maps to the same directory."""
+        label = "-".join(self.chain) + f"_{self.strategy}_s{self.seed}"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        return f"{safe}_{short_hash({'v': SPEC_VERSION, **self.to_dict()}, 10)}"
+
+
+def check_keys(d: Mapping[str, Any], known: set[str], what: str) -> None:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{what} must be a mapping of keys to values, got {type(d).__name__}")
+    for key in d:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown {what} key {key!r}; {hint}known keys: {', '.join(sorted(known))}")
+
+
+def parse_task_list(value: Any, what: str = "chain") -> list[str]:
+    """'bbq,gsm8k' or ['bbq', 'gsm8k'] -> ['bbq', 'gsm8k']."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [v.strip() if isinstance(v, str) else v for v in value]
+    else:
+        raise ConfigError(f"{what} must be a comma-separated string or a list of task names, got {value!r}")
+    if not all(isinstance(v, str) and v for v in items):
+        raise ConfigError(f"{what} has an empty or non-text task name: {value!r}; write e.g. bbq,gsm8k")
+    return items
+
+
+def parse_set_options(pairs: list[str] | tuple[str, ...]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """``--set replay.fraction=0.05 --set train.learning_rate=1e-5`` -> ({strategy: {param: value}}, {train key: value}).
+
+    Values stay strings here; the strategy's Param and the TrainConfig validate and convert them.
+    """
+    strategy: dict[str, dict[str, str]] = {}
+    train: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key or not value.strip():
+            raise ConfigError(f"--set expects STRATEGY.PARAM=VALUE or train.KEY=VALUE, got {pair!r}; "
+                              f"e.g. --set replay.fraction=0.05")
+        owner, _, param = key.strip().partition(".")
+        if owner == "train":
+            train[param] = value.strip()
+        else:
+            strategy.setdefault(owner, {})[param] = value.strip()
+    return strategy, train

@@ -1,0 +1,128 @@
+"""Train or restore one stage of a run: the model, the template and the prefix store meet here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from chainforget.benchmark.prefix import PrefixStore
+
+
+class StageRunner:
+    """Holds the live model and template of one run and advances it stage by stage."""
+
+    def __init__(self, prep, run_dir: Path, prefix: PrefixStore, *, progress: bool, echo, loggers=()):
+        from chainforget.benchmark.streams import build_benchmark
+        from chainforget.engine.template import CausalLMTemplate, make_loggers
+        from chainforget.engine.training import apply_finetune
+
+        self.prep, self.run_dir, self.prefix, self.echo, self.progress = prep, run_dir, prefix, echo, progress
+        spec = prep.spec
+        self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}}
+        self.sharpness: list[dict[str, Any] | None] = [None]
+        train_tasks = [prep.tasks[n] for n in spec.chain]
+        eval_tasks = [prep.tasks[n] for n in spec.all_eval_tasks]
+        self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train, spec.limit_eval)
+        self.train_examples = {n: list(exp.dataset) for n, exp in zip(self.bench.train_task_names,
+                                                                      self.bench.train_stream)}
+        from chainforget.benchmark.runner import seed_everything
+
+        seed_everything(spec.seed, 0)
+        model, self.tokenizer = prep.model_spec.load()
+        self.model = apply_finetune(model, prep.train_cfg)
+        from chainforget.benchmark.runner import plan_stages
+
+        _, ctx = plan_stages(prep, self.train_examples)
+        self.plugins = list(prep.strategy.make_plugins(prep.params, ctx))
+        evaluator = None
+        if loggers:
+            from avalanche.training.plugins import EvaluationPlugin
+
+            evaluator = EvaluationPlugin(loggers=make_loggers(loggers, run_dir / "logs"))
+        self.template = CausalLMTemplate(
+            self.model, self.tokenizer, prep.train_cfg, plugins=self.plugins, evaluator=evaluator,
+            eval_batch_size=spec.eval_batch_size, progress=progress,
+            task_specs={n: t.spec for n, t in prep.tasks.items()})
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> list[dict]:
+        t = time.time()
+        self.template.eval(self.bench.test_stream)
+        records = []
+        for name in self.bench.eval_task_names:
+            for rec in self.template.eval_records[name]:
+                records.append({**rec, "step": step})
+        self.timings["eval_seconds"][str(step)] = round(time.time() - t, 3)
+        return records
+
+    def base_records(self, key: str) -> list[dict]:
+        with self.prefix.lock(key):
+            if self.prefix.complete(key):
+                self.timings["reused"]["0"] = key
+                return self.prefix.load_records(key)
+            self.echo(f"evaluating the base model on {', '.join(self.bench.eval_task_names)}")
+            records = self.evaluate(0)
+            self.prefix.save(key, self.model, records, {"stage": "base"}, with_weights=False)
+            return records
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def stage(self, k: int, stage, key: str, *, resume: bool) -> list[dict]:
+        from chainforget.benchmark.runner import seed_everything
+        from chainforget.engine.state import load_plugin_states, save_plugin_states
+        from chainforget.benchmark.atomic import atomic_write_json, atomic_write_text
+
+        ckpt = self.run_dir / "checkpoints" / f"step-{k}"
+        exp = self._experience(k, stage)
+        if resume and (ckpt / "DONE").exists() and self.prefix.complete(key):
+            self.echo(f"stage {k} ({stage.label}): resumed from {ckpt}")
+            self.prefix.load_weights(key, self.model)
+            load_plugin_states(self.plugins, ckpt)
+            self.timings["reused"][str(k)] = key
+            return self._finish_restored(k, key)
+        seed_everything(self.prep.spec.seed, k)
+        with self.prefix.lock(key):
+            if self.prefix.complete(key):
+                self.echo(f"stage {k} ({stage.label}): identical prefix already trained, reusing {key}")
+                self.prefix.load_weights(key, self.model)
+                self.template.skip_training(exp)
+                self.timings["reused"][str(k)] = key
+                records = self._finish_restored(k, key)
+            else:
+                self.echo(f"stage {k} ({stage.label}): training on {len(stage.examples)} examples")
+                t = time.time()
+                self.template.train(exp)
+                self.timings["train_seconds"][str(k)] = round(time.time() - t, 3)
+                records = self.evaluate(k)
+                meta = {"stage": stage.label, "step": k}
+                if self.prep.spec.sharpness:
+                    meta["sharpness"] = self._sharpness(stage)
+                    self.sharpness.append(meta["sharpness"])
+                self.prefix.save(key, self.model, records, meta)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        save_plugin_states(self.plugins, ckpt)
+        atomic_write_json(ckpt / "state.json", {"prefix": key, "stage": stage.label, "step": k})
+        atomic_write_text(ckpt / "DONE", "ok\n")
+        return records
+
+    def _finish_restored(self, k: int, key: str) -> list[dict]:
+        if self.prep.spec.sharpness:
+            from chainforget.benchmark.atomic import read_json
+
+            self.sharpness.append(read_json(self.prefix.path(key) / "meta.json").get("sharpness"))
+        return self.prefix.load_records(key)
+
+    def _experience(self, k: int, stage):
+        from chainforget.benchmark.streams import experience_from_examples
+
+        if not self.prep.strategy.joint and k <= len(self.bench.train_stream) and stage.trained_tasks == (
+                self.bench.train_task_names[k - 1],):
+            return self.bench.train_stream[k - 1]
+        return experience_from_examples(stage.examples, k - 1, stage.label)
+
+    def _sharpness(self, stage) -> dict[str, Any]:
+        from chainforget.metrics.sharpness import model_sharpness
+
+        t = time.time()
+        value, iters, converged = model_sharpness(self.model, self.tokenizer, stage.examples, seed=self.prep.spec.seed)
+        return {"lambda_max": value, "iterations": iters, "converged": converged, "seconds": round(time.time() - t, 2)}

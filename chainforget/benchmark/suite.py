@@ -1,0 +1,131 @@
+"""Suites: a grid of strategies x chain orders x seeds (x fine-tuning method x learning rate) as RunSpecs.
+
+A suite is a mapping (a preset or a YAML file, read with ``yaml.safe_load``)::
+
+    model: smollm2-135m
+    chains: [[bbq, gsm8k], [gsm8k, bbq]]
+    strategies: [naive, {replay: {fraction: 0.05}}]
+    seeds: [0, 1, 2]
+    limit_train: 256
+    limit_eval: 512
+    finetune: [full, lora]        # optional grid axis
+    learning_rate: [1.0e-5, 1.0e-4]  # optional grid axis
+    train: {epochs: 1}            # fixed training settings
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Mapping
+
+from chainforget.benchmark.spec import RunSpec, check_keys, parse_task_list
+from chainforget.errors import ConfigError
+
+SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",
+              "train", "eval_tasks", "task_options", "sharpness", "eval_batch_size", "metric_options",
+              "description"}
+
+
+def load_suite_file(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"suite file {path} does not exist; pass a YAML file or a preset name "
+                          f"(see `chainforget list presets`)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{where}: {problem}; fix the YAML syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file; a suite is a YAML file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a YAML mapping (model:, chains:, strategies: ...), "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def resolve_suite(name_or_path: str) -> dict[str, Any]:
+    """A preset name or a YAML suite file."""
+    from chainforget.plugins import registries
+
+    presets = registries("presets")
+    if name_or_path in presets:
+        return dict(presets.get(name_or_path))
+    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
+        return load_suite_file(name_or_path)
+    raise ConfigError(presets.unknown_message(name_or_path) + "; or pass a suite YAML file")
+
+
+def _as_list(value: Any, key: str) -> list:
+    if value is None:
+        return [None]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _strategy_entries(value: Any) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for item in _as_list(value, "strategies"):
+        if isinstance(item, str):
+            out.append((item, {}))
+        elif isinstance(item, Mapping) and len(item) == 1:
+            (name, params), = item.items()
+            if params is not None and not isinstance(params, Mapping):
+                raise ConfigError(f"strategy entry {item!r} must map a strategy name to its hyper-parameters, "
+                                  f"e.g. {{replay: {{fraction: 0.05}}}}")
+            out.append((str(name), dict(params or {})))
+        else:
+            raise ConfigError(f"bad strategies entry {item!r}; use a name or {{name: {{param: value}}}}")
+    return out
+
+
+def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
+    """Every RunSpec of the grid, in a deterministic order (chains outermost, so prefixes are trained early)."""
+    check_keys(suite, SUITE_KEYS, "suite")
+    if "chains" not in suite or "strategies" not in suite:
+        raise ConfigError("a suite needs at least `chains:` and `strategies:`")
+    chains = [tuple(parse_task_list(c, "chains entry")) for c in _as_list(suite["chains"], "chains")]
+    strategies = _strategy_entries(suite["strategies"])
+    seeds = _as_list(suite.get("seeds", [0]), "seeds")
+    finetunes = _as_list(suite.get("finetune"), "finetune")
+    lrs = _as_list(suite.get("learning_rate"), "learning_rate")
+    base_train = dict(suite.get("train") or {})
+    specs = []
+    for chain, seed, ft, lr, (strategy, params) in itertools.product(chains, seeds, finetunes, lrs, strategies):
+        train = dict(base_train)
+        if ft is not None:
+            train["finetune"] = ft
+        if lr is not None:
+            train["learning_rate"] = lr
+        specs.append(RunSpec(
+            chain=chain, strategy=strategy, model=suite.get("model", "smollm2-135m"), seed=seed,
+            strategy_params=params, train=train, eval_tasks=tuple(parse_task_list(suite.get("eval_tasks") or [],
+                                                                                   "eval_tasks")),
+            limit_train=suite.get("limit_train"), limit_eval=suite.get("limit_eval"),
+            task_options=suite.get("task_options") or {}, sharpness=bool(suite.get("sharpness", False)),
+            eval_batch_size=suite.get("eval_batch_size", 16)))
+    return specs
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like I/N (e.g. 1/2), got {text!r}") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ConfigError(f"--shard {text}: need 1 <= I <= N")
+    return i, n
+
+
+def shard_specs(specs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
+    """A deterministic slice: shard i of n takes every n-th run of the grid, starting at i-1."""
+    if shard is None:
+        return specs
+    i, n = shard
+    return specs[i - 1::n]
