@@ -65,5 +65,123 @@ def list_cmd(kind: str | None, verbose: bool) -> None:
         click.echo(render_registry(k, verbose=verbose))
 
 
+def _echo(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+def _train_overrides(**options) -> dict:
+    """Training flags the user actually passed (None = keep the engine default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def train_options(func):
+    """The training hyper-parameters every training command accepts (defaults: chainforget.engine.training)."""
+    from chainforget.engine.training_defaults import TRAIN_DEFAULTS as D
+
+    opts = [
+        click.option("--finetune", type=click.Choice(["full", "lora"]), default=None,
+                     help=f"Fine-tuning method.  [default: {D['finetune']}]"),
+        click.option("--lr", "learning_rate", type=float, default=None,
+                     help=f"Peak learning rate (AdamW).  [default: {D['learning_rate']}]"),
+        click.option("--epochs", type=int, default=None, help=f"Epochs per stage.  [default: {D['epochs']}]"),
+        click.option("--batch-size", type=int, default=None,
+                     help=f"Examples per optimizer step.  [default: {D['batch_size']}]"),
+        click.option("--micro-batch-size", type=int, default=None,
+                     help=f"Examples per forward pass (gradient accumulation).  [default: {D['micro_batch_size']}]"),
+        click.option("--schedule", type=click.Choice(["linear", "cosine", "constant"]), default=None,
+                     help=f"Learning-rate schedule after warmup.  [default: {D['schedule']}]"),
+        click.option("--warmup-ratio", type=float, default=None,
+                     help=f"Fraction of steps spent warming up.  [default: {D['warmup_ratio']}]"),
+        click.option("--max-grad-norm", type=float, default=None,
+                     help=f"Gradient clipping norm.  [default: {D['max_grad_norm']}]"),
+        click.option("--max-length", type=int, default=None,
+                     help=f"Max tokens per training example (prompt truncated first).  [default: {D['max_length']}]"),
+        click.option("--lora-r", type=int, default=None, help=f"LoRA rank.  [default: {D['lora_r']}]"),
+        click.option("--lora-alpha", type=float, default=None, help=f"LoRA alpha.  [default: {D['lora_alpha']}]"),
+        click.option("--lora-targets", default=None,
+                     help=f"Comma-separated modules LoRA adapts.  [default: {D['lora_targets']}]"),
+        click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+                     help="Trade compute for memory.  [default: off]"),
+        click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default=None,
+                     help=f"Mixed precision where the device supports it.  [default: {D['mixed_precision']}]"),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+TRAIN_FLAG_NAMES = ("finetune", "learning_rate", "epochs", "batch_size", "micro_batch_size", "schedule",
+                    "warmup_ratio", "max_grad_norm", "max_length", "lora_r", "lora_alpha", "lora_targets",
+                    "gradient_checkpointing", "mixed_precision")
+
+
+@main.command("run")
+@click.option("--chain", help="Comma-separated tasks in training order, e.g. bbq,gsm8k (or a task file path).")
+@click.option("--strategy", default=None, help="Strategy name (see `chainforget list strategies`).  [default: naive]")
+@click.option("--model", default=None,
+              help="Registered model name or a local Hugging Face model directory.  [default: smollm2-135m]")
+@click.option("--seed", type=int, default=None, help="Random seed.  [default: 0]")
+@click.option("--eval-tasks", default=None, help="Extra tasks evaluated after every stage (comma-separated).")
+@click.option("--limit-train", type=int, default=None, help="Training examples per task (stratified by group).")
+@click.option("--limit-eval", type=int, default=None, help="Evaluation examples per task (stratified by group).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Strategy or training hyper-parameter, e.g. replay.fraction=0.05 or train.weight_decay=0.01.")
+@click.option("--config", "config_path", type=click.Path(), default=None,
+              help="YAML file with run settings (keys as in `chainforget run`); flags override it.")
+@click.option("--sharpness", is_flag=True, default=None, help="Compute the Hessian lambda_max after every stage.")
+@click.option("--out", default="runs", show_default=True, help="Directory that holds run directories.")
+@click.option("--resume", is_flag=True, help="Continue from the run's own last checkpoint (plugin states included).")
+@click.option("--log", "log", default="", help="Avalanche loggers: comma-separated text,csv,tensorboard,wandb.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+@train_options
+def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, sets, config_path, sharpness, out,
+            resume, log, quiet, **train_flags):
+    """Train one chain with one strategy, evaluating every task after every stage; writes runs/<run-id>/."""
+    from chainforget.benchmark.commands import run_command
+
+    result = run_command(chain=chain, strategy=strategy, model=model, seed=seed, eval_tasks=eval_tasks,
+                         limit_train=limit_train, limit_eval=limit_eval, sets=sets, config_path=config_path,
+                         sharpness=sharpness, train=_train_overrides(**train_flags), out=out, resume=resume,
+                         log=log, quiet=quiet, echo=_echo(quiet))
+    from chainforget.report.summary import run_summary
+
+    click.echo(run_summary(result))
+
+
+@main.command("leaderboard")
+@click.option("--preset", default="quick", show_default=True, help="Named suite (see `chainforget list presets`).")
+@click.option("--suite", "suite_path", type=click.Path(), default=None, help="A YAML suite file (overrides --preset).")
+@click.option("--out", default="runs", show_default=True, help="Directory that holds run directories.")
+@click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N deterministic slices of the grid.")
+@click.option("--launcher", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where runs execute: this process, or one run per Ray worker (needs chainforget[ray]).")
+@click.option("--no-run", is_flag=True, help="Only render the table from runs already complete.")
+@click.option("--sort", "sort_key", default=None, help="Column to sort rows by.")
+@click.option("--ascending", is_flag=True, help="Sort ascending instead of descending.")
+@click.option("--format", "fmt", type=click.Choice(["plain", "github", "latex", "csv", "json", "html"]),
+              default="github", show_default=True, help="Table format.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, quiet):
+    """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
+    from chainforget.benchmark.commands import leaderboard_command
+
+    click.echo(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
+                                   no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
+                                   echo=_echo(quiet)))
+
+
+@main.command("metrics")
+@click.argument("run_dir", type=click.Path())
+@click.option("--check", is_flag=True, help="Exit 1 if the recomputed metrics differ from result.json.")
+def metrics_cmd(run_dir, check):
+    """Recompute every metric of a finished run from its stored records (no model needed)."""
+    from chainforget.benchmark.commands import metrics_command
+
+    text, same = metrics_command(run_dir)
+    click.echo(text)
+    if check and not same:
+        raise SystemExit(1)
+
+
 def run_main() -> None:  # pragma: no cover - console entry point convenience
     sys.exit(main())

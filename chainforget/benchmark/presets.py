@@ -1,8 +1,43 @@
-"""Built-in leaderboard presets."""
+"""Built-in leaderboard presets (suites), registered through the same hook a plugin would use.
+
+``quick`` is the README's main job: SmolLM2-135M on 2 CPU cores in about a quarter of an hour, so its sizes are
+small and its confidence intervals wide. ``paper`` is the full study, meant for a GPU.
+"""
 
 from chainforget.plugins.hookspecs import hookimpl
+
+QUICK = {
+    "description": "SmolLM2-135M, bbq<->gsm8k both orders, 5 strategies, 1 seed; ~15 min on 2 CPU cores",
+    "model": "smollm2-135m",
+    "chains": [["bbq", "gsm8k"], ["gsm8k", "bbq"]],
+    "strategies": ["naive", "replay", "ewc", "lwf", "safety-retune"],
+    "seeds": [0],
+    "limit_train": {"bbq": 48, "gsm8k": 24},
+    "limit_eval": {"bbq": 180, "gsm8k": 24},
+    "task_options": {"gsm8k": {"primary_metric": "gold_logprob"}},
+    "train": {"learning_rate": 1.0e-4, "batch_size": 8, "micro_batch_size": 8, "max_length": 320},
+    "eval_batch_size": 16,
+    "metric_options": {"min_group_size": 20, "n_boot": 1000},
+}
+
+PAPER = {
+    "description": "the full study: both orders, BBQ and ToxiGen x GSM8K and BoolQ, full and LoRA, lr sweep, "
+                   "3 seeds (GPU; see docs/results.md for the cost)",
+    "model": "smollm2-135m",
+    "chains": [["bbq", "gsm8k"], ["gsm8k", "bbq"], ["toxigen", "gsm8k"], ["gsm8k", "toxigen"],
+               ["bbq", "boolq"], ["boolq", "bbq"], ["toxigen", "boolq"], ["boolq", "toxigen"]],
+    "strategies": ["naive", "replay", "ewc", "lwf", "safety-retune", "sam", "joint"],
+    "seeds": [0, 1, 2],
+    "finetune": ["full", "lora"],
+    "learning_rate": [1.0e-5, 5.0e-5, 2.0e-4],
+    "eval_tasks": ["commonsenseqa", "openbookqa"],
+    "limit_train": 2000,
+    "limit_eval": 1000,
+    "sharpness": True,
+}
 
 
 @hookimpl
 def chainforget_register_presets(registry):
-    """Filled in by the room that owns this module."""
+    registry.register("quick", QUICK, QUICK["description"])
+    registry.register("paper", PAPER, PAPER["description"])

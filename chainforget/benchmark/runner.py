@@ -118,8 +118,11 @@ def _stage_data_id(stage: Stage, prep: Prepared) -> dict[str, Any]:
 
 def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, progress: bool = True,
         echo: Echo | None = None, metric_options: Mapping[str, Any] | None = None,
-        loggers: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run (or finish, or just read) one run; returns its result dict."""
+        loggers: tuple[str, ...] = (), wait: bool = False) -> dict[str, Any]:
+    """Run (or finish, or just read) one run; returns its result dict.
+
+    ``wait``: if another process holds this run's lock, wait for it (leaderboards) instead of failing (``run``).
+    """
     from filelock import FileLock, Timeout
 
     from chainforget.benchmark import results as store
@@ -130,7 +133,9 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
     run_dir = Path(out_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        lock = FileLock(str(run_dir / ".lock"), timeout=0)
+        lock = FileLock(str(run_dir / ".lock"), timeout=-1 if wait else 0)
+        if wait and lock.is_locked:
+            echo(f"{run_id}: another process is computing it; waiting")
         lock.acquire()
     except Timeout:
         raise ConfigError(f"run {run_id} is being computed by another process (lock {run_dir / '.lock'}); "

@@ -1,0 +1,92 @@
+"""What the CLI's run / leaderboard / metrics commands do, minus the click parsing and printing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from chainforget.benchmark.spec import RunSpec, check_keys, parse_set_options, parse_task_list
+from chainforget.errors import ConfigError
+
+RUN_CONFIG_KEYS = {"chain", "strategy", "model", "seed", "strategy_params", "train", "eval_tasks", "limit_train",
+                   "limit_eval", "task_options", "sharpness", "eval_batch_size", "metric_options"}
+
+
+def _load_yaml_mapping(path: str, what: str) -> dict[str, Any]:
+    from chainforget.benchmark.suite import load_suite_file
+
+    data = load_suite_file(path)
+    check_keys(data, RUN_CONFIG_KEYS, what)
+    return data
+
+
+def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tasks=None, limit_train=None,
+                   limit_eval=None, sets=(), config_path=None, sharpness=None, train=None) -> tuple[RunSpec, dict]:
+    """Config file first, then flags; returns the spec and the metric options."""
+    cfg: dict[str, Any] = _load_yaml_mapping(config_path, "run config") if config_path else {}
+    metric_options = dict(cfg.pop("metric_options", None) or {})
+    flags = {"chain": chain, "strategy": strategy, "model": model, "seed": seed, "eval_tasks": eval_tasks,
+             "limit_train": limit_train, "limit_eval": limit_eval, "sharpness": sharpness}
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    if not cfg.get("chain"):
+        raise ConfigError("no chain given; pass --chain bbq,gsm8k (see `chainforget list tasks`)")
+    cfg["chain"] = tuple(parse_task_list(cfg["chain"], "chain"))
+    if "eval_tasks" in cfg:
+        cfg["eval_tasks"] = tuple(parse_task_list(cfg["eval_tasks"], "eval_tasks"))
+    strategy_sets, train_sets = parse_set_options(sets)
+    name = cfg.get("strategy", "naive")
+    for owner in strategy_sets:
+        if owner != name:
+            raise ConfigError(f"--set {owner}.* does not match --strategy {name}; "
+                              f"use --set {name}.PARAM=VALUE or train.KEY=VALUE")
+    cfg["strategy_params"] = {**dict(cfg.get("strategy_params") or {}), **strategy_sets.get(name, {})}
+    cfg["train"] = {**dict(cfg.get("train") or {}), **train_sets, **(train or {})}
+    return RunSpec.from_dict(cfg), metric_options
+
+
+def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable[[str], None], **spec_args) -> dict:
+    from chainforget.benchmark.runner import run
+
+    spec, metric_options = build_run_spec(**spec_args)
+    loggers = tuple(x.strip() for x in log.split(",") if x.strip()) if log else ()
+    return run(spec, out, resume=resume, progress=not quiet, echo=echo, metric_options=metric_options,
+               loggers=loggers)
+
+
+def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,
+                        no_run: bool, sort_key: str | None, ascending: bool, fmt: str, quiet: bool,
+                        echo: Callable[[str], None]) -> str:
+    from chainforget.benchmark.leaderboard import collect_results, run_suite
+    from chainforget.benchmark.suite import parse_shard, resolve_suite
+    from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
+
+    suite = resolve_suite(suite_path or preset)
+    shard_t = parse_shard(shard)
+    if not no_run:
+        run_suite(suite, out, shard=shard_t, progress=not quiet, echo=echo, launcher=launcher)
+    results, missing = collect_results(suite, out)
+    if missing:
+        echo(f"{len(missing)} run(s) of this suite are not complete yet (other shards?): {', '.join(missing[:5])}"
+             + (" ..." if len(missing) > 5 else ""))
+    if not results:
+        raise ConfigError(f"no complete runs of this suite under {out}; run it without --no-run first")
+    headers, rows = leaderboard_rows(results)
+    if sort_key:
+        rows = sort_rows(rows, headers, sort_key, descending=not ascending)
+    return render_table(headers, rows, fmt)
+
+
+def metrics_command(run_dir: str) -> tuple[str, bool]:
+    """Recompute metrics from disk; returns (JSON text, equal to the stored ones?)."""
+    from chainforget.benchmark.results import load_result
+    from chainforget.metrics.compute import recompute_run
+
+    stored = load_result(run_dir)
+    recomputed = recompute_run(run_dir)
+    keys = ("score_matrix", "group_score_matrix", "group_sizes", "metrics")
+    same = all(json.dumps(stored.get(k), sort_keys=True) == json.dumps(recomputed.get(k), sort_keys=True)
+               for k in keys)
+    text = json.dumps({"run_id": stored.get("run_id"), "identical_to_stored": same,
+                       **{k: recomputed.get(k) for k in keys}}, indent=2, sort_keys=True)
+    return text, same
