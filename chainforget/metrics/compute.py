@@ -1,0 +1,137 @@
+"""The one entry point that turns evaluation records into result.json's matrices and metrics.
+
+The runner calls :func:`compute_all` at the end of a run and ``chainforget metrics RUN_DIR`` calls
+:func:`recompute_run` on the files on disk; both go through the same pure function, so the numbers are identical.
+Every metric in the ``metrics`` registry is computed, so third-party metric plugins appear in results too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from chainforget.errors import DataError, PluginError
+from chainforget.metrics.base import DEFAULT_OPTIONS, MetricInputs
+from chainforget.metrics.matrices import (build_views, group_matrix_from_views, group_sizes_from_views,
+                                          matrix_from_views)
+
+STEP_FILE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
+
+
+def _clean(value: Any) -> Any:
+    """Plain JSON values: Python floats/ints/str, None for NaN or infinity, dicts with string keys."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # numpy scalar
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return [_clean(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    raise TypeError(f"cannot store {type(value).__name__} in result.json")
+
+
+def build_inputs(records: Sequence[Mapping[str, Any]], task_info: Mapping[str, Mapping[str, Any]],
+                 stages: Sequence[str], eval_tasks: Sequence[str] | None = None) -> MetricInputs:
+    """Validate the run layout and build the matrices once."""
+    records = list(records)
+    if not stages:
+        raise DataError("a run needs at least one stage (the base model); result.json 'stages' is empty")
+    seen = {r.get("task") for r in records}
+    unknown = sorted(str(t) for t in seen - set(task_info))
+    if unknown:
+        raise DataError(f"records mention task(s) {', '.join(unknown)} that task_info does not describe; "
+                        f"add them to result.json 'task_info'")
+    if eval_tasks is None:
+        eval_tasks = [t for t in task_info if t in seen]
+    eval_tasks = tuple(eval_tasks)
+    n_stages = len(stages)
+    for task in eval_tasks:
+        a = task_info.get(task, {}).get("trained_at")
+        if a is not None and not 1 <= int(a) < n_stages:
+            raise DataError(f"task {task!r} is trained_at row {a}, outside rows 1..{n_stages - 1} of this run; "
+                            f"fix result.json 'task_info'")
+    primary = {t: info.get("primary_metric") for t, info in task_info.items() if info.get("primary_metric")}
+    views = build_views(records, eval_tasks, n_stages, primary)
+    return MetricInputs(records=records, task_info=task_info, stages=tuple(stages), eval_tasks=eval_tasks,
+                        views=views, score_matrix=matrix_from_views(views, eval_tasks, n_stages),
+                        group_score_matrix=group_matrix_from_views(views), group_sizes=group_sizes_from_views(views))
+
+
+def compute_all(records: Iterable[Mapping[str, Any]], task_info: Mapping[str, Mapping[str, Any]],
+                stages: Sequence[str], *, eval_tasks: Sequence[str] | None = None, min_group_size: int = 20,
+                n_boot: int = 1000, seed: int = 0, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """``{"score_matrix", "group_score_matrix", "group_sizes", "metrics"}`` as stored in result.json.
+
+    ``eval_tasks`` (the score-matrix columns) defaults to the task_info tasks that have records, in task_info order.
+    ``metrics`` restricts the computation to some registered names (default: every registered metric).
+    Deterministic: the same inputs give the same output byte for byte after ``json.dumps(sort_keys=True)``.
+    """
+    from chainforget.plugins import registries
+
+    if int(min_group_size) < 1 or int(n_boot) < 1:
+        raise DataError(f"min_group_size and n_boot must be at least 1, got {min_group_size} and {n_boot}")
+    inputs = build_inputs(list(records), task_info, stages, eval_tasks)
+    options = {**DEFAULT_OPTIONS, "min_group_size": int(min_group_size), "n_boot": int(n_boot), "seed": int(seed)}
+    registry = registries("metrics")
+    names = registry.names() if metrics is None else list(metrics)
+    results = {}
+    for name in names:
+        entry = registry.entry(name)
+        try:
+            results[name] = entry.obj.compute(inputs, options)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"metric {name!r} (from {entry.source}) failed: {type(exc).__name__}: {exc}; "
+                              f"fix or uninstall that metric plugin") from exc
+    out = {"score_matrix": inputs.score_matrix, "group_score_matrix": inputs.group_score_matrix,
+           "group_sizes": inputs.group_sizes, "metrics": results}
+    return _clean(out)
+
+
+def read_records(records_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record of ``records_dir/step-<t>.jsonl.gz``, in step order."""
+    records_dir = Path(records_dir)
+    files = sorted((int(m.group(1)), p) for p in records_dir.glob("step-*.jsonl.gz")
+                   if (m := STEP_FILE.match(p.name)))
+    if not files:
+        raise DataError(f"no evaluation records (step-<t>.jsonl.gz) in {records_dir}; "
+                        f"the run did not evaluate, or its records were moved")
+    out = []
+    for _, path in files:
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                out.extend(json.loads(line) for line in fh if line.strip())
+        except (OSError, EOFError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read {path}: {exc}; the record file is damaged, re-run the evaluation") from exc
+    return out
+
+
+def recompute_run(run_dir: str | Path) -> dict[str, Any]:
+    """Recompute the matrices and metrics of a finished run from its result.json and records, without a model."""
+    run_dir = Path(run_dir)
+    path = run_dir / "result.json"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; give the directory of a run (runs/<run id>)")
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); the run did not finish writing it") from exc
+    for key in ("stages", "task_info"):
+        if key not in result:
+            raise DataError(f"{path} has no {key!r}; it was not written by this version of chainforget")
+    records = read_records(run_dir / (result.get("records") or "records"))
+    options = {k: v for k, v in (result.get("metric_options") or {}).items() if k in DEFAULT_OPTIONS}
+    return compute_all(records, result["task_info"], result["stages"], eval_tasks=result.get("eval_tasks"),
+                       **options)
