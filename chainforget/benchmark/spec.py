@@ -35,8 +35,8 @@ class RunSpec:
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig overrides (validated by the engine)
     eval_tasks: tuple[str, ...] = ()  # evaluated in addition to the chain's tasks
-    limit_train: int | None = None
-    limit_eval: int | None = None
+    limit_train: int | Mapping[str, int] | None = None  # per task; a mapping may give per-task values + "default"
+    limit_eval: int | Mapping[str, int] | None = None
     task_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sharpness: bool = False
     eval_batch_size: int = 16
@@ -53,8 +53,16 @@ class RunSpec:
         object.__setattr__(self, "eval_tasks", tuple(t for t in dict.fromkeys(self.eval_tasks) if t not in chain))
         for name in ("limit_train", "limit_eval"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer or empty, got {value!r}")
+            if isinstance(value, Mapping):
+                value = dict(sorted(value.items()))
+                object.__setattr__(self, name, value)
+                for task, n in value.items():
+                    if task != "default" and task not in self.all_eval_tasks:
+                        raise ConfigError(f"{name} names task {task!r}, which is not in this run; "
+                                          f"use the chain's task names or 'default'")
+                    _check_limit(name, n)
+            else:
+                _check_limit(name, value)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
@@ -62,6 +70,12 @@ class RunSpec:
         object.__setattr__(self, "strategy_params", dict(sorted(dict(self.strategy_params).items())))
         object.__setattr__(self, "train", dict(sorted(dict(self.train).items())))
         object.__setattr__(self, "task_options", {k: dict(v) for k, v in sorted(dict(self.task_options).items())})
+
+    def limit_train_for(self, task: str) -> int | None:
+        return limit_for(self.limit_train, task)
+
+    def limit_eval_for(self, task: str) -> int | None:
+        return limit_for(self.limit_eval, task)
 
     @property
     def all_eval_tasks(self) -> tuple[str, ...]:
@@ -88,6 +102,17 @@ class RunSpec:
         label = "-".join(self.chain) + f"_{self.strategy}_s{self.seed}"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
         return f"{safe}_{short_hash({'v': SPEC_VERSION, **self.to_dict()}, 10)}"
+
+
+def _check_limit(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"{name} must be a positive integer (or a mapping task -> positive integer), got {value!r}")
+
+
+def limit_for(limits: int | Mapping[str, int] | None, task: str) -> int | None:
+    if isinstance(limits, Mapping):
+        return limits.get(task, limits.get("default"))
+    return limits
 
 
 def check_keys(d: Mapping[str, Any], known: set[str], what: str) -> None:

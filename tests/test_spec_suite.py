@@ -1,0 +1,81 @@
+"""Run specs, run ids, --set parsing, suites and shards: everything before any model is loaded."""
+
+import pytest
+
+from chainforget.benchmark.spec import RunSpec, parse_set_options
+from chainforget.benchmark.suite import expand_suite, load_suite_file, parse_shard, shard_specs
+from chainforget.errors import ConfigError
+
+
+def test_run_id_is_stable_and_config_sensitive():
+    a = RunSpec(chain=("bbq", "gsm8k"), strategy="replay", strategy_params={"fraction": 0.05})
+    b = RunSpec(chain=["bbq", "gsm8k"], strategy="replay", strategy_params={"fraction": 0.05})
+    assert a.run_id() == b.run_id()
+    assert a.run_id().startswith("bbq-gsm8k_replay_s0_")
+    assert RunSpec(chain=("gsm8k", "bbq"), strategy="replay").run_id() != a.run_id()
+    assert RunSpec(chain=("bbq", "gsm8k"), strategy="replay", seed=1,
+                   strategy_params={"fraction": 0.05}).run_id() != a.run_id()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"chain": ()}, "at least one task"),
+    ({"chain": ("bbq", "bbq")}, "appears twice"),
+    ({"chain": ("bbq",), "limit_train": 0}, "positive integer"),
+    ({"chain": ("bbq",), "limit_eval": {"gsm8k": 3}}, "not in this run"),
+    ({"chain": ("bbq",), "seed": -1}, "non-negative"),
+])
+def test_bad_specs(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        RunSpec(**kwargs)
+
+
+def test_per_task_limits():
+    spec = RunSpec(chain=("bbq", "gsm8k"), limit_eval={"bbq": 180, "default": 24})
+    assert spec.limit_eval_for("bbq") == 180 and spec.limit_eval_for("gsm8k") == 24
+
+
+def test_set_options():
+    strategy, train = parse_set_options(["replay.fraction=0.05", "train.weight_decay=0.01"])
+    assert strategy == {"replay": {"fraction": "0.05"}} and train == {"weight_decay": "0.01"}
+    for bad in ["fraction=0.05", "replay.fraction", "replay.fraction="]:
+        with pytest.raises(ConfigError, match="--set expects"):
+            parse_set_options([bad])
+
+
+def test_unknown_spec_key_did_you_mean():
+    with pytest.raises(ConfigError, match="unknown run spec key 'stratgy'; did you mean 'strategy'"):
+        RunSpec.from_dict({"chain": "bbq", "stratgy": "naive"})
+
+
+def test_suite_expansion_grid_and_shards():
+    suite = {"model": "tiny", "chains": [["bbq", "gsm8k"], "gsm8k,bbq"],
+             "strategies": ["naive", {"replay": {"fraction": 0.1}}], "seeds": [0, 1],
+             "finetune": ["full", "lora"]}
+    specs = expand_suite(suite)
+    assert len(specs) == 2 * 2 * 2 * 2
+    assert {s.chain for s in specs} == {("bbq", "gsm8k"), ("gsm8k", "bbq")}
+    assert {s.train["finetune"] for s in specs} == {"full", "lora"}
+    assert [s for s in specs if s.strategy == "replay"][0].strategy_params == {"fraction": 0.1}
+    halves = shard_specs(specs, parse_shard("1/2")) + shard_specs(specs, parse_shard("2/2"))
+    assert sorted(s.run_id() for s in halves) == sorted(s.run_id() for s in specs)
+    assert not set(s.run_id() for s in shard_specs(specs, (1, 2))) & set(s.run_id() for s in shard_specs(specs, (2, 2)))
+    for bad in ["3/2", "0/2", "x", "1/0"]:
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_suite_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown suite key 'seed'; did you mean 'seeds'"):
+        expand_suite({"chains": ["bbq"], "strategies": ["naive"], "seed": 1})
+    with pytest.raises(ConfigError, match="needs at least"):
+        expand_suite({"chains": ["bbq"]})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("chains: [[bbq, gsm8k]\nstrategies: [naive]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml at line \d+, column \d+"):
+        load_suite_file(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a YAML mapping"):
+        load_suite_file(listy)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_suite_file(tmp_path / "nope.yaml")
