@@ -1,0 +1,171 @@
+"""Log-likelihood of continuations given a shared context, with the context encoded once per example.
+
+Tokenisation follows lm-evaluation-harness 0.4 (``HFLM._encode_pair`` for causal models), so the same
+``(context, continuation)`` request gives the same token ids here and in lm-eval: trailing whitespace of the context
+moves to the continuation, ``whole = encode(context + continuation)``, ``ctx = encode(context)`` and the continuation
+tokens are ``whole[len(ctx):]``; the model reads ``ctx + continuation``. ``encode`` is the tokenizer's plain
+``__call__`` with its default special tokens (lm-eval's default ``add_bos_token=None``).
+
+Packed scoring: one row per example holds ``[context, option_1, ..., option_K]`` with a custom 4-D attention mask
+(context causal; each option sees the context and itself, never another option) and position ids that restart at
+``len(context)`` for every option. Each option is scored exactly as if it followed the context alone, but the context
+is run once instead of K times. Rows are right-padded; padding is masked out and carries its own position ids, so it
+cannot change a row's result (only float rounding differs between batch shapes). Logits are computed only at the
+positions that predict option tokens (``logits_to_keep`` as a boolean mask), which keeps memory independent of the
+vocabulary-times-sequence product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+# Upper bound on logit rows (positions x vocabulary) materialised per forward pass; larger batches are split.
+MAX_LOGIT_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class Request:
+    """One context with its continuations, already tokenised (``cont`` may hold a single target)."""
+
+    ctx: list[int]
+    conts: list[list[int]]
+
+    @property
+    def length(self) -> int:
+        return len(self.ctx) + sum(len(c) for c in self.conts)
+
+    @property
+    def kept(self) -> int:
+        return 1 + sum(max(len(c) - 1, 0) for c in self.conts)
+
+
+def _split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
+    n = len(context) - len(context.rstrip())
+    if n:
+        return context[:-n], context[-n:] + continuation
+    return context, continuation
+
+
+def prefix_token_id(tokenizer) -> int:
+    """The token that stands in for an empty context (lm-eval: BOS if the tokenizer has one, else EOS)."""
+    if tokenizer.bos_token_id is not None:
+        return tokenizer.bos_token_id
+    return tokenizer.eos_token_id
+
+
+def encode_requests(tokenizer, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                    max_length: int | None = None) -> list[Request]:
+    """Tokenise each context once and its continuations lm-eval style; left-truncate contexts to ``max_length``."""
+    ctx_texts, whole_texts, owners = [], [], []
+    for i, (context, conts) in enumerate(zip(contexts, continuations)):
+        stripped = _split_trailing_space(context, "")[0]
+        ctx_texts.append(stripped)
+        for cont in conts:
+            c, k = _split_trailing_space(context, cont)
+            whole_texts.append(c + k)
+            owners.append(i)
+    ctx_ids = tokenizer(ctx_texts)["input_ids"] if ctx_texts else []
+    whole_ids = tokenizer(whole_texts)["input_ids"] if whole_texts else []
+    conts_ids: list[list[list[int]]] = [[] for _ in ctx_texts]
+    for owner, whole in zip(owners, whole_ids):
+        conts_ids[owner].append(list(whole[len(ctx_ids[owner]):]) if ctx_texts[owner] else None)
+    out = []
+    for i, ctx in enumerate(ctx_ids):
+        ctx = list(ctx)
+        conts = conts_ids[i]
+        if not ctx_texts[i] or not ctx:  # empty context: lm-eval conditions on the prefix token
+            conts = [list(tokenizer(k, add_special_tokens=False)["input_ids"]) for k in continuations[i]]
+            ctx = [prefix_token_id(tokenizer)]
+        if max_length is not None:
+            room = max(max_length - max((len(c) for c in conts), default=0), 1)
+            ctx = ctx[-room:]
+        out.append(Request(ctx, conts))
+    return out
+
+
+def _forward_batch(model, batch: list[Request], pad_id: int, device) -> list[list[tuple[float, int]]]:
+    """One forward pass over packed rows; returns per request, per continuation ``(sum logprob, n_tokens)``."""
+    import torch
+
+    B, L = len(batch), max(r.length for r in batch)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    seg = torch.full((B, L), -1, dtype=torch.long)
+    pos = torch.zeros((B, L), dtype=torch.long)
+    keep = torch.zeros((B, L), dtype=torch.bool)
+    pairs = []  # (row, predicting position, target token, continuation slot)
+    slots = []  # (request index, continuation index)
+    for b, req in enumerate(batch):
+        c = len(req.ctx)
+        ids[b, :c] = torch.tensor(req.ctx)
+        seg[b, :c] = 0
+        pos[b, :c] = torch.arange(c)
+        keep[b, c - 1] = True
+        off = c
+        for k, cont in enumerate(req.conts):
+            n = len(cont)
+            slot = len(slots)
+            slots.append((b, k))
+            if n:
+                ids[b, off:off + n] = torch.tensor(cont)
+                seg[b, off:off + n] = k + 1
+                pos[b, off:off + n] = torch.arange(c, c + n)
+                keep[b, off:off + n - 1] = True
+                pairs.extend((b, p, t, slot) for p, t in zip([c - 1] + list(range(off, off + n - 1)), cont))
+            off += n
+    causal = torch.ones((L, L), dtype=torch.bool).tril()
+    sq, sk = seg[:, :, None], seg[:, None, :]
+    allowed = causal & (sk >= 0) & ((sk == 0) | (sk == sq))
+    allowed |= torch.eye(L, dtype=torch.bool)  # padding attends to itself: no all-masked rows, no NaNs
+    dtype = next(model.parameters()).dtype
+    mask = torch.zeros((B, 1, L, L), dtype=dtype).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                use_cache=False, logits_to_keep=keep.to(device))
+    logits = out.logits
+    if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep returns every position
+        logits = logits[keep.to(logits.device)] if logits.shape[1] == L else logits.reshape(-1, logits.shape[-1])
+    flat = (keep.flatten().cumsum(0) - 1).view(B, L)
+    sums = torch.zeros(len(slots), dtype=torch.float64)
+    counts = [0] * len(slots)
+    if pairs:
+        b_idx, p_idx, toks, slot_list = (torch.tensor(col) for col in zip(*pairs))
+        rows = flat[b_idx, p_idx].to(logits.device)
+        toks = toks.to(logits.device)
+        lse = torch.cat([torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(256)])
+        lp = (logits[rows, toks].float() - lse[rows]).double().cpu()
+        sums.index_add_(0, slot_list, lp)
+        for s in slot_list.tolist():
+            counts[s] += 1
+    result: list[list[tuple[float, int]]] = [[] for _ in batch]
+    for slot, (b, _k) in enumerate(slots):
+        result[b].append((float(sums[slot]), counts[slot]))
+    return result
+
+
+def batches(requests: list[Request], batch_size: int, max_rows: int = MAX_LOGIT_ROWS) -> list[list[int]]:
+    """Indices of requests grouped longest-first into batches of at most ``batch_size`` and ``max_rows`` logit rows."""
+    order = sorted(range(len(requests)), key=lambda i: (-requests[i].length, i))
+    out, cur, rows = [], [], 0
+    for i in order:
+        k = requests[i].kept
+        if cur and (len(cur) >= batch_size or rows + k > max_rows):
+            out.append(cur)
+            cur, rows = [], 0
+        cur.append(i)
+        rows += k
+    if cur:
+        out.append(cur)
+    return out
+
+
+def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: int, device,
+                   on_batch: Callable[[int], None] | None = None) -> list[list[tuple[float, int]]]:
+    """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order."""
+    results: list = [None] * len(requests)
+    for idx in batches(requests, batch_size):
+        for i, res in zip(idx, _forward_batch(model, [requests[i] for i in idx], pad_id, device)):
+            results[i] = res
+        if on_batch is not None:
+            on_batch(len(idx))
+    return results
