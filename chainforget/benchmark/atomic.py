@@ -1,0 +1,182 @@
+"""Crash-safe file writes and strict readers for the files a run leaves on disk.
+
+Every result file is written to a temporary file in the same directory, flushed and fsynced, then moved over the
+target with ``os.replace`` (atomic on POSIX and Windows) and the directory is fsynced. A crash, SIGKILL or full disk
+at any moment leaves either the old file or the new one, never a half-written one; on an error the temporary file is
+removed and the old file stays intact. Readers turn truncated or malformed files into one-line ``DataError``s that
+name the file and line, because a corrupt file must never be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import io
+import json
+import math
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+from chainforget.errors import DataError
+
+_HINTS = {
+    errno.ENOSPC: "no space left on device; free space and rerun",
+    errno.EDQUOT: "disk quota exceeded; free space and rerun",
+    errno.EACCES: "permission denied; fix the permissions or choose another --out",
+    errno.EPERM: "operation not permitted; fix the permissions or choose another --out",
+    errno.EROFS: "read-only file system; choose another --out",
+}
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> DataError:
+    """The one-line error for a failed write of ``path``."""
+    hint = _HINTS.get(exc.errno) or f"{exc.strerror or exc}; check the path and rerun"
+    return DataError(f"could not write {path}: {hint}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename; best effort where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # EINVAL on some file systems that do not support it
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces ``path`` atomically when the block exits without error.
+
+    On any exception the temporary file is removed and ``path`` is untouched; an ``OSError`` becomes a one-line
+    ``DataError`` (ENOSPC: "no space left on device; free space and rerun"), anything else propagates unchanged.
+    """
+    path = Path(path)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see ``atomic_open``)."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and +-Inf become null so the file is strict JSON that any tool (jq, JavaScript) can read."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict, deterministic JSON (non-finite floats as null, keys in insertion order)."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False, ensure_ascii=False)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as strict JSON (NaN/Inf stored as null) atomically."""
+    atomic_write_text(path, dumps_json(obj, indent) + "\n")
+
+
+def write_jsonl_gz(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Write one JSON object per line, gzip-compressed, atomically.
+
+    The gzip header carries no timestamp or file name, so the same rows always give the same bytes (a rerun after a
+    kill produces identical files).
+    """
+    with atomic_open(path) as handle:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
+            text = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
+            for row in rows:
+                text.write(dumps_json(row, indent=None))
+                text.write("\n")
+            text.flush()
+            text.detach()
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Load a JSON file; a missing or malformed file is a one-line ``DataError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"could not read {path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path} line {exc.lineno}: bad JSON ({exc.msg}); the {what} is corrupt: delete it and rerun"
+        ) from None
+
+
+def read_jsonl_gz(path: str | os.PathLike) -> list[dict]:
+    """Read a gzip JSON-lines file into a list of dicts.
+
+    A truncated or corrupt gzip stream, or a line that is not a JSON object, raises a ``DataError`` naming the file
+    and the 1-based line number (for a truncated stream: the first line that could not be read completely).
+    """
+    path = Path(path)
+    chunks: list[bytes] = []
+    try:
+        with gzip.open(path, "rb") as gz:
+            while chunk := gz.read1(1 << 20):
+                chunks.append(chunk)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; check the path") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        line = b"".join(chunks).count(b"\n") + 1
+        raise DataError(f"{path} line {line}: truncated or corrupt gzip ({exc}); delete the file and rerun") from None
+    except OSError as exc:
+        raise DataError(f"could not read {path}: {exc}") from None
+    rows: list[dict] = []
+    for lineno, raw in enumerate(b"".join(chunks).split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            msg = getattr(exc, "msg", None) or "not UTF-8"
+            raise DataError(f"{path} line {lineno}: bad JSON ({msg}); the file is corrupt: delete it and rerun") from None
+        if not isinstance(row, dict):
+            raise DataError(
+                f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}; "
+                f"the file is corrupt: delete it and rerun"
+            )
+        rows.append(row)
+    return rows

@@ -1,0 +1,260 @@
+"""The result store of one run directory ``runs/<run-id>/`` (layout and schema in docs/contracts.md).
+
+Why a store of its own: leaderboard, compare and plot read result files only, so these files are the product. They
+are JSON (never pickle), written atomically, validated against the schema on read, and a run counts as complete only
+when its ``DONE`` marker exists, which ``write_result`` writes last. A run killed at any moment is therefore either
+complete or visibly incomplete, never half-read.
+
+Layout::
+
+    runs/<run-id>/result.json                 the schema-versioned result (``write_result``)
+    runs/<run-id>/DONE                        completion marker: {"schema_version", "result_sha256"}
+    runs/<run-id>/records/step-<t>.jsonl.gz   per-example evaluation records of score-matrix row t
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from chainforget.benchmark.atomic import (
+    atomic_write_json,
+    atomic_write_text,
+    dumps_json,
+    read_json,
+    read_jsonl_gz,
+    write_error,
+    write_jsonl_gz,
+)
+from chainforget.errors import DataError
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+DONE_FILE = "DONE"
+RECORDS_DIR = "records"
+_STEP_RE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
+
+# key -> (allowed types, description); required keys first, then optional ones checked when present
+_REQUIRED: dict[str, tuple[tuple[type, ...], str]] = {
+    "run_id": ((str,), "a string"),
+    "spec": ((dict,), "an object"),
+    "tasks": ((list,), "a list of task names"),
+    "stages": ((list,), "a list of stage labels"),
+    "eval_tasks": ((list,), "a list of task names"),
+    "task_info": ((dict,), "an object"),
+    "score_matrix": ((list,), "a list of rows"),
+    "metrics": ((dict,), "an object"),
+}
+_OPTIONAL: dict[str, tuple[tuple[type, ...], str]] = {
+    "resolved_params": ((dict,), "an object"),
+    "versions": ((dict,), "an object"),
+    "git": ((str, type(None)), "a string or null"),
+    "fingerprints": ((dict,), "an object"),
+    "timings": ((dict,), "an object"),
+    "group_score_matrix": ((dict,), "an object"),
+    "group_sizes": ((dict,), "an object"),
+    "sharpness": ((list,), "a list"),
+}
+_RECORD_KEYS: dict[str, tuple[type, ...]] = {"task": (str,), "step": (int,), "id": (str,), "group": (str,)}
+
+
+def _corrupt(where: str, what: str) -> DataError:
+    return DataError(f"{where}: {what}; the file is corrupt or was edited: delete the run directory and rerun")
+
+
+def _is_number(x: Any) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def validate_result(result: Any, where: str = "result.json") -> dict:
+    """Check a result dict against schema version ``SCHEMA_VERSION``; return it or raise a one-line DataError."""
+    if not isinstance(result, dict):
+        raise _corrupt(where, f"expected a JSON object, got {type(result).__name__}")
+    version = result.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _corrupt(where, "no integer 'schema_version'")
+    if version != SCHEMA_VERSION:
+        fix = "upgrade chainforget or rerun into a new --out" if version > SCHEMA_VERSION else (
+            "rerun into a new --out (or read it with the older chainforget that wrote it)"
+        )
+        raise DataError(
+            f"{where} was written by schema version {version}; this chainforget reads version {SCHEMA_VERSION}: {fix}"
+        )
+    for key, (types, desc) in _REQUIRED.items():
+        if key not in result:
+            raise _corrupt(where, f"missing field {key!r}")
+        if not isinstance(result[key], types):
+            raise _corrupt(where, f"field {key!r} must be {desc}, got {type(result[key]).__name__}")
+    for key, (types, desc) in _OPTIONAL.items():
+        if key in result and not isinstance(result[key], types):
+            raise _corrupt(where, f"field {key!r} must be {desc}, got {type(result[key]).__name__}")
+    for key in ("tasks", "stages", "eval_tasks"):
+        if not all(isinstance(x, str) for x in result[key]):
+            raise _corrupt(where, f"field {key!r} must hold strings only")
+    matrix, n_rows, n_cols = result["score_matrix"], len(result["stages"]), len(result["eval_tasks"])
+    if len(matrix) != n_rows:
+        raise _corrupt(where, f"score_matrix has {len(matrix)} rows but there are {n_rows} stages")
+    for t, row in enumerate(matrix):
+        if not isinstance(row, list) or len(row) != n_cols or not all(_is_number(x) for x in row):
+            raise _corrupt(where, f"score_matrix row {t} must be {n_cols} numbers (one per eval task)")
+    for task in result["eval_tasks"]:
+        info = result["task_info"].get(task)
+        if not isinstance(info, dict) or info.get("kind") not in ("safety", "capability"):
+            raise _corrupt(where, f"task_info[{task!r}] must be an object with kind 'safety' or 'capability'")
+        trained_at = info.get("trained_at")
+        if trained_at is not None and (not isinstance(trained_at, int) or not 0 < trained_at < n_rows):
+            raise _corrupt(where, f"task_info[{task!r}].trained_at must be null or a row index in 1..{n_rows - 1}")
+    for name, per_key in result["metrics"].items():
+        if not isinstance(per_key, dict) or not all(isinstance(v, dict) for v in per_key.values()):
+            raise _corrupt(where, f"metrics[{name!r}] must map task names to objects")
+    return result
+
+
+def result_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / RESULT_FILE
+
+
+def write_result(run_dir: str | os.PathLike, result: dict) -> Path:
+    """Validate and write ``result.json`` atomically, then the ``DONE`` marker last; return the result path.
+
+    ``schema_version`` is filled in when absent. An existing marker is removed first, so a rewrite interrupted at
+    any point leaves the run incomplete rather than pairing the old marker with a new result.
+    """
+    run_dir = Path(run_dir)
+    result = {"schema_version": SCHEMA_VERSION, **result}
+    result.setdefault("records", f"{RECORDS_DIR}/")
+    result.setdefault("complete", True)
+    validate_result(json.loads(dumps_json(result)), str(result_path(run_dir)))
+    marker = run_dir / DONE_FILE
+    try:
+        marker.unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(marker, exc) from exc
+    text = dumps_json(result) + "\n"
+    atomic_write_text(result_path(run_dir), text)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    atomic_write_json(marker, {"schema_version": SCHEMA_VERSION, "result_sha256": digest})
+    return result_path(run_dir)
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """True when the run's result and its completion marker both exist."""
+    run_dir = Path(run_dir)
+    return (run_dir / DONE_FILE).is_file() and result_path(run_dir).is_file()
+
+
+def load_result(run_dir: str | os.PathLike) -> dict:
+    """Read and validate ``result.json`` of a complete run (one-line DataError otherwise)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir} is not a run directory; check the path")
+    if not is_complete(run_dir):
+        raise DataError(f"{run_dir}: incomplete run: rerun the same command to finish it")
+    raw = result_path(run_dir).read_bytes()
+    marker = read_json(run_dir / DONE_FILE, "completion marker")
+    if isinstance(marker, dict) and marker.get("result_sha256") not in (None, hashlib.sha256(raw).hexdigest()):
+        raise DataError(
+            f"{result_path(run_dir)} does not match its completion marker (changed after the run finished); "
+            f"delete the run directory and rerun"
+        )
+    try:
+        result = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(str(result_path(run_dir)), f"bad JSON ({getattr(exc, 'msg', exc)})") from None
+    return validate_result(result, str(run_dir))
+
+
+def records_path(run_dir: str | os.PathLike, step: int) -> Path:
+    return Path(run_dir) / RECORDS_DIR / f"step-{int(step)}.jsonl.gz"
+
+
+def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[dict]) -> Path:
+    """Write the evaluation records of score-matrix row ``step`` atomically; return the file path."""
+    path = records_path(run_dir, step)
+    write_jsonl_gz(path, records)
+    return path
+
+
+def record_steps(run_dir: str | os.PathLike) -> list[int]:
+    """The score-matrix rows whose records are on disk, ascending."""
+    folder = Path(run_dir) / RECORDS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_RE.match(p.name)))
+
+
+def load_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> list[dict]:
+    """All evaluation records of a run (or of the given ``steps``), in step order, checked for the key fields."""
+    wanted = record_steps(run_dir) if steps is None else sorted(set(steps))
+    out: list[dict] = []
+    for step in wanted:
+        path = records_path(run_dir, step)
+        for lineno, rec in enumerate(read_jsonl_gz(path), start=1):
+            for key, types in _RECORD_KEYS.items():
+                if not isinstance(rec.get(key), types) or isinstance(rec.get(key), bool):
+                    raise _corrupt(f"{path} line {lineno}", f"record field {key!r} is missing or has the wrong type")
+            if rec["step"] != step:
+                raise _corrupt(f"{path} line {lineno}", f"record has step {rec['step']} in the file of step {step}")
+            out.append(rec)
+    return out
+
+
+def load_run(run_dir: str | os.PathLike, with_records: bool = True) -> dict:
+    """``{"run_dir", "result", "records"}`` for one complete run: what compare and plots consume."""
+    return {
+        "run_dir": str(run_dir),
+        "result": load_result(run_dir),
+        "records": load_records(run_dir) if with_records else None,
+    }
+
+
+def _looks_like_run(path: Path) -> bool:
+    return (path / RESULT_FILE).is_file() or (path / DONE_FILE).is_file() or (path / RECORDS_DIR).is_dir()
+
+
+def find_runs(paths_or_globs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """Complete run directories under the given paths or globs, and one warning per incomplete run skipped.
+
+    Each argument may be a run directory, a directory holding run directories at any depth, a ``result.json``, or
+    a glob of these. An argument that matches nothing, or no run at all, is a one-line DataError (a typo should not
+    silently give an empty table).
+    """
+    found: dict[Path, None] = {}
+    warnings: list[str] = []
+    for arg in paths_or_globs:
+        text = os.fspath(arg)
+        matches = sorted(glob.glob(text)) if glob.has_magic(text) else ([text] if os.path.exists(text) else [])
+        if not matches:
+            raise DataError(f"no file or directory matches {text!r}; check the path")
+        candidates: list[Path] = []
+        for match in map(Path, matches):
+            if match.is_file() and match.name in (RESULT_FILE, DONE_FILE):
+                match = match.parent
+            if not match.is_dir():
+                continue
+            if _looks_like_run(match):
+                candidates.append(match)
+                continue
+            for root, dirs, _files in os.walk(match):
+                dirs.sort()
+                for name in list(dirs):
+                    if name.startswith("."):
+                        dirs.remove(name)
+                    elif _looks_like_run(Path(root) / name):
+                        candidates.append(Path(root) / name)
+                        dirs.remove(name)
+        if not candidates:
+            raise DataError(f"{text} holds no runs; pass run directories or the --out of a leaderboard")
+        for run in candidates:
+            if is_complete(run):
+                found.setdefault(run, None)
+            else:
+                msg = f"{run}: incomplete run skipped; rerun the same command to finish it"
+                if msg not in warnings:
+                    warnings.append(msg)
+    return sorted(found), warnings
