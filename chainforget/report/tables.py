@@ -1,0 +1,288 @@
+"""The leaderboard table: result dicts in, (headers, rows) out, rendered in one of six formats.
+
+One row per strategy and chain order (and per any other spec field that varies across the runs, e.g. finetune or
+learning_rate), aggregating seeds. Columns, for every safety task ``S`` and capability task ``C`` found in the runs::
+
+    strategy | chain | <varying fields> | seeds | S forgetting | S biased forgetting | C final | C vs naive
+
+Aggregation over seeds (``aggregate``): with one seed a cell shows the stored metric and its stored 95% bootstrap
+CI ("0.120 [0.050, 0.190]"); with n > 1 seeds it shows the mean over seeds and the across-seed 95% interval
+mean +- t(0.975, n-1) * sd / sqrt(n) (Student t, sd with n-1), which reflects seed-to-seed variation rather than
+example sampling. ``C final`` is the last score-matrix row (after every stage, a retune stage included).
+``C vs naive`` is the capability cost: final score minus naive's final score on the same chain, seed and other
+fields, aggregated the same way (negative = capability lost); blank for naive and where no naive run matches.
+A missing metric gives a blank cell, never a zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+import re
+from typing import Any, Iterable, Sequence
+
+from chainforget.errors import ConfigError
+
+FORMATS = ("github", "latex", "csv", "json", "html", "plain")
+_TABULATE_FMT = {"github": "github", "latex": "latex_booktabs", "html": "html", "plain": "simple"}
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+class Cell(str):
+    """A rendered table cell that keeps its numbers, so sorting does not re-parse text."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+
+    def __new__(cls, text: str, value: float | None = None, low: float | None = None, high: float | None = None):
+        cell = super().__new__(cls, text)
+        cell.value, cell.low, cell.high = value, low, high
+        return cell
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def t_quantile_975(df: int) -> float:
+    """Two-sided 95% Student t quantile (table up to 30 degrees of freedom, then a close approximation)."""
+    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df
+
+
+def aggregate(entries: Iterable[tuple[Any, Any, Any]]) -> tuple[float, float | None, float | None] | None:
+    """(value, ci_low, ci_high) over seeds: the single entry as stored, or the mean and across-seed t interval."""
+    clean = [(_num(v), _num(lo), _num(hi)) for v, lo, hi in entries]
+    clean = [e for e in clean if e[0] is not None]
+    if not clean:
+        return None
+    if len(clean) == 1:
+        return clean[0]
+    values = [e[0] for e in clean]
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def format_cell(agg: tuple[float, float | None, float | None] | None, digits: int = 3) -> Cell:
+    """'0.120 [0.050, 0.190]', '0.120' without a CI, '' when missing."""
+    if agg is None:
+        return Cell("")
+    value, low, high = agg
+    text = f"{value:.{digits}f}"
+    if low is not None and high is not None:
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return Cell(text, value, low, high)
+
+
+def spec_label(value: Any) -> str:
+    """A spec field as table text: chains as 'a,b', dicts as 'k=v' pairs."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(spec_label(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={spec_label(v)}" for k, v in sorted(value.items()))
+    return "" if value is None else str(value)
+
+
+def strategy_name(result: dict) -> str:
+    strategy = result.get("spec", {}).get("strategy")
+    if isinstance(strategy, dict):
+        strategy = strategy.get("name")
+    return str(strategy) if strategy else "?"
+
+
+def chain_label(result: dict) -> str:
+    return spec_label(result.get("spec", {}).get("chain") or result.get("tasks") or [])
+
+
+def task_kinds(results: Sequence[dict]) -> tuple[list[str], list[str]]:
+    """Safety and capability eval tasks over all runs, in order of first appearance."""
+    safety: list[str] = []
+    capability: list[str] = []
+    for result in results:
+        for task in result.get("eval_tasks", []):
+            kind = result.get("task_info", {}).get(task, {}).get("kind")
+            bucket = safety if kind == "safety" else capability if kind == "capability" else None
+            if bucket is not None and task not in bucket:
+                bucket.append(task)
+    return safety, capability
+
+
+def metric_entry(result: dict, metric: str, key: str) -> tuple[Any, Any, Any]:
+    entry = result.get("metrics", {}).get(metric, {}).get(key)
+    if not isinstance(entry, dict):
+        return (None, None, None)
+    return entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
+
+
+def final_score(result: dict, task: str) -> float | None:
+    """The task's score in the last score-matrix row, or None."""
+    try:
+        return _num(result["score_matrix"][-1][result["eval_tasks"].index(task)])
+    except (KeyError, IndexError, ValueError, TypeError):
+        return None
+
+
+def _is_strategy_key(key: str) -> bool:
+    return key.startswith("strategy") or key == "params"
+
+
+def strategy_params(result: dict) -> dict:
+    """The strategy's hyper-parameters: spec ones (``strategy_params`` or a dict strategy) then resolved ones."""
+    spec = result.get("spec", {})
+    params: dict = {}
+    if isinstance(spec.get("strategy"), dict):
+        params.update(spec["strategy"].get("params") or {})
+    for key, value in spec.items():
+        if key != "strategy" and _is_strategy_key(key) and isinstance(value, dict):
+            params.update(value)
+    params.update(result.get("resolved_params") or {})
+    return params
+
+
+def _varying_fields(results: Sequence[dict]) -> list[str]:
+    """Spec fields other than strategy (and its parameters), chain and seed that differ between runs."""
+    order: list[str] = []
+    seen: dict[str, set[str]] = {}
+    for result in results:
+        for key, value in result.get("spec", {}).items():
+            if key in ("chain", "seed") or _is_strategy_key(key):
+                continue
+            if key not in seen:
+                order.append(key)
+                seen[key] = set()
+            seen[key].add(json.dumps(value, sort_keys=True, default=str))
+    for key in order:  # a field absent from some runs also varies
+        if any(key not in r.get("spec", {}) for r in results):
+            seen[key].add("<absent>")
+    return [k for k in order if len(seen[k]) > 1]
+
+
+def _strategy_labels(results: Sequence[dict]) -> list[str]:
+    """Strategy names, suffixed with the resolved hyper-parameters that differ between runs of that strategy."""
+    by_name: dict[str, list[dict]] = {}
+    for r in results:
+        by_name.setdefault(strategy_name(r), []).append(strategy_params(r))
+    varying = {
+        name: sorted({k for p in params for k in p if len({json.dumps(q.get(k), default=str) for q in params}) > 1})
+        for name, params in by_name.items()
+    }
+    labels = []
+    for r in results:
+        name, params = strategy_name(r), strategy_params(r)
+        extra = [f"{k}={spec_label(params.get(k))}" for k in varying[name]]
+        labels.append(f"{name}({', '.join(extra)})" if extra else name)
+    return labels
+
+
+def leaderboard_rows(results: Sequence[dict], digits: int = 3) -> tuple[list[str], list[list[Cell]]]:
+    """Headers and rows of the leaderboard (see the module docstring for columns and aggregation)."""
+    results = list(results)
+    fields = _varying_fields(results)
+    labels = _strategy_labels(results)
+    safety, capability = task_kinds(results)
+
+    def axes(r: dict) -> tuple[str, ...]:
+        return tuple(spec_label(r.get("spec", {}).get(k)) for k in fields)
+
+    groups: dict[tuple, list[dict]] = {}
+    for label, r in zip(labels, results):
+        groups.setdefault((label, chain_label(r), *axes(r)), []).append(r)
+    naive = {(chain_label(r), r.get("spec", {}).get("seed"), axes(r)): r
+             for r in results if strategy_name(r) == "naive"}
+
+    headers = ["strategy", "chain", *fields, "seeds"]
+    headers += [h for t in safety for h in (f"{t} forgetting", f"{t} biased forgetting")]
+    headers += [f"{t} final" for t in capability] + [f"{t} vs naive" for t in capability]
+
+    chain_order = list(dict.fromkeys(chain_label(r) for r in results))
+    keys = sorted(groups, key=lambda k: (chain_order.index(k[1]), k[0] != "naive", k[0], k[2:]))
+    rows = []
+    for key in keys:
+        runs = groups[key]
+        row = [Cell(key[0]), Cell(key[1]), *map(Cell, key[2:]), Cell(str(len(runs)), len(runs))]
+        for t in safety:
+            row.append(format_cell(aggregate(metric_entry(r, "forgetting", t) for r in runs), digits))
+            row.append(format_cell(aggregate(metric_entry(r, "biased_forgetting", t) for r in runs), digits))
+        for t in capability:
+            row.append(format_cell(aggregate((final_score(r, t), None, None) for r in runs), digits))
+        for t in capability:
+            diffs = []
+            for r in runs:
+                base = naive.get((chain_label(r), r.get("spec", {}).get("seed"), axes(r)))
+                mine, theirs = final_score(r, t), final_score(base, t) if base is not None else None
+                if strategy_name(r) != "naive" and mine is not None and theirs is not None:
+                    diffs.append((mine - theirs, None, None))
+            row.append(format_cell(aggregate(diffs), digits))
+        rows.append(row)
+    return headers, rows
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "_", name.strip().lower())
+
+
+def column_index(headers: Sequence[str], key: str) -> int:
+    """Index of a column by name (case, spaces, '_' and '-' ignored); one-line ConfigError with did-you-mean."""
+    normed = [_norm(h) for h in headers]
+    if _norm(key) in normed:
+        return normed.index(_norm(key))
+    close = difflib.get_close_matches(_norm(key), normed, n=1, cutoff=0.5)
+    hint = f"did you mean {headers[normed.index(close[0])]!r}? " if close else ""
+    raise ConfigError(f"unknown sort column {key!r}; {hint}columns: {', '.join(headers)}")
+
+
+def _sort_value(cell: Any) -> float | str | None:
+    value = getattr(cell, "value", None)
+    if value is not None:
+        return value
+    text = "" if cell is None else str(cell)
+    match = _NUMBER.match(text)
+    if match:
+        return float(match.group(1))
+    return text or None
+
+
+def sort_rows(rows: Sequence[Sequence[Any]], headers: Sequence[str], key: str, descending: bool = False) -> list:
+    """Rows sorted by column ``key`` (numbers numerically, text alphabetically); blank cells always last."""
+    idx = column_index(headers, key)
+    keyed = [(_sort_value(row[idx]), row) for row in rows]
+    blank = [row for v, row in keyed if v is None]
+    numbers = [(v, row) for v, row in keyed if isinstance(v, float)]
+    texts = [(v, row) for v, row in keyed if isinstance(v, str)]
+    ordered = [row for _, row in sorted(numbers, key=lambda p: p[0], reverse=descending)]
+    ordered += [row for _, row in sorted(texts, key=lambda p: p[0], reverse=descending)]
+    return ordered + blank
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "github") -> str:
+    """Render as github|latex|csv|json|html|plain. CSV and JSON (a list of objects) load back losslessly."""
+    if fmt not in FORMATS:
+        close = difflib.get_close_matches(str(fmt), FORMATS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown table format {fmt!r}; {hint}choose one of {', '.join(FORMATS)}")
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    headers = [str(h) for h in headers]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(cells)
+        return buf.getvalue()
+    if fmt == "json":
+        return json.dumps([dict(zip(headers, row)) for row in cells], indent=2, ensure_ascii=False) + "\n"
+    from tabulate import tabulate
+
+    numeric = [all(_NUMBER.match(row[j]) for row in cells if row[j]) and any(row[j] for row in cells)
+               for j in range(len(headers))]
+    align = ["right" if n else "left" for n in numeric]
+    return tabulate(cells, headers=headers, tablefmt=_TABULATE_FMT[fmt], disable_numparse=True, colalign=align)
