@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 from chainforget.errors import ConfigError
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_ARTICLE = {"int": "an", "float": "a", "str": "a", "bool": "a"}
 
 
 @dataclass(frozen=True)
@@ -44,27 +45,32 @@ class Param:
                 else:
                     value = float(text)
             except ValueError:
-                raise ConfigError(f"{where} must be a {self.type}, got {value!r}") from None
+                raise ConfigError(f"{where} must be {_ARTICLE[self.type]} {self.type}, got {value!r}") from None
         if py is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if py is bool and not isinstance(value, bool) or py is not bool and (
                 isinstance(value, bool) or not isinstance(value, py)):
-            raise ConfigError(f"{where} must be a {self.type}, got {value!r}")
+            raise ConfigError(f"{where} must be {_ARTICLE[self.type]} {self.type}, got {value!r}")
         if py in (int, float):
             if value != value or value in (float("inf"), float("-inf")):
                 raise ConfigError(f"{where} must be a finite number, got {value!r}")
             if self.low is not None and value < self.low or self.high is not None and value > self.high:
-                raise ConfigError(f"{where} must be in [{self.low}, {self.high}], got {value!r}")
+                raise ConfigError(f"{where} must be in{self._range()}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{where} must be one of {', '.join(self.choices)}, got {value!r}")
         return value
+
+    def _range(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f" [{low}, {high}]"
 
     def describe(self) -> str:
         rng = ""
         if self.choices:
             rng = " {" + "|".join(self.choices) + "}"
         elif self.low is not None or self.high is not None:
-            rng = f" [{self.low if self.low is not None else '-inf'}, {self.high if self.high is not None else 'inf'}]"
+            rng = self._range()
         return f"{self.name}={self.default!r} ({self.type}{rng}): {self.help}"
 
 
@@ -127,3 +133,45 @@ class StrategySpec:
         if not verbose:
             return {"hyper-parameters": ", ".join(p.name for p in self.params)}
         return {"hyper-parameters": "\n".join(p.describe() for p in self.params)}
+
+
+def naive_until_first_step(name: str) -> Callable[[Mapping[str, Any], int], Mapping[str, Any]]:
+    """Signature of a strategy that trains exactly like ``naive`` at chain step 0 (nothing to remember yet).
+
+    Its first step then shares the naive run's checkpoint; later steps are keyed by the strategy and its params.
+    """
+
+    def signature(params: Mapping[str, Any], step: int) -> Mapping[str, Any]:
+        if step == 0:
+            return {"strategy": "naive"}
+        return {"strategy": name, "params": dict(params)}
+
+    return signature
+
+
+class StrategyPlugin:
+    """Optional base for strategy plugins: what Avalanche's ``SupervisedPlugin`` offers, without importing torch.
+
+    Avalanche calls a plugin's callbacks by name (``before_backward(strategy)``, ...) when they exist, so a plugin
+    defines only the callbacks it needs (names must be ``SupervisedPlugin`` callback names). Subclassing
+    ``avalanche.core.SupervisedPlugin`` works too; this base keeps strategy modules importable by ``chainforget
+    list``. ``state_dict`` / ``load_state_dict`` carry plugin state through checkpoints (tensors or JSON values).
+    """
+
+    supports_distributed = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def chain_step(strategy: Any, context: StrategyContext) -> int:
+    """0-based chain step of the experience being trained (``experience.current_experience``, else chain index)."""
+    exp = getattr(strategy, "experience", None)
+    step = getattr(exp, "current_experience", None)
+    if isinstance(step, int):
+        return step
+    name = getattr(strategy, "task_name", None)
+    return context.chain.index(name) if name in context.chain else len(context.chain)

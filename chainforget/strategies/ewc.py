@@ -1,0 +1,205 @@
+"""``ewc``: elastic weight consolidation (Kirkpatrick et al. 2017) with a diagonal Fisher over trainable weights.
+
+Importance: the empirical diagonal Fisher of the experience just trained, ``F = mean_i (d loss_i / d w)^2``, where
+``loss_i`` is example i's mean target-token cross-entropy (one backward per example, so ``F`` is a true per-sample
+estimate, not the square of a batch mean), over ``fisher_samples`` seeded examples of that experience's training
+data. Only parameters with ``requires_grad`` count, so with LoRA the importances are over adapter weights only.
+
+Penalty, added to every micro-batch's loss in ``before_backward``::
+
+    lambda / 2 * sum_k sum_j F_k[j] * (w[j] - w*_k[j])^2 * strategy.mb_weight
+
+(``mb_weight`` makes the per-optimizer-step total independent of the micro-batch size). ``online`` (default,
+Schwarz et al. 2018) keeps ONE Fisher ``F = decay * F + F_t`` and ONE anchor (the latest weights), so memory stays
+two copies of the trainable weights however long the chain; ``separate`` keeps one (F_k, w*_k) per earlier task.
+
+Scale of lambda: the Fisher is in per-token loss units (the training loss is a per-token mean too), so
+``lambda * F * dw^2 / 2`` compares directly with the per-token cross-entropy. Per-token Fisher entries of a small
+LM are tiny (mostly 1e-8..1e-4), hence the large default (1e4): on SmolLM2-135M with the default learning rate the
+penalty then reaches the order of the cross-entropy within one experience; raise it for stronger retention.
+
+When the Fisher is computed: at the start of chain step t >= 1, for task t-1, on the weights the model has then
+(exactly the weights after step t-1). This equals computing it at the end of step t-1, costs nothing after the last
+step, and works when step t-1 was loaded from a shared naive checkpoint (which carries no EWC state).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Mapping
+
+from chainforget.errors import TrainingError
+from chainforget.strategies.base import (Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step,
+                                         naive_until_first_step)
+
+PARAMS = (
+    Param("lambda", "float", 1e4, "strength of the quadratic pull toward earlier tasks' weights", low=0.0, high=1e12),
+    Param("mode", "str", "online", "online: one decayed Fisher + one anchor; separate: one pair per earlier task",
+          choices=("online", "separate")),
+    Param("decay", "float", 1.0, "online mode: the running Fisher is multiplied by this before adding a new one",
+          low=0.0, high=1.0),
+    Param("fisher_samples", "int", 64, "examples of each finished task used for its Fisher (0 = all)", low=0),
+)
+
+
+def trainable(model) -> list[tuple[str, Any]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def diagonal_fisher(model, batches, loss_fn) -> dict[str, Any]:
+    """Mean over ``batches`` of squared gradients of ``loss_fn(model, batch)``, for trainable parameters only.
+
+    ``.grad`` is left untouched (``torch.autograd.grad``), and the model is put in eval mode (no dropout) meanwhile.
+    """
+    import torch
+
+    named = trainable(model)
+    fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in named}
+    count = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            loss = loss_fn(model, batch)
+            grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+            for (n, _), g in zip(named, grads):
+                if g is not None:
+                    fisher[n] += g.detach().float() ** 2
+            count += 1
+    finally:
+        model.train(was_training)
+    if count:
+        for n in fisher:
+            fisher[n] /= count
+    return fisher
+
+
+def ewc_penalty(model, fishers: list[dict[str, Any]], anchors: list[dict[str, Any]]):
+    """``sum_k sum_j F_k[j] (w[j] - w*_k[j])^2`` over trainable parameters (without lambda / 2)."""
+    total = None
+    params = dict(trainable(model))
+    for fisher, anchor in zip(fishers, anchors):
+        for n, f in fisher.items():
+            p = params.get(n)
+            if p is None:
+                continue
+            term = (f * (p.float() - anchor[n]) ** 2).sum()
+            total = term if total is None else total + term
+    return total
+
+
+class EWCPlugin(StrategyPlugin):
+    """Consolidates each finished task's Fisher and anchor, and adds the EWC penalty to every micro-batch."""
+
+    def __init__(self, params: Mapping[str, Any], context: StrategyContext):
+        self.lam, self.mode, self.decay = params["lambda"], params["mode"], params["decay"]
+        self.samples, self.context = params["fisher_samples"], context
+        self.fishers: list[dict[str, Any]] = []
+        self.anchors: list[dict[str, Any]] = []
+        self.consolidated: list[int] = []  # chain steps whose Fisher is in self.fishers
+        self.last_penalty: float | None = None
+
+    # -- consolidation --------------------------------------------------------------------------------------
+    def fisher_examples(self, step: int) -> list[Any]:
+        task = self.context.chain[step]
+        examples = list(self.context.train_examples[task])
+        if self.samples and len(examples) > self.samples:
+            chosen = set(random.Random(f"ewc:{self.context.seed}:{task}").sample(range(len(examples)),
+                                                                                self.samples))
+            examples = [ex for i, ex in enumerate(examples) if i in chosen]
+        return examples
+
+    def consolidate(self, strategy, step: int) -> None:
+        """Fisher of chain step ``step``'s task at the current weights; the anchor is the current weights."""
+        from chainforget.engine.collate import collate, encode_examples
+        from chainforget.engine.training import target_token_loss
+
+        tok = strategy.tokenizer
+        encoded = encode_examples(tok, self.fisher_examples(step), strategy.train_cfg.max_length)
+        device = next(strategy.model.parameters()).device
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+        def batches():
+            for enc in encoded:
+                b = collate([enc], pad)
+                yield {k: (v.to(device) if hasattr(v, "to") else v) for k, v in b.items()}
+
+        def loss_fn(model, b):
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            return target_token_loss(logits, b["labels"], "mean")
+
+        fisher = diagonal_fisher(strategy.model, batches(), loss_fn)
+        anchor = {n: p.detach().float().clone() for n, p in trainable(strategy.model)}
+        if self.mode == "online" and self.fishers:
+            fisher = {n: self.decay * self.fishers[0][n] + f for n, f in fisher.items()}
+            self.fishers, self.anchors = [fisher], [anchor]
+        else:
+            self.fishers.append(fisher)
+            self.anchors.append(anchor)
+        self.consolidated.append(step)
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.to(next(strategy.model.parameters()).device)
+        step = chain_step(strategy, self.context)
+        if step == 0 or step > len(self.context.chain):
+            return
+        done = set(self.consolidated)
+        if step - 1 in done:
+            return
+        missing = [s for s in range(step - 1) if s not in done]
+        if missing:
+            raise TrainingError(f"ewc has no Fisher for chain steps {missing} (its checkpoint state was not "
+                                f"restored); rerun the chain from the start without reusing those checkpoints")
+        self.consolidate(strategy, step - 1)
+
+    # -- penalty ----------------------------------------------------------------------------------------------
+    def before_backward(self, strategy, **kwargs):
+        if not self.fishers or self.lam == 0:
+            return
+        penalty = ewc_penalty(strategy.model, self.fishers, self.anchors)
+        if penalty is None:
+            return
+        self.last_penalty = float(penalty)
+        strategy.loss = strategy.loss + (self.lam / 2) * penalty * strategy.mb_weight
+
+    # -- checkpoint state -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"mode": self.mode, "consolidated": list(self.consolidated)}
+        for k, (fisher, anchor) in enumerate(zip(self.fishers, self.anchors)):
+            for n in fisher:
+                state[f"fisher.{k}.{n}"] = fisher[n].detach().cpu().contiguous()
+                state[f"anchor.{k}.{n}"] = anchor[n].detach().cpu().contiguous()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("mode", self.mode) != self.mode:
+            raise TrainingError(f"ewc checkpoint was written in mode {state['mode']!r}, this run uses "
+                                f"{self.mode!r}; resume with the same ewc.mode")
+        self.consolidated = [int(s) for s in state.get("consolidated", [])]
+        fishers: dict[int, dict[str, Any]] = {}
+        anchors: dict[int, dict[str, Any]] = {}
+        for key, value in state.items():
+            for prefix, target in (("fisher.", fishers), ("anchor.", anchors)):
+                if key.startswith(prefix):
+                    k, name = key[len(prefix):].split(".", 1)
+                    target.setdefault(int(k), {})[name] = value
+        self.fishers = [fishers[k] for k in sorted(fishers)]
+        self.anchors = [anchors[k] for k in sorted(anchors)]
+
+    def to(self, device) -> None:
+        """Move the stored Fisher and anchors next to the model (after loading a CPU checkpoint)."""
+        self.fishers = [{n: t.to(device) for n, t in f.items()} for f in self.fishers]
+        self.anchors = [{n: t.to(device) for n, t in a.items()} for a in self.anchors]
+
+
+def make_plugins(params: Mapping[str, Any], ctx: StrategyContext) -> list:
+    return [EWCPlugin(params, ctx)]
+
+
+SPEC = StrategySpec(
+    name="ewc",
+    description="elastic weight consolidation: diagonal Fisher over trainable weights (LoRA-aware), online",
+    params=PARAMS,
+    make_plugins=make_plugins,
+    train_signature=naive_until_first_step("ewc"),
+)
