@@ -1,0 +1,375 @@
+"""``CausalLMTemplate``: Avalanche's ``SupervisedTemplate`` taught to fine-tune and score Hugging Face causal LMs.
+
+It overrides template pieces only (dataloader, epoch loop, forward, criterion, backward, optimizer step, eval
+epoch), so every Avalanche plugin hook fires in Avalanche's order. One Avalanche iteration is one optimizer step made
+of gradient-accumulation micro-batches; see docs/contracts.md ("Engine: the causal-LM template") for what plugins
+may rely on. Devices and mixed precision come from ``accelerate``.
+
+Which task an experience belongs to: ``experience.task_name`` if the stream set it, else the names registered with
+``set_task_names(stream_name, names)`` / ``use_benchmark(chain_benchmark)``. Task specs for scoring come from the
+``tasks`` mapping (name -> Task or TaskSpec), falling back to the task registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+
+from chainforget.engine.collate import TrainBatches, encode_examples
+from chainforget.engine.logs import ChainMetric, QuietEvaluator
+from chainforget.engine.training import (TrainConfig, apply_finetune, make_optimizer, make_scheduler,
+                                         target_token_loss, trainable_parameters)
+from chainforget.errors import ConfigError, DataError, TrainingError
+
+
+def _accelerator(cfg: TrainConfig, device):
+    from accelerate import Accelerator
+
+    kind = torch.device(device).type if device is not None else None
+    if cfg.mixed_precision == "fp16" and not (torch.cuda.is_available() and kind in (None, "cuda")):
+        raise ConfigError("mixed_precision fp16 needs a CUDA GPU; use --mixed-precision bf16 or no on this device")
+    if cfg.mixed_precision == "bf16" and kind != "cpu" and torch.cuda.is_available() \
+            and not torch.cuda.is_bf16_supported():
+        raise ConfigError("this GPU does not support bf16; use --mixed-precision fp16 or no")
+    return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
+
+
+class CausalLMTemplate(SupervisedTemplate):
+    """Chained fine-tuning of a causal LM (full or LoRA) plus per-example scoring, as an Avalanche strategy."""
+
+    def __init__(self, model, tokenizer, train_cfg: TrainConfig | Mapping[str, Any] | None = None,
+                 plugins: Sequence[Any] = (), evaluator=None, device=None, eval_batch_size: int = 16,
+                 progress: bool = True, tasks: Mapping[str, Any] | None = None, loggers: Sequence[Any] = ()):
+        cfg = train_cfg if isinstance(train_cfg, TrainConfig) else TrainConfig.from_mapping(train_cfg)
+        if eval_batch_size < 1:
+            raise ConfigError(f"eval batch size must be >= 1, got {eval_batch_size}; pass a positive number")
+        self.accelerator = _accelerator(cfg, device)
+        self.train_cfg, self.tokenizer, self.progress = cfg, tokenizer, progress
+        model = apply_finetune(model, cfg)
+        self._train_model = self.accelerator.prepare_model(model)  # DDP-wrapped under `accelerate launch`
+        if evaluator is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Avalanche warns when there are no loggers: that is the point
+                evaluator = QuietEvaluator(ChainMetric(), loggers=list(loggers))
+        super().__init__(model=model, optimizer=make_optimizer(model, cfg), train_mb_size=cfg.micro_batch_size,
+                         train_epochs=cfg.epochs, eval_mb_size=eval_batch_size, device=self.accelerator.device,
+                         plugins=list(plugins), evaluator=evaluator, eval_every=-1)
+        self.tasks: dict[str, Any] = dict(tasks or {})
+        self.scheduler = None
+        self.task_name: str | None = None
+        self.mb_weight = 1.0
+        self.eval_records: dict[str, list[dict]] = {}
+        self.eval_step = 0
+        self.total_steps = 0  # optimizer steps planned for the current experience
+        self.exp_step = 0  # optimizer steps done in the current experience
+        self.optimizer_steps_total = 0
+        self.trained_experiences = 0
+        self.skipped_experiences = 0
+        self.last_loss = float("nan")
+        self.last_grad_norm = float("nan")
+        self.step_losses: list[float] = []
+        self.train_stats: dict[str, float] = {}
+        self.truncated_examples = 0
+        self._stream_tasks: dict[tuple[str, int], str] = {}
+        self._task_by_id: dict[str, str] = {}
+        self._opt_batch = None
+        self._batch_tokens = 1
+        self._in_micro = False
+        self._pbar = None
+        self._params: list[torch.Tensor] = []
+        self._tokens, self._t0 = 0, 0.0
+
+    # ----------------------------------------------------------------------------------------- task bookkeeping
+    def set_task_names(self, stream_name: str, names: Sequence[str]) -> None:
+        """Declare that experience i of stream ``stream_name`` holds task ``names[i]``."""
+        for i, name in enumerate(names):
+            self._stream_tasks[(stream_name, i)] = name
+
+    def use_benchmark(self, bench) -> None:
+        """Read task names from a ``ChainBenchmark`` (``train_task_names`` / ``eval_task_names``)."""
+        self.set_task_names(bench.train_stream.name, bench.train_task_names)
+        self.set_task_names(bench.test_stream.name, bench.eval_task_names)
+
+    def task_name_of(self, experience) -> str:
+        name = getattr(experience, "task_name", None)
+        if name:
+            return str(name)
+        with experience.no_attribute_masking():
+            key = (experience.origin_stream.name, experience.current_experience)
+        if key in self._stream_tasks:
+            return self._stream_tasks[key]
+        raise ConfigError(f"cannot tell which task experience {key[1]} of stream {key[0]!r} holds; set "
+                          f"experience.task_name or call set_task_names()/use_benchmark() on the template")
+
+    def _enter_experience(self) -> None:
+        self.task_name = self.task_name_of(self.experience)
+        for ex in self.experience.dataset:
+            self._task_by_id.setdefault(str(ex.id), self.task_name)
+
+    def _task_of(self, ex) -> str:
+        meta = getattr(ex, "meta", None) or {}
+        return str(meta.get("task") or self._task_by_id.get(str(ex.id)) or self.task_name)
+
+    def _spec(self, name: str):
+        task = self.tasks.get(name)
+        if task is None:
+            from chainforget.plugins import registries
+
+            task = registries("tasks").get(name)
+        return getattr(task, "spec", task)
+
+    # ---------------------------------------------------------------------------------------------- training
+    def _before_training_exp(self, **kwargs):
+        self._enter_experience()
+        super()._before_training_exp(**kwargs)
+
+    def make_train_dataloader(self, **kwargs):
+        """Tokenise the adapted dataset (plugins may have added replay data) into seeded optimizer batches."""
+        cfg, ds = self.train_cfg, self.adapted_dataset
+        examples = [ds[i] for i in range(len(ds))]
+        encoded = encode_examples(self.tokenizer, examples, cfg.max_length, self._task_of)
+        if not encoded:
+            raise DataError(f"experience {self.clock.train_exp_counter + 1} (task {self.task_name}) has no "
+                            f"examples with target tokens; check the task's data or --limit-train")
+        self.truncated_examples = sum(e.truncated for e in encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        procs = self.accelerator.num_processes
+        if cfg.batch_size < procs:
+            raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {procs} processes; raise "
+                              f"--batch-size to at least {procs}")
+        self.dataloader = TrainBatches(encoded, batch_size=cfg.batch_size, micro_batch_size=cfg.micro_batch_size,
+                                       seed=cfg.seed * 7919 + self.clock.train_exp_counter,
+                                       sort_by_length=cfg.sort_by_length, pad_id=pad,
+                                       process_index=self.accelerator.process_index, num_processes=procs)
+        steps = len(self.dataloader) * cfg.epochs
+        self.total_steps = steps if cfg.max_steps is None else min(steps, cfg.max_steps)
+
+    def model_adaptation(self, model=None):
+        return self.model if model is None else model  # HF models have no Avalanche dynamic modules
+
+    def check_model_and_optimizer(self, **kwargs):
+        self.make_optimizer(**kwargs)
+
+    def make_optimizer(self, **kwargs):
+        """A fresh AdamW and LR schedule for every experience (each chain step is a new fine-tuning run)."""
+        old = self.optimizer
+        raw = make_optimizer(self.model, self.train_cfg)
+        acc = self.accelerator
+        acc._optimizers = [o for o in acc._optimizers if o is not old]  # do not keep old AdamW states alive
+        self.optimizer = acc.prepare_optimizer(raw, device_placement=False)
+        self.scheduler = make_scheduler(raw, self.train_cfg, max(1, self.total_steps))
+        self._params = [p for _, p in trainable_parameters(self.model)]
+
+    def _train_exp(self, experience, eval_streams=None, **kwargs):
+        from tqdm.auto import tqdm
+
+        self.exp_step, self.step_losses = 0, []
+        self._tokens, self._t0 = 0, time.perf_counter()
+        self._pbar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True, disable=not self.progress,
+                          desc=f"train {self.clock.train_exp_counter + 1}:{self.task_name}")
+        try:
+            super()._train_exp(experience, eval_streams, **kwargs)
+        finally:
+            self._pbar.close()
+            self._pbar = None
+        seconds = time.perf_counter() - self._t0
+        self.train_stats = {"steps": self.exp_step, "tokens": self._tokens, "seconds": seconds,
+                            "tokens_per_s": self._tokens / seconds if seconds > 0 else 0.0}
+        self.trained_experiences += 1
+
+    @property
+    def tokens_per_second(self) -> float:
+        seconds = time.perf_counter() - self._t0 if self._pbar is not None else self.train_stats.get("seconds", 0)
+        tokens = self._tokens if self._pbar is not None else self.train_stats.get("tokens", 0)
+        return tokens / seconds if seconds else 0.0
+
+    def training_epoch(self, **kwargs):
+        """One Avalanche iteration per optimizer step; micro-batches inside it (see the contract for hook order)."""
+        if self.exp_step >= self.total_steps:
+            return  # max_steps reached in an earlier epoch
+        for batch in self.dataloader:
+            if self._stop_training or self.exp_step >= self.total_steps:
+                break
+            self._opt_batch, self._batch_tokens = batch, max(1, batch.n_target)
+            self.mbatch = batch.micro_batches[0]
+            self._before_training_iteration(**kwargs)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._step_loss = torch.zeros((), device=self.device)
+            last = len(batch.micro_batches) - 1
+            for k, mb in enumerate(batch.micro_batches):
+                self.mbatch = mb
+                self._unpack_minibatch()
+                self.mb_weight = mb["n_target"] / self._batch_tokens
+                sync = contextlib.nullcontext()
+                if k < last and self.accelerator.num_processes > 1:
+                    sync = self.accelerator.no_sync(self._train_model)
+                with sync:
+                    self._in_micro = True
+                    self._before_forward(**kwargs)
+                    self.mb_output = self.forward()
+                    self._after_forward(**kwargs)
+                    self.loss = self.criterion()
+                    self._before_backward(**kwargs)
+                    self.backward()
+                    self._after_backward(**kwargs)
+                    self._in_micro = False
+                self._tokens += mb["n_tokens"]
+            self._before_update(**kwargs)
+            self.optimizer_step()
+            self._after_update(**kwargs)
+            self._after_training_iteration(**kwargs)
+            if self._pbar is not None:
+                self._pbar.set_postfix(loss=f"{self.last_loss:.4f}", tok_s=f"{self.tokens_per_second:.0f}",
+                                       refresh=False)
+                self._pbar.update(1)
+
+    def _unpack_minibatch(self):
+        mb = self.mbatch
+        for key, value in mb.items():
+            if isinstance(value, torch.Tensor) and value.device != self.device:
+                mb[key] = value.to(self.device, non_blocking=True)
+
+    @property
+    def mb_x(self):
+        return self.mbatch["input_ids"]
+
+    @property
+    def mb_y(self):
+        return self.mbatch["labels"]
+
+    def forward(self):
+        mb = self.mbatch
+        return self._train_model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
+                                 use_cache=False).logits
+
+    def target_token_loss(self, logits, labels, reduction: str = "sum"):
+        return target_token_loss(logits, labels, reduction)
+
+    def criterion(self):
+        """Summed target-token CE over the optimizer batch's target-token count (x processes, undoing DDP's mean)."""
+        loss = target_token_loss(self.mb_output, self.mbatch["labels"], "sum") / self._batch_tokens
+        procs = self.accelerator.num_processes
+        return loss * procs if procs > 1 else loss
+
+    def backward(self):
+        self.accelerator.backward(self.loss, retain_graph=self.retain_graph)
+        self._step_loss = self._step_loss + self.loss.detach()
+
+    def recompute_loss_and_backward(self, scope: str = "auto") -> float:
+        """Re-run forward + criterion + backward (gradients add to ``.grad``), e.g. for SAM's second pass.
+
+        ``scope``: ``micro_batch`` (the current one), ``optimizer_batch`` (all its micro-batches) or ``auto``
+        (the current micro-batch when called from a micro-batch hook, the whole optimizer batch otherwise).
+        Plugin penalties are not re-added. Returns the recomputed loss.
+        """
+        if scope == "auto":
+            scope = "micro_batch" if self._in_micro else "optimizer_batch"
+        if scope not in ("micro_batch", "optimizer_batch"):
+            raise ValueError(f"scope must be auto, micro_batch or optimizer_batch, got {scope!r}")
+        saved = self.mbatch, self.mb_output, self.loss
+        batches = [self.mbatch] if scope == "micro_batch" else self._opt_batch.micro_batches
+        total = 0.0
+        try:
+            for mb in batches:
+                self.mbatch = mb
+                self._unpack_minibatch()
+                self.mb_output = self.forward()
+                loss = self.criterion()
+                self.accelerator.backward(loss)
+                total += float(loss.detach())
+        finally:
+            self.mbatch, self.mb_output, self.loss = saved
+        return total
+
+    def _fault(self, what: str, value: float) -> str:
+        return (f"non-finite {what} ({value}) in experience {self.clock.train_exp_counter + 1} (task "
+                f"{self.task_name}) at optimizer step {self.exp_step + 1}; lower --lr or --max-grad-norm, or "
+                f"check that task's data; weights were not updated and the last complete checkpoint is kept")
+
+    def optimizer_step(self):
+        """Clip, refuse non-finite loss or gradient norm (weights untouched), step AdamW and the schedule."""
+        cfg = self.train_cfg
+        loss = float(self._step_loss) / self.accelerator.num_processes
+        if not math.isfinite(loss):
+            raise TrainingError(self._fault("loss", loss))
+        if cfg.max_grad_norm > 0:
+            norm = self.accelerator.clip_grad_norm_(self._params, cfg.max_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self._params if p.grad is not None])
+        norm = float(norm)
+        if not math.isfinite(norm) and cfg.mixed_precision != "fp16":  # fp16: the grad scaler skips the step
+            raise TrainingError(self._fault("gradient norm", norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.last_loss, self.last_grad_norm = loss, norm
+        self.step_losses.append(loss)
+        self.exp_step += 1
+        self.optimizer_steps_total += 1
+
+    # ------------------------------------------------------------------------------------------ prefix reuse
+    def skip_training(self, experiences, **kwargs) -> None:
+        """Walk experiences as ``train`` would (datasets, dataloader, fresh optimizer, every experience-level hook)
+        but run no epoch: for weights loaded from a checkpoint, so plugins (replay, EWC, LwF) build their
+        post-experience state exactly as after real training."""
+        exps = list(experiences) if isinstance(experiences, Iterable) else [experiences]
+        self.is_training, self._stop_training = True, False
+        self.model.train()
+        self._eval_streams = []
+        self._before_training(**kwargs)
+        for self.experience in exps:
+            self._before_training_exp(**kwargs)
+            self.skipped_experiences += 1
+            self._after_training_exp(**kwargs)
+        self._after_training(**kwargs)
+        self._train_cleanup()
+
+    def engine_state(self) -> dict[str, Any]:
+        """JSON-able counters (Avalanche clock, steps) for checkpoints; ``load_engine_state`` restores them."""
+        clock = {k: v for k, v in vars(self.clock).items() if isinstance(v, int)}
+        return {"clock": clock, "optimizer_steps_total": self.optimizer_steps_total,
+                "trained_experiences": self.trained_experiences, "skipped_experiences": self.skipped_experiences}
+
+    def load_engine_state(self, state: Mapping[str, Any]) -> None:
+        for key, value in state.get("clock", {}).items():
+            setattr(self.clock, key, value)
+        for key in ("optimizer_steps_total", "trained_experiences", "skipped_experiences"):
+            setattr(self, key, int(state.get(key, getattr(self, key))))
+
+    # -------------------------------------------------------------------------------------------- evaluation
+    def eval(self, exp_list, step: int | None = None, **kwargs):
+        """Score every experience of ``exp_list``; ``eval_records[task]`` gets one record per example.
+
+        ``step`` is the score-matrix row (default: training experiences done so far, 0 = base model).
+        """
+        self.eval_step = self.clock.train_exp_counter if step is None else int(step)
+        self.eval_records = {}
+        return super().eval(exp_list, **kwargs)
+
+    def _before_eval_exp(self, **kwargs):
+        self._enter_experience()
+        super()._before_eval_exp(**kwargs)
+
+    def make_eval_dataloader(self, **kwargs):
+        self.dataloader = []  # the scorer batches by itself (shared prompts, options, generation)
+
+    def eval_epoch(self, **kwargs):
+        from chainforget.engine.scoring import score_examples
+
+        ds = self.adapted_dataset
+        examples = [ds[i] for i in range(len(ds))]
+        with self.accelerator.autocast():
+            records = score_examples(self.model, self.tokenizer, self._spec(self.task_name), examples,
+                                     step=self.eval_step, batch_size=self.eval_mb_size, progress=self.progress,
+                                     device=self.device)
+        self.eval_records[self.task_name] = records
+
+
+# Avalanche wraps every template __init__ to warn about positional arguments; this one takes them by design.
+CausalLMTemplate.__init__ = CausalLMTemplate.__init__.__wrapped__
