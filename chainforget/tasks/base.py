@@ -11,7 +11,6 @@ Contracts other rooms rely on (see shared DESIGN.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Mapping
 
 KINDS = ("safety", "capability")
@@ -27,6 +26,7 @@ class TaskMetric:
     low: float = 0.0
     high: float = 1.0
     description: str = ""
+    needs_generation: bool = False  # True: the scorer must generate text (costly); False: log-likelihoods suffice
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class SplitRule:
     seed: int = 0
     unit: str | None = None
     eval_only: bool = False
+    predefined: bool = False  # use the data set's own split: ``meta['split']`` is "train" or "eval"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class TaskSpec:
     source: str = ""
     license: str = ""
     notes: str = ""
-    generation: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # e.g. {"max_new_tokens": 256, "stop": ["\n\n"]}; a plain dict so specs pickle (multiprocessing, ray)
+    generation: Mapping[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str) -> TaskMetric:
         for m in self.metrics:
@@ -78,4 +80,6 @@ class Example:
     gold: int | str
     options: tuple[str, ...] | None = None
     subgroup: str = ""
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # A plain dict (JSON-able), not a MappingProxyType: examples must pickle and deepcopy (data loaders, buffers).
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    task: str = ""  # the task that produced the example (replay and joint experiences mix tasks)

@@ -1,0 +1,124 @@
+"""A chain of tasks as an Avalanche benchmark: one train experience per chain step, one test experience per eval task.
+
+Built with Avalanche's own generator (``benchmark_from_datasets``) over ``TaskAwareSupervisedClassificationDataset``s
+whose items are ``Example`` objects. Two data attributes ride along (neither is appended to the items):
+
+- ``targets``: an integer id per (task, group), ``group_id(task, group)`` = the first 7 hex digits of
+  ``sha256("<task>\\0<group>")`` as an int (< 2**28). It is stable across processes and benchmarks, so Avalanche's
+  class-balanced storage policies (``ClassBalancedBuffer``, ``ParametricBuffer(groupby="class")``) balance replay
+  buffers by demographic group, even across joint or re-tuning experiences built later from example lists.
+  ``ChainBenchmark.group_names`` maps the ids back.
+- ``targets_task_labels``: the task's position in ``ChainBenchmark.task_ids`` (chain order, then extra eval tasks).
+
+Avalanche is imported inside the functions (it takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from chainforget.errors import ConfigError
+from chainforget.tasks.base import Example
+
+
+def group_id(task: str, group: str) -> int:
+    """The ``targets`` value of an example: a stable integer id of its (task, group)."""
+    return int(hashlib.sha256(f"{task}\0{group}".encode()).hexdigest()[:7], 16)
+
+
+def _task_of(ex: Example) -> str:
+    return ex.task or ex.id.split("/", 1)[0]
+
+
+def collate_examples(batch: list[Example]) -> list[Example]:
+    """Keep a batch as a list of Examples (the engine tokenises); module-level so it pickles."""
+    return list(batch)
+
+
+def experience_dataset(examples: Sequence[Example], task_ids: Mapping[str, int] | None = None):
+    """An Avalanche dataset over ``examples`` (any mix of tasks) with ``targets`` and ``targets_task_labels``.
+
+    ``task_ids`` maps task names to task labels; tasks it lacks get the next free labels in order of appearance.
+    """
+    from avalanche.benchmarks.utils import DataAttribute
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
+
+    ids = dict(task_ids or {})
+    for ex in examples:
+        ids.setdefault(_task_of(ex), len(ids))
+    items = list(examples)
+    return TaskAwareSupervisedClassificationDataset(
+        [items],
+        data_attributes=[
+            DataAttribute([group_id(_task_of(e), e.group) for e in items], "targets"),
+            DataAttribute([ids[_task_of(e)] for e in items], "targets_task_labels"),
+        ],
+        collate_fn=collate_examples,
+    )
+
+
+@dataclass
+class ChainBenchmark:
+    """The Avalanche scenario of one chain plus the names that label its experiences."""
+
+    scenario: Any
+    train_task_names: list[str]
+    eval_task_names: list[str]
+    task_ids: dict[str, int]
+    group_names: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def train_stream(self):
+        return self.scenario.train_stream
+
+    @property
+    def test_stream(self):
+        return self.scenario.test_stream
+
+    def experience_dataset(self, examples: Sequence[Example]):
+        """A dataset for an extra experience (joint training, safety re-tuning) with this benchmark's task ids."""
+        return experience_dataset(examples, self.task_ids)
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for n in names:
+        seen.setdefault(n, None)
+    return list(seen)
+
+
+def build_benchmark(train_tasks: Sequence[Any], eval_tasks: Sequence[Any] | None = None,
+                    limit_train: int | None = None, limit_eval: int | None = None) -> ChainBenchmark:
+    """Chain ``train_tasks`` (names, task-file paths or ``Task``s; repeats allowed) into train experiences, and
+    ``eval_tasks`` (default: the chain's tasks; duplicates dropped) into test experiences."""
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+    from chainforget.tasks import resolve_task
+
+    train = [resolve_task(t) for t in train_tasks]
+    evals = [resolve_task(t) for t in (eval_tasks if eval_tasks is not None else train_tasks)]
+    if not train:
+        raise ConfigError("the chain is empty; give at least one task, e.g. --chain bbq,gsm8k")
+    eval_by_name = {t.name: t for t in evals}
+    eval_names = _unique(t.name for t in evals)
+    if not eval_names:
+        raise ConfigError("no evaluation tasks; give --eval-tasks or a chain")
+    task_ids = {n: i for i, n in enumerate(_unique([t.name for t in train] + eval_names))}
+    group_names: dict[int, tuple[str, str]] = {}
+
+    def dataset(examples: list[Example]):
+        for ex in examples:
+            group_names[group_id(_task_of(ex), ex.group)] = (_task_of(ex), ex.group)
+        return experience_dataset(examples, task_ids)
+
+    train_sets = []
+    for t in train:
+        if t.spec.split.eval_only:
+            raise ConfigError(f"task {t.name!r} is evaluation-only (a held-out probe) and cannot be a chain step; "
+                              f"list it under --eval-tasks instead")
+        train_sets.append(dataset(t.train_examples(limit_train)))
+    test_sets = [dataset(eval_by_name[n].eval_examples(limit_eval)) for n in eval_names]
+    scenario = benchmark_from_datasets(train=train_sets, test=test_sets)
+    return ChainBenchmark(scenario, [t.name for t in train], eval_names, task_ids, group_names)
