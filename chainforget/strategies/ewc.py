@@ -159,7 +159,7 @@ class EWCPlugin(StrategyPlugin):
         penalty = ewc_penalty(strategy.model, self.fishers, self.anchors)
         if penalty is None:
             return
-        self.last_penalty = float(penalty)
+        self.last_penalty = float(penalty.detach())
         strategy.loss = strategy.loss + (self.lam / 2) * penalty * strategy.mb_weight
 
     # -- checkpoint state -------------------------------------------------------------------------------------

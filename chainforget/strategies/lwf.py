@@ -72,7 +72,7 @@ class LwFPlugin(StrategyPlugin):
         kl, n = distillation_kl(strategy.mb_output, teacher_logits, batch["labels"], self.temperature)
         if n == 0:
             return
-        self.last_kl = float(kl) / n
+        self.last_kl = float(kl.detach()) / n
         strategy.loss = strategy.loss + self.alpha * self.temperature ** 2 * (kl / n) * strategy.mb_weight
 
     def after_training_exp(self, strategy, **kwargs):
