@@ -131,3 +131,23 @@ def test_every_format_renders_the_values(fmt):
 def test_unknown_format_is_one_line_error():
     with pytest.raises(ConfigError, match="did you mean 'latex'"):
         render_table(["a"], [["1"]], "latx")
+
+
+def test_runner_shaped_results_group_on_resolved_training_settings():
+    """Runs as the runner writes them: training overrides in spec.train, resolved ones in train_config."""
+    results = []
+    for ft in ("full", "lora"):
+        for seed in (0, 1):
+            for strategy, cap in (("naive", 0.40), ("replay", 0.30)):
+                r = make_result(strategy, SF, seed, cap_final=cap + (0.05 if ft == "lora" else 0))
+                r["spec"] = {"chain": list(SF), "strategy": strategy, "model": "tiny", "seed": seed,
+                             "strategy_params": {"fraction": 0.05} if strategy == "replay" else {},
+                             "train": {"finetune": ft} if ft == "lora" else {}}
+                r["train_config"] = {"learning_rate": 1e-4, "finetune": ft, "seed": seed}
+                r["sharpness"] = None
+                results.append(r)
+    headers, rows = leaderboard_rows(results)
+    assert headers[:4] == ["strategy", "chain", "finetune", "seeds"]
+    assert sorted((r[0], r[2], r[3]) for r in rows) == [("naive", "full", "2"), ("naive", "lora", "2"),
+                                                        ("replay", "full", "2"), ("replay", "lora", "2")]
+    assert {dict(zip(headers, r))["gsm8k vs naive"] for r in rows if r[0] == "replay"} == {"-0.100 [-0.100, -0.100]"}

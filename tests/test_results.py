@@ -181,6 +181,14 @@ def test_schema_version_mismatch(tmp_path):
     )
 
 
+def test_optional_fields_may_be_null_where_the_runner_writes_null(tmp_path):
+    result = {**make_result(), "sharpness": None, "git": None, "train_config": {"finetune": "full"}}
+    write_result(tmp_path / "r", result)
+    assert load_result(tmp_path / "r")["sharpness"] is None
+    with pytest.raises(DataError, match="field 'sharpness' must be a list or null, got str"):
+        write_result(tmp_path / "s", {**result, "sharpness": "high"})
+
+
 def test_edited_or_invalid_result_is_rejected(tmp_path):
     run_dir = tmp_path / "x"
     write_result(run_dir, make_result())
@@ -218,9 +226,14 @@ def test_find_runs_nested_globs_and_incomplete(tmp_path):
     for name in ("a", "b", "suite/c"):
         write_result(base / name, make_result())
     write_records(base / "d", 0, [{"task": "bbq", "step": 0, "id": "1", "group": "g"}])  # killed before result
+    atomic_write_json(base / "e" / "spec.json", {"chain": ["bbq"]})  # killed before the first evaluation
+    prefix = base / "_prefix" / "s1-abc"  # shared-prefix store: DONE + records file, but not a run
+    write_jsonl_gz(prefix / "records.jsonl.gz", [])
+    atomic_write_text(prefix / "DONE", "ok\n")
     runs, warnings = find_runs([base])
     assert runs == [base / "a", base / "b", base / "suite" / "c"]
-    assert warnings == [f"{base / 'd'}: incomplete run skipped; rerun the same command to finish it"]
+    assert warnings == [f"{base / name}: incomplete run skipped; rerun the same command to finish it"
+                        for name in ("d", "e")]
     runs, _ = find_runs([str(base / "[ab]"), base / "a" / "result.json"])
     assert runs == [base / "a", base / "b"]
     with pytest.raises(DataError, match="no file or directory matches"):

@@ -37,6 +37,7 @@ SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 DONE_FILE = "DONE"
 RECORDS_DIR = "records"
+SPEC_FILE = "spec.json"
 _STEP_RE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
 
 # key -> (allowed types, description); required keys first, then optional ones checked when present
@@ -58,7 +59,9 @@ _OPTIONAL: dict[str, tuple[tuple[type, ...], str]] = {
     "timings": ((dict,), "an object"),
     "group_score_matrix": ((dict,), "an object"),
     "group_sizes": ((dict,), "an object"),
-    "sharpness": ((list,), "a list"),
+    "sharpness": ((list, type(None)), "a list or null"),
+    "train_config": ((dict,), "an object"),
+    "metric_options": ((dict,), "an object"),
 }
 _RECORD_KEYS: dict[str, tuple[type, ...]] = {"task": (str,), "step": (int,), "id": (str,), "group": (str,)}
 
@@ -214,14 +217,16 @@ def load_run(run_dir: str | os.PathLike, with_records: bool = True) -> dict:
 
 
 def _looks_like_run(path: Path) -> bool:
-    return (path / RESULT_FILE).is_file() or (path / DONE_FILE).is_file() or (path / RECORDS_DIR).is_dir()
+    """A run directory has its spec, its records or its result (a DONE marker alone is not enough: the
+    ``_prefix`` store of shared chain prefixes has those too)."""
+    return any((path / name).exists() for name in (RESULT_FILE, SPEC_FILE, RECORDS_DIR))
 
 
 def find_runs(paths_or_globs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
     """Complete run directories under the given paths or globs, and one warning per incomplete run skipped.
 
-    Each argument may be a run directory, a directory holding run directories at any depth, a ``result.json``, or
-    a glob of these. An argument that matches nothing, or no run at all, is a one-line DataError (a typo should not
+    Each argument may be a run directory, a directory holding run directories at any depth (folders starting with
+    ``.`` or ``_`` are skipped), a ``result.json``, or a glob of these. An argument that matches nothing, or no run at all, is a one-line DataError (a typo should not
     silently give an empty table).
     """
     found: dict[Path, None] = {}
@@ -243,7 +248,7 @@ def find_runs(paths_or_globs: Iterable[str | os.PathLike]) -> tuple[list[Path], 
             for root, dirs, _files in os.walk(match):
                 dirs.sort()
                 for name in list(dirs):
-                    if name.startswith("."):
+                    if name.startswith((".", "_")):  # hidden and internal (e.g. _prefix) folders
                         dirs.remove(name)
                     elif _looks_like_run(Path(root) / name):
                         candidates.append(Path(root) / name)

@@ -1,7 +1,8 @@
 """The leaderboard table: result dicts in, (headers, rows) out, rendered in one of six formats.
 
-One row per strategy and chain order (and per any other spec field that varies across the runs, e.g. finetune or
-learning_rate), aggregating seeds. Columns, for every safety task ``S`` and capability task ``C`` found in the runs::
+One row per strategy and chain order (and per any other setting that varies across the runs: spec fields and the
+resolved training settings, e.g. finetune or learning_rate; strategy hyper-parameters that differ are appended to
+the strategy name), aggregating seeds. Columns, for every safety task ``S`` and capability task ``C`` found in the runs::
 
     strategy | chain | <varying fields> | seeds | S forgetting | S biased forgetting | C final | C vs naive
 
@@ -149,22 +150,24 @@ def strategy_params(result: dict) -> dict:
     return params
 
 
+def grouping_fields(result: dict) -> dict[str, Any]:
+    """The run's settings other than strategy (and its parameters), chain and seed: spec fields, with the training
+    settings flattened in (the resolved ``train_config`` when stored, else the spec's ``train`` overrides)."""
+    spec = result.get("spec", {})
+    out = {k: v for k, v in spec.items() if k not in ("chain", "seed", "train") and not _is_strategy_key(k)}
+    train = result.get("train_config") if isinstance(result.get("train_config"), dict) else spec.get("train")
+    for key, value in (train or {}).items():
+        if key != "seed":  # the training seed follows the run seed, which is aggregated over
+            out[f"train.{key}" if key in out else key] = value
+    return out
+
+
 def _varying_fields(results: Sequence[dict]) -> list[str]:
-    """Spec fields other than strategy (and its parameters), chain and seed that differ between runs."""
-    order: list[str] = []
-    seen: dict[str, set[str]] = {}
-    for result in results:
-        for key, value in result.get("spec", {}).items():
-            if key in ("chain", "seed") or _is_strategy_key(key):
-                continue
-            if key not in seen:
-                order.append(key)
-                seen[key] = set()
-            seen[key].add(json.dumps(value, sort_keys=True, default=str))
-    for key in order:  # a field absent from some runs also varies
-        if any(key not in r.get("spec", {}) for r in results):
-            seen[key].add("<absent>")
-    return [k for k in order if len(seen[k]) > 1]
+    """Grouping fields whose value differs between runs (a field absent from some runs also varies)."""
+    per_run = [grouping_fields(r) for r in results]
+    order = list(dict.fromkeys(k for fields in per_run for k in fields))
+    return [k for k in order
+            if len({json.dumps(f.get(k, "<absent>"), sort_keys=True, default=str) for f in per_run}) > 1]
 
 
 def _strategy_labels(results: Sequence[dict]) -> list[str]:
@@ -192,7 +195,8 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3) -> tuple[list[str
     safety, capability = task_kinds(results)
 
     def axes(r: dict) -> tuple[str, ...]:
-        return tuple(spec_label(r.get("spec", {}).get(k)) for k in fields)
+        values = grouping_fields(r)
+        return tuple(spec_label(values.get(k)) for k in fields)
 
     groups: dict[tuple, list[dict]] = {}
     for label, r in zip(labels, results):
