@@ -59,6 +59,23 @@ def experience_dataset(examples: Sequence[Example], task_ids: Mapping[str, int] 
     )
 
 
+def examples_dataset(examples: Sequence[Example], tasks: Mapping[str, Any] | Sequence[str] | None = None):
+    """``experience_dataset`` with task labels numbered by ``tasks`` (names, or a name -> Task mapping, in chain
+    order, the order ``build_benchmark`` numbers them), so it concatenates cleanly with the chain's datasets."""
+    return experience_dataset(examples, {n: i for i, n in enumerate(tasks or [])})
+
+
+def experience_from_examples(examples: Sequence[Example], index: int, label: str,
+                             tasks: Mapping[str, Any] | Sequence[str] | None = None):
+    """An Avalanche experience over an explicit example list (joint training, safety re-tuning): experience number
+    ``index``, ``task_name`` = ``label``."""
+    from avalanche.benchmarks.scenarios.dataset_scenario import DatasetExperience
+
+    exp = DatasetExperience(dataset=examples_dataset(examples, tasks), current_experience=index)
+    exp.task_name = label
+    return exp
+
+
 @dataclass
 class ChainBenchmark:
     """The Avalanche scenario of one chain plus the names that label its experiences."""
@@ -121,4 +138,8 @@ def build_benchmark(train_tasks: Sequence[Any], eval_tasks: Sequence[Any] | None
         train_sets.append(dataset(t.train_examples(limit_train)))
     test_sets = [dataset(eval_by_name[n].eval_examples(limit_eval)) for n in eval_names]
     scenario = benchmark_from_datasets(train=train_sets, test=test_sets)
+    for exp, t in zip(scenario.train_stream, train):
+        exp.task_name = t.name  # the engine reads experience.task_name first
+    for exp, name in zip(scenario.test_stream, eval_names):
+        exp.task_name = name
     return ChainBenchmark(scenario, [t.name for t in train], eval_names, task_ids, group_names)

@@ -38,8 +38,8 @@ def load_boolq(spec: TaskSpec) -> list[Example]:
 def parse_lettered(question: str, options: str, answer: str) -> tuple[str, list[str], int]:
     """(question, option texts, gold index) from the redistributed "A. ...\\nB. ..." format.
 
-    Repairs the redistribution's artifacts: options that leaked into the question, a stray line before "A.", and the
-    question's "?" moved to the end of the last option. Returns gold = -1 when no option equals ``answer``.
+    Repairs the redistribution's artifacts: options that leaked into the question, a stray line before "A.", and a
+    "?" appended after the last option. Returns gold = -1 when no option equals ``answer``.
     """
     lines = (question + "\n" + options).split("\n")
     first = next((k for k, line in enumerate(lines) if _OPTION.match(line) and _OPTION.match(line).group(1) == "A"),
@@ -53,10 +53,8 @@ def parse_lettered(question: str, options: str, answer: str) -> tuple[str, list[
         if m:
             letters.append(m.group(1))
             texts.append(m.group(2))
-    moved_qmark = options.rstrip().endswith("?") and not stem.endswith("?")
-    if moved_qmark and texts and texts[-1].endswith("?"):
-        texts[-1] = texts[-1][:-1].rstrip()
-        stem += "?"
+    if texts and texts[-1].endswith("?") and f"{letters[-1]}. {texts[-1]}" != answer.strip():
+        texts[-1] = texts[-1][:-1].rstrip()  # a "?" the redistribution appended after the options
     gold_line = answer.strip()
     labelled = [f"{letter}. {text}" for letter, text in zip(letters, texts)]
     gold = labelled.index(gold_line) if gold_line in labelled else -1
