@@ -204,14 +204,14 @@ class Task:
         spec = self.spec
         for key, value in options.items():
             if key not in CONFIG_OPTIONS:
-                close = difflib.get_close_matches(key, CONFIG_OPTIONS, n=1)
+                close = difflib.get_close_matches(key, CONFIG_OPTIONS, n=1, cutoff=0.5)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise ConfigError(f"unknown option {key!r} for task {spec.name!r}; {hint}"
                                   f"options: {', '.join(CONFIG_OPTIONS)}")
             if key == "primary_metric":
                 known = [m.name for m in self._all_metrics]
                 if value not in known:
-                    close = difflib.get_close_matches(str(value), known, n=1)
+                    close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.5)
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise ConfigError(f"task {spec.name!r} has no metric {value!r}; {hint}metrics: {', '.join(known)}")
                 metrics = tuple(m for m in self._all_metrics if not m.needs_generation or m.name == value)
@@ -238,7 +238,7 @@ def metrics_named(names: Sequence[str], task: str) -> tuple[TaskMetric, ...]:
     out = []
     for n in names:
         if n not in STANDARD_METRICS:
-            close = difflib.get_close_matches(str(n), list(STANDARD_METRICS), n=1)
+            close = difflib.get_close_matches(str(n), list(STANDARD_METRICS), n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(f"task {task!r}: unknown metric {n!r}; {hint}known metrics: "
                               f"{', '.join(STANDARD_METRICS)}")

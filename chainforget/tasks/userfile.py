@@ -26,7 +26,7 @@ DEFAULT_METRICS = {"multiple_choice": ["acc", "acc_norm"], "generation": ["exact
 
 
 def _unknown(where: str, key: str, known: tuple[str, ...]) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return ConfigError(f"{where}: unknown key {key!r}; {hint}known keys: {', '.join(known)}")
 
