@@ -20,7 +20,7 @@ def make_examples(task, sizes):
     """``sizes``: group -> count; ids are unique within the task."""
     out = []
     for group, n in sizes.items():
-        out += [Example(id=f"{task}/{group}/{i}", group=group, prompt=f"{task} {group} {i}?", target=" yes",
+        out += [Example(id=f"{task}/{group}/{i}", group=group, prompt=f"{task} {group} {i}?", target=" yes", task=task,
                         gold=0, options=(" yes", " no")) for i in range(n)]
     return out
 

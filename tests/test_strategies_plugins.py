@@ -42,8 +42,7 @@ def test_ewc_fisher_is_per_sample_squared_grads_over_trainable_params(tiny_model
     model.model.embed_tokens.weight.requires_grad_(False)  # frozen: must get no importance
     ctx = make_context(("safe", "cap"), safe={"A": 2, "B": 1})
     plugin = ewc.EWCPlugin(specs()["ewc"].resolve({"fisher_samples": 0}), ctx)
-    s = fake_strategy(model, tok, ctx, 1)
-    plugin.before_training_exp(s)
+    plugin.after_training_exp(fake_strategy(model, tok, ctx, 0))
     assert plugin.consolidated == [0] and len(plugin.fishers) == 1
     fisher = plugin.fishers[0]
     names = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -67,6 +66,7 @@ def test_ewc_penalty_zero_at_anchor_and_quadratic_away_from_it(tiny_model):
     ctx = make_context(("safe", "cap"), safe={"A": 3, "B": 3})
     params = specs()["ewc"].resolve({"lambda": 50.0})
     plugin = ewc.EWCPlugin(params, ctx)
+    plugin.after_training_exp(fake_strategy(model, tok, ctx, 0))
     s = fake_strategy(model, tok, ctx, 1, micro_batch(tok, ctx.train_examples["cap"][:2]))
     plugin.before_training_exp(s)
     ce = forward(s, mb_weight=0.5)
@@ -100,7 +100,7 @@ def test_ewc_on_lora_counts_adapter_weights_only(tiny_model):
     model = apply_finetune(model, TrainConfig(finetune="lora", lora_targets="q_proj,v_proj"))
     ctx = make_context(("safe", "cap"), safe={"A": 2, "B": 2})
     plugin = ewc.EWCPlugin(specs()["ewc"].resolve(), ctx)
-    plugin.before_training_exp(fake_strategy(model, tok, ctx, 1))
+    plugin.after_training_exp(fake_strategy(model, tok, ctx, 0))
     names = set(plugin.fishers[0])
     assert names and all("lora_" in n for n in names)
     assert names == {n for n, p in model.named_parameters() if p.requires_grad}
@@ -112,13 +112,14 @@ def test_ewc_online_keeps_one_pair_separate_keeps_one_per_task_and_state_round_t
     online = ewc.EWCPlugin(specs()["ewc"].resolve({"decay": 0.5}), ctx)
     separate = ewc.EWCPlugin(specs()["ewc"].resolve({"mode": "separate"}), ctx)
     for plugin in (online, separate):
-        plugin.before_training_exp(fake_strategy(model, tok, ctx, 1))
+        plugin.after_training_exp(fake_strategy(model, tok, ctx, 0))
     first = {n: f.clone() for n, f in online.fishers[0].items()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)
     for plugin in (online, separate):
-        plugin.before_training_exp(fake_strategy(model, tok, ctx, 2))
+        plugin.after_training_exp(fake_strategy(model, tok, ctx, 1))
+        plugin.after_training_exp(fake_strategy(model, tok, ctx, 2))  # the last step: nothing left to protect
     assert len(online.fishers) == len(online.anchors) == 1 and online.consolidated == [0, 1]
     assert len(separate.fishers) == len(separate.anchors) == 2
     for n in first:
@@ -146,7 +147,7 @@ def test_ewc_online_keeps_one_pair_separate_keeps_one_per_task_and_state_round_t
     with pytest.raises(Exception, match="resume with the same ewc.mode"):
         online.load_state_dict(state)
     fresh = ewc.EWCPlugin(specs()["ewc"].resolve(), ctx)
-    with pytest.raises(Exception, match=r"no Fisher for chain steps \[0\]"):
+    with pytest.raises(Exception, match=r"no Fisher for chain steps \[0, 1\]"):
         fresh.before_training_exp(fake_strategy(model, tok, ctx, 2))
 
 

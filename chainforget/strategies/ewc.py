@@ -18,9 +18,10 @@ Scale of lambda: the Fisher is in per-token loss units (the training loss is a p
 LM are tiny (mostly 1e-8..1e-4), hence the large default (1e4): on SmolLM2-135M with the default learning rate the
 penalty then reaches the order of the cross-entropy within one experience; raise it for stronger retention.
 
-When the Fisher is computed: at the start of chain step t >= 1, for task t-1, on the weights the model has then
-(exactly the weights after step t-1). This equals computing it at the end of step t-1, costs nothing after the last
-step, and works when step t-1 was loaded from a shared naive checkpoint (which carries no EWC state).
+When the Fisher is computed: at the end of every chain step but the last (no later step needs it), like
+Avalanche's EWC. When a step's weights come from a shared checkpoint instead of training, the template's
+``skip_training`` still fires ``after_training_exp`` on the loaded weights, so the Fisher is the same as after real
+training; a resumed run restores it from the checkpoint (``state_dict``).
 """
 
 from __future__ import annotations
@@ -140,17 +141,17 @@ class EWCPlugin(StrategyPlugin):
 
     def before_training_exp(self, strategy, **kwargs):
         self.to(next(strategy.model.parameters()).device)
-        step = chain_step(strategy, self.context)
-        if step == 0 or step > len(self.context.chain):
-            return
-        done = set(self.consolidated)
-        if step - 1 in done:
-            return
-        missing = [s for s in range(step - 1) if s not in done]
+        step = min(chain_step(strategy, self.context), len(self.context.chain))
+        missing = [s for s in range(step) if s not in self.consolidated]
         if missing:
             raise TrainingError(f"ewc has no Fisher for chain steps {missing} (its checkpoint state was not "
                                 f"restored); rerun the chain from the start without reusing those checkpoints")
-        self.consolidate(strategy, step - 1)
+
+    def after_training_exp(self, strategy, **kwargs):
+        step = chain_step(strategy, self.context)
+        if step >= len(self.context.chain) - 1 or step in self.consolidated:
+            return  # no later chain step needs it (or it is already in the restored state)
+        self.consolidate(strategy, step)
 
     # -- penalty ----------------------------------------------------------------------------------------------
     def before_backward(self, strategy, **kwargs):
