@@ -93,7 +93,7 @@ def make_loggers(names: str | Sequence[str] | None, log_dir: str | Path) -> list
         if name == "text":
             from avalanche.logging import TextLogger
 
-            loggers.append(TextLogger(open(log_dir / "log.txt", "a", encoding="utf-8")))
+            loggers.append(TextLogger(open(log_dir / "log.txt", "a", encoding="utf-8", buffering=1)))
         elif name == "csv":
             from avalanche.logging import CSVLogger
 

@@ -5,9 +5,10 @@ epoch), so every Avalanche plugin hook fires in Avalanche's order. One Avalanche
 of gradient-accumulation micro-batches; see docs/contracts.md ("Engine: the causal-LM template") for what plugins
 may rely on. Devices and mixed precision come from ``accelerate``.
 
-Which task an experience belongs to: ``experience.task_name`` if the stream set it, else the names registered with
-``set_task_names(stream_name, names)`` / ``use_benchmark(chain_benchmark)``. Task specs for scoring come from the
-``tasks`` mapping (name -> Task or TaskSpec), falling back to the task registry.
+Which task an experience holds (``strategy.task_name``): ``experience.task_name`` if set, else names registered with
+``set_task_names(stream_name, names)`` / ``use_benchmark(chain_benchmark)``, else the examples' own ``task`` (or id
+prefix) -- several tasks (joint training) give ``"a+b"``. Task specs for scoring come from ``task_specs``
+(name -> TaskSpec or Task), falling back to the task registry.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from chainforget.engine.collate import TrainBatches, encode_examples
-from chainforget.engine.logs import ChainMetric, QuietEvaluator
+from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
 from chainforget.engine.training import (TrainConfig, apply_finetune, make_optimizer, make_scheduler,
                                          target_token_loss, trainable_parameters)
 from chainforget.errors import ConfigError, DataError, TrainingError
@@ -41,12 +42,16 @@ def _accelerator(cfg: TrainConfig, device):
     return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
 
 
+def _own_task(ex) -> str:
+    return getattr(ex, "task", "") or (str(ex.id).split("/", 1)[0] if "/" in str(ex.id) else "")
+
+
 class CausalLMTemplate(SupervisedTemplate):
     """Chained fine-tuning of a causal LM (full or LoRA) plus per-example scoring, as an Avalanche strategy."""
 
     def __init__(self, model, tokenizer, train_cfg: TrainConfig | Mapping[str, Any] | None = None,
                  plugins: Sequence[Any] = (), evaluator=None, device=None, eval_batch_size: int = 16,
-                 progress: bool = True, tasks: Mapping[str, Any] | None = None, loggers: Sequence[Any] = ()):
+                 progress: bool = True, task_specs: Mapping[str, Any] | None = None, loggers: Sequence[Any] = ()):
         cfg = train_cfg if isinstance(train_cfg, TrainConfig) else TrainConfig.from_mapping(train_cfg)
         if eval_batch_size < 1:
             raise ConfigError(f"eval batch size must be >= 1, got {eval_batch_size}; pass a positive number")
@@ -61,7 +66,7 @@ class CausalLMTemplate(SupervisedTemplate):
         super().__init__(model=model, optimizer=make_optimizer(model, cfg), train_mb_size=cfg.micro_batch_size,
                          train_epochs=cfg.epochs, eval_mb_size=eval_batch_size, device=self.accelerator.device,
                          plugins=list(plugins), evaluator=evaluator, eval_every=-1)
-        self.tasks: dict[str, Any] = dict(tasks or {})
+        self.task_specs: dict[str, Any] = dict(task_specs or {})
         self.scheduler = None
         self.task_name: str | None = None
         self.mb_weight = 1.0
@@ -105,20 +110,23 @@ class CausalLMTemplate(SupervisedTemplate):
             key = (experience.origin_stream.name, experience.current_experience)
         if key in self._stream_tasks:
             return self._stream_tasks[key]
-        raise ConfigError(f"cannot tell which task experience {key[1]} of stream {key[0]!r} holds; set "
-                          f"experience.task_name or call set_task_names()/use_benchmark() on the template")
+        names = list(dict.fromkeys(_own_task(ex) for ex in experience.dataset))
+        if not names or "" in names:
+            raise ConfigError(f"cannot tell which task experience {key[1]} of stream {key[0]!r} holds; set "
+                              f"Example.task, experience.task_name or call set_task_names() on the template")
+        return "+".join(names)
 
     def _enter_experience(self) -> None:
         self.task_name = self.task_name_of(self.experience)
-        for ex in self.experience.dataset:
-            self._task_by_id.setdefault(str(ex.id), self.task_name)
+        if "+" not in self.task_name:
+            for ex in self.experience.dataset:
+                self._task_by_id.setdefault(str(ex.id), self.task_name)
 
     def _task_of(self, ex) -> str:
-        meta = getattr(ex, "meta", None) or {}
-        return str(meta.get("task") or self._task_by_id.get(str(ex.id)) or self.task_name)
+        return getattr(ex, "task", "") or self._task_by_id.get(str(ex.id)) or str(self.task_name)
 
     def _spec(self, name: str):
-        task = self.tasks.get(name)
+        task = self.task_specs.get(name)
         if task is None:
             from chainforget.plugins import registries
 

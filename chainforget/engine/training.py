@@ -263,14 +263,16 @@ def target_token_loss(logits, labels, reduction: str = "sum"):
 
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # half-precision logits: take the softmax in float32
     shift_logits = logits[:, :-1, :]
     shift_labels = labels[:, 1:]
     if reduction == "none":
-        flat = F.cross_entropy(shift_logits.float().reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+        flat = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
                                ignore_index=-100, reduction="none")
         return flat.view(shift_labels.shape)
     mask = shift_labels != -100
-    token_loss = F.cross_entropy(shift_logits[mask].float(), shift_labels[mask], reduction="none")
+    token_loss = F.cross_entropy(shift_logits[mask], shift_labels[mask], reduction="none")
     if reduction == "sum":
         return token_loss.sum()
     if reduction == "mean":
