@@ -54,6 +54,7 @@ def test_row_counts_match_the_data_readme_and_examples_are_well_formed(name):
             assert isinstance(e.gold, str) and e.target.startswith(" ")
         assert json.dumps(dict(e.meta))  # records store meta as JSON
     pickle.loads(pickle.dumps(exs[0]))  # data loaders and buffers pickle examples
+    assert pickle.loads(pickle.dumps(task.spec)) == task.spec  # specs travel to worker processes
 
 
 def test_split_sizes_and_predefined_splits():

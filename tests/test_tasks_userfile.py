@@ -251,3 +251,21 @@ def test_yaml_is_loaded_safely(tmp_path):
     body = "!!python/object/apply:os.system ['echo hacked']\n"
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_task_file(task_file(tmp_path, body))
+
+
+def test_the_example_in_docs_tasks_md_works(tmp_path):
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text()
+    blocks = dict(re.findall(r"```(yaml|jsonl|toml)\n(.*?)```", doc, flags=re.S))
+    (tmp_path / "posts.jsonl").write_text(blocks["jsonl"])
+    (tmp_path / "my-task.yaml").write_text(blocks["yaml"])
+    (tmp_path / "my-task.toml").write_text(blocks["toml"])
+    for name in ("my-task.yaml", "my-task.toml"):
+        task = resolve_task(str(tmp_path / name))
+        assert task.name == "my-hate" and len(task.examples()) == 4
+        assert len(task.train_examples()) == 2 and {e.group for e in task.eval_examples()} == {"immigrants", "women"}
+        ex = {e.id: e for e in task.examples()}["my-hate/p3"]
+        assert (ex.prompt, ex.options, ex.gold) == (
+            "Post: People like them should not vote.\nQuestion: Is this post hateful?\nAnswer:", (" No", " Yes"), 1)
