@@ -102,9 +102,10 @@ def test_acc_norm_divides_by_characters(tiny_model):
     assert differ > 0  # the character normalisation is distinguishable from a token one on this data
 
 
-def test_records_have_contract_fields_and_are_json(tiny_model):
+def test_records_have_contract_fields_and_are_json(tiny_model, capsys):
     model, tok = tiny_model
-    mc = score_examples(model, tok, mc_spec(("acc",)), mc_examples(3), step=2)
+    mc = score_examples(model, tok, mc_spec(("acc",)), mc_examples(3), step=2, progress=True)
+    assert "3/3" in capsys.readouterr().err  # the tqdm bar counts examples
     gen = score_examples(model, tok, gen_spec(max_new_tokens=4), [
         Example(id="g/0", group="all", prompt="Question: 1+1?\nAnswer:", target=" 2\n#### 2", gold="2")], step=2)
     for rec in mc + gen:
@@ -233,6 +234,16 @@ def test_bad_inputs_raise_one_line_errors(tiny_model):
         score_examples(model, tok, mc_spec(), mc_examples(1), batch_size=0)
     with pytest.raises(ConfigError, match="cannot compute"):
         score_examples(model, tok, mc_spec(("acc", "bleu")), mc_examples(1))
+    with pytest.raises(ConfigError, match="answer_pattern"):
+        score_examples(model, tok, gen_spec(("exact_match",), answer_pattern="(unclosed"), [
+            Example(id="g", group="g", prompt="p", target="t", gold="1")])
     bad = Example(id="x", group="g", prompt="p", target=" a", gold=3, options=(" a", " b"))
     with pytest.raises(DataError, match="gold index"):
         score_examples(model, tok, mc_spec(), [bad])
+
+
+def test_parse_with_task_answer_pattern():
+    pattern = r"####\s*(-?\$?\d[\d,]*(?:\.\d+)?)"
+    assert parse_final_number("so 4 then #### $1,080.00", pattern) == "1080"
+    assert parse_final_number("no marker, 5 then 6", pattern) == "6"
+    assert parse_final_number("no marker, 5 then 6", pattern, fallback="none") is None

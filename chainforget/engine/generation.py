@@ -39,12 +39,19 @@ def normalize_number(text: str) -> str | None:
     return format(d.normalize(), "f")
 
 
-def parse_final_number(text: str) -> str | None:
-    """The answer number: the first number after ``####`` if present, else the last number in the text."""
-    if "####" in text:
+def parse_final_number(text: str, pattern: str | None = None, fallback: str = "last_number") -> str | None:
+    """The answer number: the first number after ``####`` (or the first match of ``pattern``, its group 1 if it
+    has one), else with ``fallback="last_number"`` the last number in the text; ``None`` when nothing is found."""
+    if pattern is not None:
+        m = re.search(pattern, text)
+        if m:
+            return normalize_number(m.group(1) if m.groups() else m.group(0))
+    elif "####" in text:
         found = _NUMBER.findall(text.split("####", 1)[1])
         if found:
             return normalize_number(found[0])
+    if fallback != "last_number":
+        return None
     found = _NUMBER.findall(text)
     return normalize_number(found[-1]) if found else None
 

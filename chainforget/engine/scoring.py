@@ -17,6 +17,7 @@ per example (``engine.loglik``); generation is greedy (``engine.generation``). M
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Mapping, Sequence
 
 from chainforget.errors import ConfigError, DataError
@@ -126,8 +127,12 @@ def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progres
     return records
 
 
-def generation_settings(spec) -> tuple[int, list[str]]:
-    """``max_new_tokens`` and stop sequences from ``spec.generation`` (keys ``max_new_tokens``, ``stop``/``until``)."""
+def generation_settings(spec) -> tuple[int, list[str], str | None, str]:
+    """``max_new_tokens`` and stop sequences from ``spec.generation`` (keys ``max_new_tokens``, ``stop``/``until``).
+
+    ``spec.generation`` may also give ``answer_pattern`` (a regex whose group 1 is the answer) and ``fallback``
+    (``"last_number"``, the default, or anything else for none); see ``generation.parse_final_number``.
+    """
     cfg = dict(spec.generation or {})
     max_new = cfg.get("max_new_tokens", gen.DEFAULT_MAX_NEW_TOKENS)
     stop = cfg.get("stop", cfg.get("until", gen.DEFAULT_STOP))
@@ -137,19 +142,25 @@ def generation_settings(spec) -> tuple[int, list[str]]:
         raise ConfigError(f"task {spec.name}: generation max_new_tokens must be a positive integer, got {max_new!r}")
     if not all(isinstance(s, str) for s in stop):
         raise ConfigError(f"task {spec.name}: generation stop sequences must be strings, got {stop!r}")
-    return max_new, list(stop)
+    pattern = cfg.get("answer_pattern")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise ConfigError(f"task {spec.name}: answer_pattern {pattern!r} is not a valid regex ({exc})") from None
+    return max_new, list(stop), pattern, str(cfg.get("fallback", "last_number"))
 
 
 def _score_generation(model, tokenizer, spec, examples, names, step, batch_size, progress, device) -> list[dict]:
     n = len(examples)
     generated = parsed = None
     if "exact_match" in names:
-        max_new, stop = generation_settings(spec)
+        max_new, stop, pattern, fallback = generation_settings(spec)
         with _bar(progress, n, f"eval {spec.name} (generate)") as bar:
             outs = gen.greedy_generate(model, tokenizer, [ex.prompt for ex in examples], max_new_tokens=max_new,
                                        stop=stop, batch_size=batch_size, device=device, on_batch=bar.update)
         generated = [o.text for o in outs]
-        parsed = [gen.parse_final_number(t) for t in generated]
+        parsed = [gen.parse_final_number(t, pattern, fallback) for t in generated]
     gold_lp = None
     if "gold_logprob" in names:
         requests = loglik.encode_requests(tokenizer, [ex.prompt for ex in examples],
