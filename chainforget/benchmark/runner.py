@@ -43,11 +43,16 @@ def prepare(spec: RunSpec) -> Prepared:
     for name in spec.task_options:
         if name not in spec.all_eval_tasks:
             raise ConfigError(f"task_options names {name!r}, which is neither in the chain nor in eval_tasks")
-    tasks = {}
-    for name in spec.all_eval_tasks:
-        task = resolve_task(name)
-        options = spec.task_options.get(name)
-        tasks[name] = task.configure(**options) if options else task
+    tasks, names = {}, {}
+    for given in spec.all_eval_tasks:
+        task = resolve_task(given)  # a registered name or a task file path
+        options = spec.task_options.get(given) or spec.task_options.get(task.name)
+        tasks[task.name] = task.configure(**options) if options else task
+        names[given] = task.name
+    if any(given != name for given, name in names.items()):  # task files: the run speaks of task names
+        spec = dataclasses.replace(
+            spec, chain=tuple(names[t] for t in spec.chain), eval_tasks=tuple(names[t] for t in spec.eval_tasks),
+            task_options={names.get(k, k): v for k, v in spec.task_options.items()})
     strategy = registries("strategies").get(spec.strategy)
     params = strategy.resolve(spec.strategy_params)
     train_cfg = TrainConfig.from_mapping({**spec.train, "seed": spec.seed})

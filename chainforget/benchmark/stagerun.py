@@ -15,7 +15,6 @@ class StageRunner:
     def __init__(self, prep, run_dir: Path, prefix: PrefixStore, *, progress: bool, echo, loggers=()):
         from chainforget.benchmark.streams import build_benchmark
         from chainforget.engine.template import CausalLMTemplate, make_loggers
-        from chainforget.engine.training import apply_finetune
 
         self.prep, self.run_dir, self.prefix, self.echo, self.progress = prep, run_dir, prefix, echo, progress
         spec = prep.spec
@@ -23,32 +22,28 @@ class StageRunner:
         self.sharpness: list[dict[str, Any] | None] = [None]
         train_tasks = [prep.tasks[n] for n in spec.chain]
         eval_tasks = [prep.tasks[n] for n in spec.all_eval_tasks]
-        self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train, spec.limit_eval)
+        self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train_for, spec.limit_eval_for)
         self.train_examples = {n: list(exp.dataset) for n, exp in zip(self.bench.train_task_names,
                                                                       self.bench.train_stream)}
         from chainforget.benchmark.runner import seed_everything
 
-        seed_everything(spec.seed, 0)
         model, self.tokenizer = prep.model_spec.load()
-        self.model = apply_finetune(model, prep.train_cfg)
         from chainforget.benchmark.runner import plan_stages
 
         _, ctx = plan_stages(prep, self.train_examples)
         self.plugins = list(prep.strategy.make_plugins(prep.params, ctx))
-        evaluator = None
-        if loggers:
-            from avalanche.training.plugins import EvaluationPlugin
-
-            evaluator = EvaluationPlugin(loggers=make_loggers(loggers, run_dir / "logs"))
+        seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
         self.template = CausalLMTemplate(
-            self.model, self.tokenizer, prep.train_cfg, plugins=self.plugins, evaluator=evaluator,
-            eval_batch_size=spec.eval_batch_size, progress=progress,
-            task_specs={n: t.spec for n, t in prep.tasks.items()})
+            model, self.tokenizer, prep.train_cfg, plugins=self.plugins, eval_batch_size=spec.eval_batch_size,
+            progress=progress, task_specs={n: t.spec for n, t in prep.tasks.items()},
+            loggers=make_loggers(loggers, run_dir / "logs") if loggers else ())
+        self.template.use_benchmark(self.bench)
+        self.model = self.template.model
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> list[dict]:
         t = time.time()
-        self.template.eval(self.bench.test_stream)
+        self.template.eval(self.bench.test_stream, step=step)
         records = []
         for name in self.bench.eval_task_names:
             for rec in self.template.eval_records[name]:

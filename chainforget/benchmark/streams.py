@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from chainforget.errors import ConfigError
 from chainforget.tasks.base import Example
@@ -106,10 +106,20 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+def _limit(limit: int | Mapping[str, int] | Callable[[str], int | None] | None, name: str) -> int | None:
+    if callable(limit):
+        return limit(name)
+    if isinstance(limit, Mapping):
+        return limit.get(name, limit.get("default"))
+    return limit
+
+
 def build_benchmark(train_tasks: Sequence[Any], eval_tasks: Sequence[Any] | None = None,
-                    limit_train: int | None = None, limit_eval: int | None = None) -> ChainBenchmark:
+                    limit_train: Any = None, limit_eval: Any = None) -> ChainBenchmark:
     """Chain ``train_tasks`` (names, task-file paths or ``Task``s; repeats allowed) into train experiences, and
-    ``eval_tasks`` (default: the chain's tasks; duplicates dropped) into test experiences."""
+    ``eval_tasks`` (default: the chain's tasks; duplicates dropped) into test experiences.
+
+    Limits are an int for every task, a mapping task -> int (with an optional "default"), or a callable."""
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 
     from chainforget.tasks import resolve_task
@@ -135,8 +145,8 @@ def build_benchmark(train_tasks: Sequence[Any], eval_tasks: Sequence[Any] | None
         if t.spec.split.eval_only:
             raise ConfigError(f"task {t.name!r} is evaluation-only (a held-out probe) and cannot be a chain step; "
                               f"list it under --eval-tasks instead")
-        train_sets.append(dataset(t.train_examples(limit_train)))
-    test_sets = [dataset(eval_by_name[n].eval_examples(limit_eval)) for n in eval_names]
+        train_sets.append(dataset(t.train_examples(_limit(limit_train, t.name))))
+    test_sets = [dataset(eval_by_name[n].eval_examples(_limit(limit_eval, n))) for n in eval_names]
     scenario = benchmark_from_datasets(train=train_sets, test=test_sets)
     for exp, t in zip(scenario.train_stream, train):
         exp.task_name = t.name  # the engine reads experience.task_name first

@@ -1,0 +1,89 @@
+"""End-to-end runs on the tiny model: result files, prefix reuse, resume, recompute from disk."""
+
+import json
+
+import pytest
+
+from chainforget.benchmark import results as store
+from chainforget.benchmark.runner import run
+from chainforget.benchmark.spec import RunSpec
+from chainforget.errors import ChainforgetError
+
+SMALL = dict(model="tiny", limit_train={"bbq": 9, "gsm8k": 4}, limit_eval={"bbq": 18, "gsm8k": 4},
+             task_options={"gsm8k": {"primary_metric": "gold_logprob"}},
+             train={"batch_size": 4, "micro_batch_size": 4, "max_length": 256, "learning_rate": 1e-3},
+             eval_batch_size=8)
+FAST_METRICS = {"n_boot": 50}
+
+
+def spec(strategy="naive", chain=("bbq", "gsm8k"), **kw):
+    return RunSpec(chain=chain, strategy=strategy, **{**SMALL, **kw})
+
+
+def test_run_writes_complete_result_and_recomputes_identically(tmp_path):
+    result = run(spec(), tmp_path, progress=False, metric_options=FAST_METRICS)
+    run_dir = tmp_path / result["run_id"]
+    assert store.is_complete(run_dir)
+    assert result["stages"] == ["base", "bbq", "gsm8k"]
+    assert result["tasks"] == ["bbq", "gsm8k"] and result["eval_tasks"] == ["bbq", "gsm8k"]
+    assert len(result["score_matrix"]) == 3 and all(len(row) == 2 for row in result["score_matrix"])
+    assert set(result["group_score_matrix"]["bbq"]) == {
+        "Age", "Disability_status", "Gender_identity", "Nationality", "Physical_appearance", "Race_ethnicity",
+        "Religion", "SES", "Sexual_orientation"}
+    f = result["metrics"]["forgetting"]["bbq"]
+    r = result["score_matrix"]
+    assert f["value"] == pytest.approx(r[1][0] - r[2][0])
+    assert result["task_info"]["bbq"]["trained_at"] == 1 and result["task_info"]["gsm8k"]["trained_at"] == 2
+    assert result["versions"]["torch"] and "train_config" in result
+    for step in range(3):
+        assert (run_dir / "records" / f"step-{step}.jsonl.gz").exists()
+    from chainforget.metrics.compute import recompute_run
+
+    again = recompute_run(run_dir)
+    for key in ("score_matrix", "group_score_matrix", "metrics"):
+        assert json.dumps(again[key], sort_keys=True) == json.dumps(result[key], sort_keys=True)
+    # a second call is a no-op that returns the stored result
+    assert run(spec(), tmp_path, progress=False, metric_options=FAST_METRICS) == result
+
+
+def test_strategies_share_identical_prefixes(tmp_path):
+    naive = run(spec("naive"), tmp_path, progress=False, metric_options=FAST_METRICS)
+    ewc = run(spec("ewc"), tmp_path, progress=False, metric_options=FAST_METRICS)
+    # EWC trains step 1 exactly like naive: that stage (and the base evaluation) came from the prefix store
+    assert set(ewc["timings"]["reused"]) == {"0", "1"}
+    assert "1" not in ewc["timings"]["train_seconds"] and "2" in ewc["timings"]["train_seconds"]
+    assert ewc["score_matrix"][:2] == naive["score_matrix"][:2]
+    other_order = run(spec("naive", chain=("gsm8k", "bbq")), tmp_path, progress=False, metric_options=FAST_METRICS)
+    assert set(other_order["timings"]["reused"]) == {"0"}  # only the base evaluation is shared
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    """Kill a run after its first stage (simulated), resume it: same metrics as a run that never stopped."""
+    from chainforget.benchmark import stagerun
+
+    full = run(spec("ewc"), tmp_path / "a", progress=False, metric_options=FAST_METRICS)
+
+    original = stagerun.StageRunner.stage
+
+    def dies_at_stage_2(self, k, stage, key, *, resume):
+        if k == 2:
+            raise KeyboardInterrupt
+        return original(self, k, stage, key, resume=resume)
+
+    monkeypatch.setattr(stagerun.StageRunner, "stage", dies_at_stage_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(spec("ewc"), tmp_path / "b", progress=False, metric_options=FAST_METRICS)
+    monkeypatch.setattr(stagerun.StageRunner, "stage", original)
+    assert not store.is_complete(tmp_path / "b" / full["run_id"])
+    resumed = run(spec("ewc"), tmp_path / "b", resume=True, progress=False, metric_options=FAST_METRICS)
+    assert resumed["timings"]["reused"]["1"]
+    for key in ("score_matrix", "group_score_matrix", "metrics"):
+        assert json.dumps(resumed[key], sort_keys=True) == json.dumps(full[key], sort_keys=True)
+
+
+def test_bad_names_fail_before_work(tmp_path):
+    with pytest.raises(ChainforgetError, match="did you mean .replay."):
+        run(spec("replya"), tmp_path)
+    with pytest.raises(Exception, match="did you mean 'gsm8k'"):
+        run(spec(chain=("bbq", "gsm8"), task_options={}, limit_train=None, limit_eval=None), tmp_path)
+    assert not list(tmp_path.iterdir())
