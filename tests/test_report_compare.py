@@ -139,3 +139,26 @@ def test_no_forgetting_row_for_the_last_task_and_drift_for_eval_only_tasks():
     assert not [r for r in rows if r[0] in ("forgetting", "biased_forgetting")]  # bbq is never followed by a stage
     (drift,) = [dict(zip(headers, r)) for r in rows if r[0] == "drift" and r[3] == "m"]
     assert drift["chain"] == "gsm8k" and drift["sig"] == "*" and drift["diff vs naive [95% CI]"].value > 0.25
+
+
+def test_compare_point_values_equal_the_stored_metrics_of_chainforget_metrics(tmp_path):
+    """compare recomputes from records with the definitions of chainforget.metrics: the numbers must agree."""
+    from chainforget.metrics.compute import compute_all
+
+    groups = {}
+    for label, forget, uneven in (("naive", 0.3, {"Age": 0.5}), ("replay", 0.1, {})):
+        run = make_run(label, SF, 0, _acc(forget, group_forget=uneven), n_per_group=30)
+        result = run["result"]
+        computed = compute_all(run["records"], result["task_info"], result["stages"],
+                               eval_tasks=result["eval_tasks"], n_boot=50, metrics=["forgetting", "biased_forgetting"])
+        result.update(computed)
+        write_result(tmp_path / label, result)  # real metric output passes the schema
+        groups[label] = [{**run, "result": result}]
+    headers, rows = compare_runs(groups, "naive", metrics=("forgetting", "biased_forgetting", "final"), n_boot=50)
+    for label in groups:
+        stored = groups[label][0]["result"]
+        for metric in ("forgetting", "biased_forgetting"):
+            value = _row(headers, rows, metric, "bbq", label)["value [95% CI]"].value
+            assert value == pytest.approx(stored["metrics"][metric]["bbq"]["value"])
+        final = _row(headers, rows, "final", "gsm8k", label)["value [95% CI]"].value
+        assert final == pytest.approx(stored["score_matrix"][-1][1])
