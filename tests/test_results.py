@@ -249,3 +249,9 @@ def test_no_pickle_in_store():
     for module in (atomic, results):
         source = inspect.getsource(module)
         assert "pickle" not in source.replace("never pickle", "")
+
+
+def test_written_files_get_the_normal_umask_permissions(tmp_path):
+    path = tmp_path / "f.json"
+    atomic_write_json(path, {})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~atomic._current_umask()

@@ -32,6 +32,15 @@ _HINTS = {
 }
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give; mkstemp alone gives 0600
+
+
 def write_error(path: str | os.PathLike, exc: OSError) -> DataError:
     """The one-line error for a failed write of ``path``."""
     hint = _HINTS.get(exc.errno) or f"{exc.strerror or exc}; check the path and rerun"
@@ -65,6 +74,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with contextlib.suppress(OSError, AttributeError):  # no fchmod on Windows
+            os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

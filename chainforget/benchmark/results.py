@@ -26,7 +26,6 @@ from chainforget.benchmark.atomic import (
     atomic_write_json,
     atomic_write_text,
     dumps_json,
-    read_json,
     read_jsonl_gz,
     write_error,
     write_jsonl_gz,
@@ -159,7 +158,10 @@ def load_result(run_dir: str | os.PathLike) -> dict:
     if not is_complete(run_dir):
         raise DataError(f"{run_dir}: incomplete run: rerun the same command to finish it")
     raw = result_path(run_dir).read_bytes()
-    marker = read_json(run_dir / DONE_FILE, "completion marker")
+    try:
+        marker = json.loads((run_dir / DONE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None  # an unreadable marker still marks completion; the result itself is validated below
     if isinstance(marker, dict) and marker.get("result_sha256") not in (None, hashlib.sha256(raw).hexdigest()):
         raise DataError(
             f"{result_path(run_dir)} does not match its completion marker (changed after the run finished); "
