@@ -90,10 +90,11 @@ def permutation_pvalue(diffs: np.ndarray, labels: Sequence[str], n_perm: int, rn
     counts = np.bincount(codes, minlength=k).astype(float)
     total = float(diffs.sum())
     observed = float(between_group_ss(np.bincount(codes, weights=diffs, minlength=k), counts, total, n))
-    shuffled = rng.permuted(np.broadcast_to(codes, (n_perm, n)), axis=1)
-    flat = (np.arange(n_perm)[:, None] * k + shuffled).ravel()
-    sums = np.bincount(flat, weights=np.broadcast_to(diffs, (n_perm, n)).ravel(), minlength=n_perm * k)
-    stats = between_group_ss(sums.reshape(n_perm, k), counts, total, n)
+    # Shuffling the differences over fixed, contiguous group blocks is the same as shuffling the labels.
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(k))
+    shuffled = rng.permuted(np.broadcast_to(diffs[order], (n_perm, n)), axis=1)
+    stats = between_group_ss(np.add.reduceat(shuffled, starts, axis=1), counts, total, n)
     tolerance = 1e-12 * max(1.0, abs(observed))  # equal statistics up to rounding count as "at least as extreme"
     exceed = int(np.count_nonzero(stats >= observed - tolerance))
     return (1.0 + exceed) / (1.0 + n_perm), observed
