@@ -76,7 +76,11 @@ def _train_overrides(**options) -> dict:
 
 def train_options(func):
     """The training hyper-parameters every training command accepts (defaults: chainforget.engine.training)."""
-    from chainforget.engine.training_defaults import TRAIN_DEFAULTS as D
+    try:
+        from chainforget.engine.training_defaults import TRAIN_DEFAULTS as D
+    except ImportError:  # TEMPORARY while the engine lands
+        import collections
+        D = collections.defaultdict(lambda: "?")
 
     opts = [
         click.option("--finetune", type=click.Choice(["full", "lora"]), default=None,
@@ -181,6 +185,65 @@ def metrics_cmd(run_dir, check):
     click.echo(text)
     if check and not same:
         raise SystemExit(1)
+
+
+@main.command("compare")
+@click.argument("run_sets", nargs=-1, required=True, metavar="[LABEL=]PATH_OR_GLOB...")
+@click.option("--baseline", default=None, help="Label of the run set the others are compared with "
+              "(default: the first set, or 'naive' with --by strategy).")
+@click.option("--by", "by", type=click.Choice(["set", "strategy"]), default="set", show_default=True,
+              help="Group runs by the sets given on the command line, or by strategy across all runs found.")
+@click.option("--metric", "metrics", multiple=True,
+              type=click.Choice(["forgetting", "biased_forgetting", "drift", "final"]),
+              help="Metrics to compare (repeatable).  [default: all]")
+@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--format", "fmt", type=click.Choice(["plain", "github", "latex", "csv", "json", "html"]),
+              default="github", show_default=True, help="Table format.")
+def compare_cmd(run_sets, baseline, by, metrics, n_boot, seed, fmt):
+    """Compare sets of runs: each method's value with a CI and its difference to a baseline with a paired
+    bootstrap CI over seeds and examples; '*' marks a difference whose CI excludes 0.
+
+    \b
+    Examples:
+      chainforget compare naive=runs/*_naive_* replay=runs/*_replay_*
+      chainforget compare runs/ --by strategy --baseline naive
+    """
+    from chainforget.report.commands import compare_command
+
+    text, warnings = compare_command(run_sets, baseline=baseline, by=by, metrics=metrics, n_boot=n_boot,
+                                     seed=seed, fmt=fmt)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(text)
+
+
+@main.command("plot")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH_OR_GLOB...")
+@click.option("--out", default="figures", show_default=True, help="Directory for the PNG and PDF files.")
+def plot_cmd(paths, out):
+    """Draw the figures: score-matrix heatmaps, per-group forgetting bars with CIs, order asymmetry,
+    safety-vs-capability Pareto scatter, sharpness vs forgetting."""
+    from chainforget.report.commands import plot_command
+
+    files, warnings = plot_command(paths, out)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"wrote {len(files)} files to {out}/")
+    for f in files:
+        click.echo(f"  {f}")
+
+
+@main.command("sharpness")
+@click.argument("run_dir", type=click.Path())
+@click.option("--probe-size", type=int, default=8, show_default=True, help="Examples in the seeded probe batch.")
+@click.option("--max-iter", type=int, default=50, show_default=True, help="Power-iteration cap.")
+@click.option("--tol", type=float, default=1e-3, show_default=True, help="Relative tolerance.")
+def sharpness_cmd(run_dir, probe_size, max_iter, tol):
+    """Compute the Hessian lambda_max after every stage of a finished run from its checkpoints."""
+    from chainforget.benchmark.sharpness_cmd import sharpness_command
+
+    click.echo(sharpness_command(run_dir, probe_size=probe_size, max_iter=max_iter, tol=tol))
 
 
 def run_main() -> None:  # pragma: no cover - console entry point convenience
