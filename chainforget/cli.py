@@ -76,11 +76,7 @@ def _train_overrides(**options) -> dict:
 
 def train_options(func):
     """The training hyper-parameters every training command accepts (defaults: chainforget.engine.training)."""
-    try:
-        from chainforget.engine.training_defaults import TRAIN_DEFAULTS as D
-    except ImportError:  # TEMPORARY while the engine lands
-        import collections
-        D = collections.defaultdict(lambda: "?")
+    from chainforget.engine.training_defaults import TRAIN_DEFAULTS as D
 
     opts = [
         click.option("--finetune", type=click.Choice(["full", "lora"]), default=None,
