@@ -129,6 +129,7 @@ def test_model_modes_restored_and_peft_model_scored(tiny_model):
     before = [m.training for m in model.modules()]
     score_examples(model, tok, mc_spec(), exs[:2])
     assert [m.training for m in model.modules()] == before
+    model(torch.tensor([[5, 6, 7]]), labels=torch.tensor([[5, 6, 7]])).loss.backward()  # still trainable
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     peft_model.train()
     lora = score_examples(peft_model, tok, mc_spec(), exs)  # fresh LoRA B = 0: same outputs as the base model
@@ -211,7 +212,10 @@ def test_cut_at_stop_takes_earliest():
     assert cut_at_stop("abc", ["x"]) == ("abc", False)
 
 
-def test_gold_logprob_equals_hand_computation(tiny_model):
+def test_gold_logprob_equals_hand_computation(tiny_model, monkeypatch):
+    from chainforget.engine import loglik
+
+    monkeypatch.setattr(loglik, "MAX_LOGIT_ELEMENTS", 1)  # the logit budget splits the batch: same results
     model, tok = tiny_model
     exs = [Example(id="g/0", group="a", prompt="Question: 3+4?\nAnswer:", target=" 3+4 = 7\n#### 7", gold="7"),
            Example(id="g/1", group="b", prompt="Question: a much longer question about apples and pears?\nAnswer: ",

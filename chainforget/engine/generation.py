@@ -124,7 +124,7 @@ def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_token
 def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                     stop: Sequence[str] = DEFAULT_STOP, batch_size: int = 16, device=None,
                     on_batch: Callable[[int], None] | None = None) -> list[Generation]:
-    """Greedy continuations of ``prompts`` (in input order); call under ``torch.inference_mode`` in eval mode."""
+    """Greedy continuations of ``prompts`` (in input order); call under ``torch.no_grad`` in eval mode."""
     if device is None:
         device = next(model.parameters()).device
     encoded = [list(x) or [tokenizer.eos_token_id] for x in tokenizer(list(prompts))["input_ids"]] if prompts else []

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-# Upper bound on logit rows (positions x vocabulary) materialised per forward pass; larger batches are split.
-MAX_LOGIT_ROWS = 1024
+# Upper bound on logits (kept positions x vocabulary) materialised per forward pass (~200 MB in float32 at 50M);
+# a batch that would exceed it is split.
+MAX_LOGIT_ELEMENTS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _forward_batch(model, batch: list[Request], pad_id: int, device) -> list[lis
     return result
 
 
-def batches(requests: list[Request], batch_size: int, max_rows: int = MAX_LOGIT_ROWS) -> list[list[int]]:
+def batches(requests: list[Request], batch_size: int, max_rows: int = 1024) -> list[list[int]]:
     """Indices of requests grouped longest-first into batches of at most ``batch_size`` and ``max_rows`` logit rows."""
     order = sorted(range(len(requests)), key=lambda i: (-requests[i].length, i))
     out, cur, rows = [], [], 0
@@ -163,7 +164,8 @@ def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: i
                    on_batch: Callable[[int], None] | None = None) -> list[list[tuple[float, int]]]:
     """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order."""
     results: list = [None] * len(requests)
-    for idx in batches(requests, batch_size):
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50_000
+    for idx in batches(requests, batch_size, max_rows=max(1, MAX_LOGIT_ELEMENTS // vocab)):
         for i, res in zip(idx, _forward_batch(model, [requests[i] for i in idx], pad_id, device)):
             results[i] = res
         if on_batch is not None:

@@ -185,8 +185,9 @@ def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_siz
                    progress: bool = False, device=None) -> list[dict]:
     """One evaluation record per example (contract format), scoring exactly the metrics ``spec.metrics`` lists.
 
-    The model is used live: run under ``torch.inference_mode`` in eval mode, then every module's train/eval flag is
-    restored. Results do not depend on ``batch_size`` beyond float rounding (see ``engine.loglik``).
+    The model is used live: run under ``torch.no_grad`` in eval mode, then every module's train/eval flag is
+    restored. (Not ``inference_mode``: a buffer a module creates lazily during evaluation, such as a dynamic RoPE
+    table, would become an inference tensor and break the training that follows.) Results do not depend on ``batch_size`` beyond float rounding (see ``engine.loglik``).
     """
     import torch
 
@@ -197,5 +198,5 @@ def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_siz
     if device is None:
         device = next(model.parameters()).device
     score = _score_mc if spec.format == "multiple_choice" else _score_generation
-    with _eval_mode(model), torch.inference_mode():
+    with _eval_mode(model), torch.no_grad():
         return score(model, tokenizer, spec, examples, names, step, batch_size, progress, device)
