@@ -89,11 +89,14 @@ def test_list_columns_show_direction_and_range():
 @pytest.fixture()
 def metric_plugin(tmp_path, monkeypatch):
     (tmp_path / "cfplug_metric.py").write_text(textwrap.dedent("""
+        import numpy as np
+
         from chainforget.metrics.base import MetricSpec
         from chainforget.plugins import hookimpl
 
         def final_scores(inputs, options):
-            return {t: {"value": inputs.score(t, inputs.last)} for t in inputs.eval_tasks}
+            return {t: {"value": np.float64(inputs.score(t, inputs.last)), "n": np.int64(3), "nan": float("nan"),
+                        "row": np.array([1.5, np.inf])} for t in inputs.eval_tasks}
 
         def broken(inputs, options):
             raise ZeroDivisionError("oops")
@@ -118,6 +121,8 @@ def metric_plugin(tmp_path, monkeypatch):
 def test_third_party_metric_plugins_are_computed(metric_plugin):
     recs = records()
     out = compute_all(recs, INFO, STAGES, n_boot=50, metrics=["final_score", "forgetting"])
-    assert out["metrics"]["final_score"]["A"]["value"] == out["score_matrix"][2][0]
+    entry = out["metrics"]["final_score"]["A"]
+    assert entry == {"value": out["score_matrix"][2][0], "n": 3, "nan": None, "row": [1.5, None]}
+    assert type(entry["value"]) is float and type(entry["n"]) is int  # numpy values become plain JSON values
     with pytest.raises(PluginError, match="broken_metric.*cf-metric-plugin 0.1.*ZeroDivisionError"):
         compute_all(recs, INFO, STAGES, n_boot=50)
