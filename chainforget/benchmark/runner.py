@@ -133,6 +133,7 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
     from chainforget.benchmark import results as store
 
     echo = echo or (lambda msg: None)
+    metric_options = metric_options_from(metric_options)
     prep = prepare(spec)
     run_id = prep.spec.run_id()
     run_dir = Path(out_dir) / run_id
@@ -182,8 +183,8 @@ def _execute(prep: Prepared, run_dir: Path, *, resume: bool, progress: bool, ech
     task_info = task_info_for(prep, stages)
     labels = ["base", *[s.label for s in stages]]
     flat = [r for k in sorted(records) for r in records[k]]
-    options = {"min_group_size": 20, "n_boot": 1000, "seed": 0, **metric_options}
-    computed = compute_all(flat, task_info, labels, **options)
+    options = metric_options_from(metric_options)
+    computed = compute_all(flat, task_info, labels, eval_tasks=list(spec.all_eval_tasks), **options)
     result = {
         "schema_version": store.SCHEMA_VERSION,
         "run_id": run_dir.name,
@@ -205,6 +206,22 @@ def _execute(prep: Prepared, run_dir: Path, *, resume: bool, progress: bool, ech
     store.write_result(run_dir, result)
     echo(f"{run_dir.name}: done in {result['timings']['total_seconds']:.0f}s")
     return store.load_result(run_dir)
+
+
+METRIC_OPTION_DEFAULTS = {"min_group_size": 20, "n_boot": 1000, "seed": 0}
+
+
+def metric_options_from(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with the user's metric options; unknown keys and bad values are one-line errors."""
+    from chainforget.benchmark.spec import check_keys
+
+    options = dict(options or {})
+    check_keys(options, set(METRIC_OPTION_DEFAULTS), "metric option")
+    for key, value in options.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+            raise ConfigError(f"metric option {key} must be a {'non-negative' if key == 'seed' else 'positive'} "
+                              f"integer, got {value!r}")
+    return {**METRIC_OPTION_DEFAULTS, **options}
 
 
 def task_info_for(prep: Prepared, stages: list[Stage]) -> dict[str, dict[str, Any]]:
