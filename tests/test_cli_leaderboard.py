@@ -50,7 +50,7 @@ def test_table_rows_and_columns(board):
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {(r["strategy"], r["chain"]) for r in rows} == {
-        ("naive", "bbq -> gsm8k"), ("ewc", "bbq -> gsm8k"), ("naive", "gsm8k -> bbq"), ("ewc", "gsm8k -> bbq")}
+        ("naive", "bbq,gsm8k"), ("ewc", "bbq,gsm8k"), ("naive", "gsm8k,bbq"), ("ewc", "gsm8k,bbq")}
     header = list(rows[0])
     assert any(h.startswith("bbq") and "biased" in h for h in header)
     assert any(h.startswith("bbq") and "forgetting" in h and "biased" not in h for h in header)
