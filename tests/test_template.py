@@ -141,9 +141,10 @@ def test_hook_order_and_counts(tiny_model):
     micro = ["before_forward", "after_forward", "before_backward", "after_backward"]
     step_a = ["before_training_iteration"] + micro * 2 + ["before_update", "after_update", "after_training_iteration"]
     step_b = ["before_training_iteration"] + micro + ["before_update", "after_update", "after_training_iteration"]
-    assert rec.events == ["before_training", "before_train_dataset_adaptation", "after_train_dataset_adaptation",
-                          "before_training_exp", "before_training_epoch"] + step_a + step_b + \
-        ["after_training_epoch", "after_training_exp", "after_training"]
+    head = ["before_training", "before_train_dataset_adaptation", "after_train_dataset_adaptation",
+            "before_training_exp", "before_training_epoch"]
+    tail = ["after_training_epoch", "after_training_exp", "after_training"]
+    assert rec.events in (head + step_a + step_b + tail, head + step_b + step_a + tail)  # batch order is shuffled
     assert s.exp_step == 2 and s.optimizer_steps_total == 2 and s.train_stats["tokens_per_s"] > 0
 
 

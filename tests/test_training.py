@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from chainforget.engine.collate import TrainBatches, batch_plan, collate, encode_examples
+from chainforget.engine.collate import TrainBatches, batch_plan, collate, data_seed, encode_examples
 from chainforget.engine.training import TrainConfig, fields_help, lr_factor, make_optimizer, make_scheduler
 from chainforget.errors import ConfigError, DataError
 from chainforget.tasks.base import Example
@@ -117,6 +117,8 @@ def test_train_batches_epochs_differ_but_replay_exactly(tokenizer):
     whole = next(iter(make()))
     half = next(iter(shard))
     assert half.n_target == whole.n_target and sum(len(m["ids"]) for m in half.micro_batches) == 4
+    # the data-order seed is a function of the run seed and the examples, not of the experience's position
+    assert data_seed(0, items) == data_seed(0, list(items)) != data_seed(1, items) != data_seed(0, items[1:])
 
 
 # ------------------------------------------------------------------------------------------- checkpoint files

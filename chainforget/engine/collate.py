@@ -9,6 +9,7 @@ different accumulation see the same optimizer batches.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -120,6 +121,15 @@ class OptimizerBatch:
     micro_batches: list[dict[str, Any]]
     n_target: int  # over every process's share: the loss normaliser
     n_examples: int
+
+
+def data_seed(seed: int, encoded: Sequence[Encoded]) -> int:
+    """The data-order seed of an experience: the run seed and the examples' ids, not the experience's position,
+    so a resumed or prefix-reusing run shuffles exactly as an uninterrupted one."""
+    h = hashlib.sha256(str(seed).encode())
+    for e in encoded:
+        h.update(b"\0" + e.id.encode())
+    return int.from_bytes(h.digest()[:8], "big")
 
 
 class TrainBatches:

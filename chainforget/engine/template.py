@@ -23,7 +23,7 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from chainforget.engine.collate import TrainBatches, encode_examples
+from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
 from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
 from chainforget.engine.training import (TrainConfig, apply_finetune, make_optimizer, make_scheduler,
                                          target_token_loss, trainable_parameters)
@@ -83,7 +83,6 @@ class CausalLMTemplate(SupervisedTemplate):
         self.train_stats: dict[str, float] = {}
         self.truncated_examples = 0
         self._stream_tasks: dict[tuple[str, int], str] = {}
-        self._task_by_id: dict[str, str] = {}
         self._opt_batch = None
         self._batch_tokens = 1
         self._in_micro = False
@@ -102,28 +101,29 @@ class CausalLMTemplate(SupervisedTemplate):
         self.set_task_names(bench.train_stream.name, bench.train_task_names)
         self.set_task_names(bench.test_stream.name, bench.eval_task_names)
 
-    def task_name_of(self, experience) -> str:
+    def task_name_of(self, experience, examples: Sequence[Any] | None = None) -> str:
         name = getattr(experience, "task_name", None)
         if name:
             return str(name)
-        with experience.no_attribute_masking():
-            key = (experience.origin_stream.name, experience.current_experience)
+        key = ("?", -1)
+        with contextlib.suppress(AssertionError, AttributeError):  # experiences built outside a stream
+            with experience.no_attribute_masking():
+                key = (experience.origin_stream.name, experience.current_experience)
         if key in self._stream_tasks:
             return self._stream_tasks[key]
-        names = list(dict.fromkeys(_own_task(ex) for ex in experience.dataset))
+        names = list(dict.fromkeys(_own_task(ex) for ex in (examples if examples is not None
+                                                                else experience.dataset)))
         if not names or "" in names:
             raise ConfigError(f"cannot tell which task experience {key[1]} of stream {key[0]!r} holds; set "
                               f"Example.task, experience.task_name or call set_task_names() on the template")
         return "+".join(names)
 
     def _enter_experience(self) -> None:
-        self.task_name = self.task_name_of(self.experience)
-        if "+" not in self.task_name:
-            for ex in self.experience.dataset:
-                self._task_by_id.setdefault(str(ex.id), self.task_name)
+        ds = self.experience.dataset
+        self.task_name = self.task_name_of(self.experience, [ds[i] for i in range(len(ds))])
 
     def _task_of(self, ex) -> str:
-        return getattr(ex, "task", "") or self._task_by_id.get(str(ex.id)) or str(self.task_name)
+        return _own_task(ex) or str(self.task_name)
 
     def _spec(self, name: str):
         task = self.task_specs.get(name)
@@ -153,7 +153,7 @@ class CausalLMTemplate(SupervisedTemplate):
             raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {procs} processes; raise "
                               f"--batch-size to at least {procs}")
         self.dataloader = TrainBatches(encoded, batch_size=cfg.batch_size, micro_batch_size=cfg.micro_batch_size,
-                                       seed=cfg.seed * 7919 + self.clock.train_exp_counter,
+                                       seed=data_seed(cfg.seed, encoded),
                                        sort_by_length=cfg.sort_by_length, pad_id=pad,
                                        process_index=self.accelerator.process_index, num_processes=procs)
         steps = len(self.dataloader) * cfg.epochs
