@@ -34,14 +34,14 @@ def stream(*datasets, name="train"):
     return getattr(benchmark_from_datasets(**{name: sets}), f"{name}_stream")
 
 
-def make(model, tok, plugins=(), **cfg):
+def make(model, tok, plugins=(), device=None, **cfg):
     from chainforget.engine.template import CausalLMTemplate
     from chainforget.engine.training import TrainConfig
 
     base = dict(learning_rate=1e-3, batch_size=8, micro_batch_size=8, warmup_ratio=0.0, max_steps=1)
     base.update(cfg)
     return CausalLMTemplate(model, tok, TrainConfig(**base), plugins=list(plugins), progress=False,
-                            task_specs={"toy": SPEC})
+                            task_specs={"toy": SPEC}, device=device)
 
 
 def weights(model):
@@ -232,6 +232,9 @@ def test_mixed_task_experience_and_fp16_on_cpu(tiny_model):
 
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         CausalLMTemplate(model, tok, {"mixed_precision": "fp16"}, device="cpu", progress=False)
+    bf16 = make(model, tok, mixed_precision="bf16", device="cpu")  # another precision in the same process
+    bf16.train(stream(toy_examples(4))[0])
+    assert bf16.exp_step == 1 and math.isfinite(bf16.last_loss)
 
 
 def test_csv_and_text_loggers(tiny_model, tmp_path):

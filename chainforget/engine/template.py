@@ -39,7 +39,18 @@ def _accelerator(cfg: TrainConfig, device):
     if cfg.mixed_precision == "bf16" and kind != "cpu" and torch.cuda.is_available() \
             and not torch.cuda.is_bf16_supported():
         raise ConfigError("this GPU does not support bf16; use --mixed-precision fp16 or no")
-    return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
+    try:
+        return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
+    except ValueError as exc:  # accelerate's state is process-wide; a new device/precision needs a reset
+        if "already been initialized" not in str(exc):
+            raise
+        from accelerate.state import AcceleratorState, PartialState
+
+        if PartialState().num_processes > 1:
+            raise ConfigError("one accelerate launch runs one device and mixed precision setting; start a new "
+                              "launch for a different --mixed-precision") from None
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
 
 
 def _own_task(ex) -> str:
