@@ -251,3 +251,22 @@ def test_csv_and_text_loggers(tiny_model, tmp_path):
     rows = (tmp_path / "csv" / "training_results.csv").read_text().splitlines()
     assert len(rows) == 2 and float(rows[1].split(",")[4]) == pytest.approx(s.last_loss, abs=1e-4)
     assert "eval/toy/acc" in (tmp_path / "log.txt").read_text()
+
+
+def test_recompute_loss_and_backward_reproduces_the_batch_gradient(tiny_model):
+    model, tok = tiny_model
+
+    class Recompute:
+        def before_update(self, strategy, **kwargs):
+            params = [p for p in strategy.model.parameters() if p.grad is not None]
+            self.first = [p.grad.clone() for p in params]
+            for p in params:
+                p.grad.zero_()
+            self.loss = strategy.recompute_loss_and_backward()  # outside the micro loop: whole optimizer batch
+            self.second = [p.grad.clone() for p in params]
+
+    probe = Recompute()
+    s = make(model, tok, [probe], batch_size=6, micro_batch_size=2)
+    s.train(stream(toy_examples(6))[0])
+    assert probe.loss == pytest.approx(s.last_loss, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(probe.first, probe.second))

@@ -20,7 +20,6 @@ import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
-from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
