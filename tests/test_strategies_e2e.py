@@ -75,7 +75,7 @@ def test_replay_batches_hold_the_group_balanced_buffer(tiny_model, tmp_path):
 
 def test_ewc_chain_consolidates_pulls_toward_anchor_and_resumes(tiny_model, tmp_path):
     model, tok = tiny_model
-    ctx = make_context(("safe", "cap"), safe={"A": 3, "B": 3}, cap={"all": 8})
+    ctx = make_context(("safe", "cap"), safe={"A": 2, "B": 2}, cap={"all": 8})
     naive_model = copy.deepcopy(model)
     [plugin] = plugins_for("ewc", ctx, **{"lambda": 1e7})
     train_chain(model, tok, ctx, [plugin])
