@@ -87,3 +87,15 @@ def test_bad_names_fail_before_work(tmp_path):
     with pytest.raises(Exception, match="did you mean 'gsm8k'"):
         run(spec(chain=("bbq", "gsm8"), task_options={}, limit_train=None, limit_eval=None), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_safety_retune_adds_a_stage_and_joint_trains_once(tmp_path):
+    retune = run(spec("safety-retune"), tmp_path, progress=False, metric_options=FAST_METRICS)
+    assert retune["stages"] == ["base", "bbq", "gsm8k", "retune"]
+    assert len(retune["score_matrix"]) == 4
+    # forgetting is measured against the last row: the re-tuned model
+    r = retune["score_matrix"]
+    assert retune["metrics"]["forgetting"]["bbq"]["value"] == pytest.approx(r[1][0] - r[3][0])
+    joint = run(spec("joint"), tmp_path, progress=False, metric_options=FAST_METRICS)
+    assert joint["stages"] == ["base", "joint"]
+    assert joint["task_info"]["bbq"]["trained_at"] == 1 and joint["task_info"]["gsm8k"]["trained_at"] == 1

@@ -71,8 +71,11 @@ def experience_from_examples(examples: Sequence[Example], index: int, label: str
     ``index``, ``task_name`` = ``label``."""
     from avalanche.benchmarks.scenarios.dataset_scenario import DatasetExperience
 
+    from avalanche.benchmarks.scenarios.generic_scenario import EagerCLStream
+
     exp = DatasetExperience(dataset=examples_dataset(examples, tasks), current_experience=index)
     exp.task_name = label
+    exp.origin_stream = EagerCLStream(label, [exp], set_stream_info=False)  # the template reads the stream's name
     return exp
 
 
