@@ -115,7 +115,24 @@ TRAIN_FLAG_NAMES = ("finetune", "learning_rate", "epochs", "batch_size", "micro_
                     "gradient_checkpointing", "mixed_precision")
 
 
-@main.command("run")
+class _RunCommand(click.Command):
+    """``run --help`` ends with every strategy's hyper-parameters (read from the registry, torch-free)."""
+
+    def format_epilog(self, ctx, formatter):
+        from chainforget.plugins import registries
+
+        with formatter.section("Strategy hyper-parameters (--set STRATEGY.PARAM=VALUE)"):
+            rows = []
+            for entry in registries("strategies"):
+                for param in getattr(entry.obj, "params", ()):
+                    rows.append((f"{entry.name}.{param.name}", param.describe().split(": ", 1)[0].split("=", 1)[1]
+                                 + ": " + param.help))
+                if not getattr(entry.obj, "params", ()):
+                    rows.append((entry.name, "(no hyper-parameters)"))
+            formatter.write_dl(rows)
+
+
+@main.command("run", cls=_RunCommand)
 @click.option("--chain", help="Comma-separated tasks in training order, e.g. bbq,gsm8k (or a task file path).")
 @click.option("--strategy", default=None, help="Strategy name (see `chainforget list strategies`).  [default: naive]")
 @click.option("--model", default=None,
