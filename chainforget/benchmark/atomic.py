@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from chainforget.benchmark import faults
 from chainforget.errors import DataError
 
 _HINTS = {
@@ -79,6 +80,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            faults.point("write", f"{path.parent.name}/{path.name}")  # tests kill or fill the disk here
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
@@ -89,6 +91,19 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         if tmp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> int:
+    """Delete the ``.<name>.*.tmp`` files that writers killed mid-write left under ``directory``; return how many.
+
+    Call it only while holding the lock that guards ``directory``: another live writer's temp file looks the same.
+    """
+    removed = 0
+    for tmp in Path(directory).rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed += 1
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

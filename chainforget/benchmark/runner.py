@@ -150,6 +150,9 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
         if store.is_complete(run_dir):
             echo(f"{run_id}: complete, nothing to do")
             return store.load_result(run_dir)
+        from chainforget.benchmark.atomic import remove_stale_temps
+
+        remove_stale_temps(run_dir)  # left by a killed predecessor; we hold the run's lock
         return _execute(prep, run_dir, resume=resume, progress=progress, echo=echo,
                         metric_options=dict(metric_options or {}), loggers=loggers)
     finally:

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chainforget.benchmark import faults
+from chainforget.benchmark.atomic import remove_stale_temps
 from chainforget.benchmark.prefix import PrefixStore
 
 
@@ -42,6 +44,7 @@ class StageRunner:
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> list[dict]:
+        faults.point("eval", str(step))
         t = time.time()
         self.template.eval(self.bench.test_stream, step=step)
         records = []
@@ -58,6 +61,7 @@ class StageRunner:
                 return self.prefix.load_records(key)
             self.echo(f"evaluating the base model on {', '.join(self.bench.eval_task_names)}")
             records = self.evaluate(0)
+            remove_stale_temps(self.prefix.path(key))  # a killed writer's leftovers; we hold the key's lock
             self.prefix.save(key, self.model, records, {"stage": "base"}, with_weights=False)
             return records
 
@@ -73,6 +77,7 @@ class StageRunner:
             self.echo(f"stage {k} ({stage.label}): resumed from {ckpt}")
             self.prefix.load_weights(key, self.model)
             load_plugin_states(self.plugins, ckpt)
+            self.template.clock.train_exp_counter = k  # as after a walked stage: errors name the right experience
             self.timings["reused"][str(k)] = key
             return self._finish_restored(k, key)
         seed_everything(self.prep.spec.seed, k)
@@ -86,6 +91,9 @@ class StageRunner:
             else:
                 self.echo(f"stage {k} ({stage.label}): training on {len(stage.examples)} examples")
                 t = time.time()
+                faults.point("train", str(k))
+                if faults.nan_requested("train", str(k)):
+                    self._poison()
                 self.template.train(exp)
                 self.timings["train_seconds"][str(k)] = round(time.time() - t, 3)
                 records = self.evaluate(k)
@@ -93,12 +101,22 @@ class StageRunner:
                 if self.prep.spec.sharpness:
                     meta["sharpness"] = self._sharpness(stage)
                     self.sharpness.append(meta["sharpness"])
+                remove_stale_temps(self.prefix.path(key))
                 self.prefix.save(key, self.model, records, meta)
         ckpt.mkdir(parents=True, exist_ok=True)
         save_plugin_states(self.plugins, ckpt)
         atomic_write_json(ckpt / "state.json", {"prefix": key, "stage": stage.label, "step": k})
         atomic_write_text(ckpt / "DONE", "ok\n")
         return records
+
+    def _poison(self) -> None:
+        """A planted numerical fault (CHAINFORGET_NAN_AT): NaN in the trainable weights, so the first loss is NaN."""
+        import torch
+
+        with torch.no_grad():
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.fill_(float("nan"))
 
     def _finish_restored(self, k: int, key: str) -> list[dict]:
         if self.prep.spec.sharpness:
