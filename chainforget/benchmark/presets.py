@@ -7,17 +7,20 @@ small and its confidence intervals wide. ``paper`` is the full study, meant for 
 from chainforget.plugins.hookspecs import hookimpl
 
 QUICK = {
-    "description": "SmolLM2-135M, bbq<->gsm8k both orders, 5 strategies, 1 seed; ~15 min on 2 CPU cores",
+    "description": "SmolLM2-135M + LoRA, bbq<->gsm8k both orders, 5 strategies, 1 seed; ~15 min on 2 CPU cores",
     "model": "smollm2-135m",
     "chains": [["bbq", "gsm8k"], ["gsm8k", "bbq"]],
-    "strategies": ["naive", "replay", "ewc", "lwf", "safety-retune"],
+    "strategies": ["naive", "replay", {"ewc": {"fisher_samples": 16}}, "lwf", "safety-retune"],
     "seeds": [0],
-    "limit_train": {"bbq": 48, "gsm8k": 24},
-    "limit_eval": {"bbq": 180, "gsm8k": 24},
+    # Sized for 2 CPU cores: 10 BBQ eval examples per category (so min_group_size is 10, not 20, and the CIs are
+    # wide), and the cheap GSM8K score (log-likelihood of the gold solution) instead of generation.
+    "limit_train": {"bbq": 32, "gsm8k": 16},
+    "limit_eval": {"bbq": 90, "gsm8k": 16},
     "task_options": {"gsm8k": {"primary_metric": "gold_logprob"}},
-    "train": {"learning_rate": 1.0e-4, "batch_size": 8, "micro_batch_size": 8, "max_length": 320},
+    "train": {"finetune": "lora", "lora_r": 16, "lora_alpha": 32.0, "learning_rate": 3.0e-3, "epochs": 2,
+              "batch_size": 8, "micro_batch_size": 8, "max_length": 256},
     "eval_batch_size": 16,
-    "metric_options": {"min_group_size": 20, "n_boot": 1000},
+    "metric_options": {"min_group_size": 10, "n_boot": 1000},
 }
 
 PAPER = {
