@@ -17,16 +17,32 @@ KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets"]
 
 
 class _Group(click.Group):
-    """Turns ChainforgetError into one line and exit status 2 (``--debug`` shows the traceback)."""
+    """Turns user errors into one line and exit status 2 (``--debug`` shows the traceback): ChainforgetError, a bad
+    flag (click's usage errors) and OSError (full disk, permissions: the environment, not a bug)."""
 
     def invoke(self, ctx):
+        debug = lambda: bool(ctx.obj and ctx.obj.get("debug"))  # noqa: E731
         try:
             return super().invoke(ctx)
         except ChainforgetError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+            if debug():
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            if debug():
+                raise
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            click.echo(f"error: {message}; see `{where} --help`", err=True)
+            ctx.exit(2)
+        except OSError as exc:
+            if debug():
+                raise
+            from chainforget.benchmark.atomic import describe_os_error
+
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; rerun the same command (with --resume for `run`) to continue", err=True)
             ctx.exit(130)

@@ -48,6 +48,12 @@ def write_error(path: str | os.PathLike, exc: OSError) -> DataError:
     return DataError(f"could not write {path}: {hint}")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError that reached the CLI: the file, what went wrong and the fix."""
+    hint = _HINTS.get(exc.errno) or f"{exc.strerror or exc}; check the path and rerun"
+    return " ".join(f"{exc.filename + ': ' if exc.filename else ''}{hint}".split())
+
+
 def _fsync_dir(directory: Path) -> None:
     """Persist a rename; best effort where directories cannot be opened (Windows)."""
     try:
