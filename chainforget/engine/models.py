@@ -130,6 +130,17 @@ def smollm2_dir() -> Path:
     return _atomic_dir(chainforget_home() / SMOLLM2_DIR, build)
 
 
+def quiet_transformers() -> None:
+    """No per-file "Loading weights" bars or deprecation chatter from libraries: chainforget draws its own bars."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft reads a deprecated property
+
+
 def _finish(model, tok):
     model.config.pad_token_id = tok.pad_token_id
     model.eval()
@@ -138,6 +149,8 @@ def _finish(model, tok):
 
 def load_smollm2(**_: Any):
     import torch
+
+    quiet_transformers()
     from transformers import AutoModelForCausalLM
 
     path = smollm2_dir()
@@ -153,6 +166,8 @@ TINY_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, n
 def load_tiny(seed: int = 0, **_: Any):
     """A randomly initialised ~3M-parameter Llama with the SmolLM2 tokenizer, identical for the same seed."""
     import torch
+
+    quiet_transformers()
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = load_tokenizer()
@@ -166,6 +181,8 @@ def load_tiny(seed: int = 0, **_: Any):
 def load_local(path: str, trust_remote_code: bool = False, **_: Any):
     """Any Hugging Face causal-LM directory on disk (config.json + weights + tokenizer)."""
     import torch
+
+    quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = Path(path).expanduser()
