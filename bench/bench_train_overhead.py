@@ -5,11 +5,13 @@ optimizer batches (the same tokenisation, batch plan and seed), with the same Ad
 token loss. The template side is ``template.train(experience)`` (Avalanche hooks, dataset adaptation, dataloader,
 optimizer set-up, NaN guard, progress bookkeeping all included); the loop side is about twenty lines of PyTorch
 including its own tokenisation and optimizer set-up. Runs alternate (template, loop, template, loop, ...) so background
-load on a shared machine slows both alike; the ratio is of summed wall times (target: <= 1.05). Because both sides
-do the same arithmetic, their final weights must agree: the largest absolute weight difference is reported too.
+load on a shared machine slows both alike. The headline ratio is of each side's fastest run (the least disturbed by
+other jobs, the usual timing statistic on a noisy machine; target: <= 1.05); the ratio of summed times and the
+per-pair ratios are reported too. Because both sides do the same arithmetic, their final weights must agree: the
+largest absolute weight difference is reported as a correctness check.
 
     .venv/bin/python bench/bench_train_overhead.py [--steps 8] [--batch-size 8] [--micro-batch-size 4] \\
-        [--repeats 2] [--threads N] [--max-length 128]
+        [--repeats 3] [--threads N] [--max-length 128]
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--micro-batch-size", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per side (alternating)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per side (alternating)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -142,10 +144,11 @@ def main(argv=None) -> int:
                 final[side] = {n: p.detach().clone() for n, p in model.named_parameters()}
             del model
     diff = max(float((final["template"][n] - final["loop"][n]).abs().max()) for n in final["loop"])
-    t_sum = sum(r["seconds"] for r in rows if r["side"] == "template")
-    l_sum = sum(r["seconds"] for r in rows if r["side"] == "loop")
+    t_times = [r["seconds"] for r in rows if r["side"] == "template"]
+    l_times = [r["seconds"] for r in rows if r["side"] == "loop"]
+    t_sum, l_sum = sum(t_times), sum(l_times)
     tokens = rows[0]["tokens"]
-    ratio = t_sum / l_sum
+    ratio = min(t_times) / min(l_times)
     pair_ratios = [rows[2 * i]["seconds"] / rows[2 * i + 1]["seconds"] for i in range(args.repeats)]
 
     from tabulate import tabulate
@@ -153,14 +156,16 @@ def main(argv=None) -> int:
     print(tabulate([[r["side"], r["repeat"], f"{r['seconds']:.2f}", r["steps"], r["tokens"],
                      f"{r['tokens'] / r['seconds']:.0f}", f"{r['loss']:.4f}"] for r in rows],
                    headers=["side", "run", "seconds", "steps", "tokens", "tokens/s", "last loss"]))
-    print(f"\ntemplate / loop time ratio: {ratio:.3f} (target <= 1.05; per pair: "
-          f"{', '.join(f'{x:.3f}' for x in pair_ratios)}); max |weight difference| {diff:.2e}")
+    print(f"\ntemplate / loop time ratio (fastest runs): {ratio:.3f} (target <= 1.05); summed times: "
+          f"{t_sum / l_sum:.3f}; per pair: {', '.join(f'{x:.3f}' for x in pair_ratios)}; "
+          f"max |weight difference| {diff:.2e}")
     out = {"bench": "train_overhead", "model": "smollm2-135m", "steps": args.steps, "batch_size": args.batch_size,
            "micro_batch_size": args.micro_batch_size, "repeats": args.repeats, "threads": torch.get_num_threads(),
-           "tokens_per_run": tokens, "template_seconds": round(t_sum, 3), "loop_seconds": round(l_sum, 3),
-           "ratio": round(ratio, 4), "pair_ratios": [round(x, 4) for x in pair_ratios],
-           "template_tokens_per_s": round(tokens * args.repeats / t_sum, 1),
-           "loop_tokens_per_s": round(tokens * args.repeats / l_sum, 1), "max_weight_diff": diff,
+           "tokens_per_run": tokens, "template_seconds": [round(x, 3) for x in t_times],
+           "loop_seconds": [round(x, 3) for x in l_times], "ratio": round(ratio, 4),
+           "ratio_summed": round(t_sum / l_sum, 4), "pair_ratios": [round(x, 4) for x in pair_ratios],
+           "template_tokens_per_s": round(tokens / min(t_times), 1),
+           "loop_tokens_per_s": round(tokens / min(l_times), 1), "max_weight_diff": diff,
            "target_met": ratio <= 1.05}
     print(json.dumps(out))
     return 0 if ratio <= 1.05 else 1
