@@ -116,6 +116,14 @@ def train_options(func):
         click.option("--lora-alpha", type=float, default=None, help=f"LoRA alpha.  [default: {D['lora_alpha']}]"),
         click.option("--lora-targets", default=None,
                      help=f"Comma-separated modules LoRA adapts.  [default: {D['lora_targets']}]"),
+        click.option("--weight-decay", type=float, default=None,
+                     help=f"AdamW weight decay (matrices only).  [default: {D['weight_decay']}]"),
+        click.option("--max-steps", type=int, default=None,
+                     help="Cap on optimizer steps per stage.  [default: no cap]"),
+        click.option("--lora-dropout", type=float, default=None,
+                     help=f"Dropout on the LoRA branch.  [default: {D['lora_dropout']}]"),
+        click.option("--sort-by-length/--no-sort-by-length", default=None,
+                     help="Batch similar lengths together (less padding; order still shuffled).  [default: on]"),
         click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
                      help="Trade compute for memory.  [default: off]"),
         click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default=None,
@@ -124,11 +132,6 @@ def train_options(func):
     for opt in reversed(opts):
         func = opt(func)
     return func
-
-
-TRAIN_FLAG_NAMES = ("finetune", "learning_rate", "epochs", "batch_size", "micro_batch_size", "schedule",
-                    "warmup_ratio", "max_grad_norm", "max_length", "lora_r", "lora_alpha", "lora_targets",
-                    "gradient_checkpointing", "mixed_precision")
 
 
 class _RunCommand(click.Command):
