@@ -2,7 +2,8 @@
 
 Each generator starts from a valid input and applies one mutation that is invalid by construction (a misspelled or
 unknown key, a wrong type, an out-of-range value, broken syntax, a code-executing YAML tag, corrupt data), so every
-case must be refused. Shapes the CLI still crashes on are listed in docs/reliability.md ("Known gaps") and left out.
+case must be refused. Shapes the CLI still crashes on are listed in docs/reliability.md ("Not guaranteed") and are
+left out.
 """
 
 from __future__ import annotations
