@@ -79,3 +79,40 @@ def test_suite_errors(tmp_path):
         load_suite_file(listy)
     with pytest.raises(ConfigError, match="does not exist"):
         load_suite_file(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train": 5}, "train must be a mapping"),
+    ({"strategy_params": 5}, "strategy_params must be a mapping"),
+    ({"task_options": {"bbq": 5}}, "task_options.bbq must be a mapping"),
+    ({"strategy": ["ewc"]}, "strategy must be a name"),
+    ({"model": 5}, "model must be a name"),
+    ({"sharpness": "maybe"}, "sharpness must be true or false"),
+    ({"eval_batch_size": True}, "eval_batch_size must be a positive integer"),
+    ({"train": {"seed": 3}}, "seed belongs at the top level"),
+])
+def test_wrongly_typed_spec_values(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        RunSpec(chain=("bbq",), **kwargs)
+
+
+def test_suite_rejects_duplicate_yaml_keys_and_bad_shapes(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("chains: [[bbq]]\nstrategies: [naive]\nseeds: [0]\nseeds: [1]\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml at line 4, column 1: duplicate key 'seeds'"):
+        load_suite_file(dup)
+    with pytest.raises(ConfigError, match="suite key 'train' must be a mapping"):
+        expand_suite({"chains": ["bbq"], "strategies": ["naive"], "train": 5})
+    code = tmp_path / "code.yaml"
+    code.write_text("chains: !!python/object/apply:os.system ['echo hi']\nstrategies: [naive]\n")
+    with pytest.raises(ConfigError, match="code.yaml"):
+        load_suite_file(code)
+
+
+def test_run_config_shapes(tmp_path):
+    from chainforget.benchmark.commands import build_run_spec
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("chain: bbq\nmetric_options: 5\n")
+    with pytest.raises(ConfigError, match="metric_options must be a mapping"):
+        build_run_spec(config_path=str(cfg))

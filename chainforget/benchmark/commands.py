@@ -25,6 +25,9 @@ def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tas
                    limit_eval=None, sets=(), config_path=None, sharpness=None, train=None) -> tuple[RunSpec, dict]:
     """Config file first, then flags; returns the spec and the metric options."""
     cfg: dict[str, Any] = _load_yaml_mapping(config_path, "run config") if config_path else {}
+    for key in ("metric_options", "strategy_params", "train", "task_options"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise ConfigError(f"{config_path}: {key} must be a mapping of keys to values, got {cfg[key]!r}")
     metric_options = dict(cfg.pop("metric_options", None) or {})
     flags = {"chain": chain, "strategy": strategy, "model": model, "seed": seed, "eval_tasks": eval_tasks,
              "limit_train": limit_train, "limit_eval": limit_eval, "sharpness": sharpness}

@@ -16,8 +16,13 @@ def run_suite(suite: Mapping[str, Any], out_dir: str | Path, *, shard: tuple[int
     from chainforget.benchmark.runner import run
 
     echo = echo or (lambda msg: None)
+    from chainforget.benchmark.runner import metric_options_from, prepare
+
     specs = shard_specs(expand_suite(suite), shard)
     options = dict(suite.get("metric_options") or {})
+    metric_options_from(options)
+    for spec in specs:  # every name and setting is checked before hours of training, not when its turn comes
+        prepare(spec)
     if launcher == "ray":
         from chainforget.benchmark.ray_launcher import run_on_ray
 

@@ -15,9 +15,13 @@ from typing import Any, Callable, Mapping, Sequence
 from chainforget.errors import ChainforgetError, ConfigError
 
 
-def _run_one(spec_dict: dict, out_dir: str, metric_options: dict) -> str:
+def _run_one(spec_dict: dict, out_dir: str, metric_options: dict, threads: int) -> str:
+    import torch
+
     from chainforget.benchmark.runner import run
     from chainforget.benchmark.spec import RunSpec
+
+    torch.set_num_threads(threads)  # as many as Ray gave this task: oversubscribed cores slow torch ~10x
 
     result = run(RunSpec.from_dict(spec_dict), out_dir, resume=True, progress=False, metric_options=metric_options,
                  wait=True)
@@ -39,7 +43,8 @@ def run_on_ray(specs: Sequence[Any], out_dir: str | Path, *, metric_options: Map
     try:
         task = ray.remote(num_cpus=num_cpus_per_run)(_run_one)
         out = str(Path(out_dir).resolve())
-        pending = {task.remote(spec.to_dict(), out, dict(metric_options or {})): spec for spec in specs}
+        threads = max(1, int(num_cpus_per_run))
+        pending = {task.remote(spec.to_dict(), out, dict(metric_options or {}), threads): spec for spec in specs}
         echo(f"submitted {len(pending)} runs to Ray ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)")
         done_ids = []
         while pending:

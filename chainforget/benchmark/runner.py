@@ -148,8 +148,10 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
                           f"wait for it to finish or pass a different --out") from None
     try:
         if store.is_complete(run_dir):
+            result = store.load_result(run_dir)
+            check_same_data(result, prep, run_dir)
             echo(f"{run_id}: complete, nothing to do")
-            return store.load_result(run_dir)
+            return result
         from chainforget.benchmark.atomic import remove_stale_temps
 
         remove_stale_temps(run_dir)  # left by a killed predecessor; we hold the run's lock
@@ -209,6 +211,15 @@ def _execute(prep: Prepared, run_dir: Path, *, resume: bool, progress: bool, ech
     store.write_result(run_dir, result)
     echo(f"{run_dir.name}: done in {result['timings']['total_seconds']:.0f}s")
     return store.load_result(run_dir)
+
+
+def check_same_data(result: Mapping[str, Any], prep: Prepared, run_dir: Path) -> None:
+    """A complete run computed on other data (an edited task file) must not pass for this config's result."""
+    stored = (result.get("fingerprints") or {}).get("data") or {}
+    for name, task in prep.tasks.items():
+        if name in stored and stored[name] != task.fingerprint():
+            raise ConfigError(f"{run_dir} was computed on different data for task {name!r} (its data files changed); "
+                              f"move that directory away or pass another --out to recompute")
 
 
 METRIC_OPTION_DEFAULTS = {"min_group_size": 20, "n_boot": 1000, "seed": 0}

@@ -42,6 +42,22 @@ class RunSpec:
     eval_batch_size: int = 16
 
     def __post_init__(self) -> None:
+        for name in ("strategy", "model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(f"{name} must be a name (text), got {getattr(self, name)!r}")
+        for name in ("strategy_params", "train", "task_options"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"{name} must be a mapping of keys to values, got {getattr(self, name)!r}")
+        for task, options in self.task_options.items():
+            if not isinstance(options, Mapping):
+                raise ConfigError(f"task_options.{task} must be a mapping such as {{primary_metric: gold_logprob}}, "
+                                  f"got {options!r}")
+        if "seed" in self.train:
+            raise ConfigError("seed belongs at the top level of a run (--seed or `seed:`), not under train")
+        if not isinstance(self.sharpness, bool):
+            raise ConfigError(f"sharpness must be true or false, got {self.sharpness!r}")
+        if isinstance(self.eval_batch_size, bool):
+            raise ConfigError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
         chain = tuple(self.chain)
         if not chain:
             raise ConfigError("a chain needs at least one task; pass e.g. --chain bbq,gsm8k")

@@ -27,15 +27,35 @@ SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_ev
               "description"}
 
 
-def load_suite_file(path: str | Path) -> dict[str, Any]:
+def _unique_key_loader():
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        """yaml.SafeLoader that refuses a key given twice in one mapping (instead of keeping the last)."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping_plain(node, deep=deep)
+
+    Loader.construct_mapping_plain = yaml.SafeLoader.construct_mapping
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
+def load_suite_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"suite file {path} does not exist; pass a YAML file or a preset name "
                           f"(see `chainforget list presets`)")
+    import yaml
+
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -88,6 +108,9 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
     check_keys(suite, SUITE_KEYS, "suite")
     if "chains" not in suite or "strategies" not in suite:
         raise ConfigError("a suite needs at least `chains:` and `strategies:`")
+    for key in ("train", "task_options", "metric_options"):
+        if suite.get(key) is not None and not isinstance(suite[key], Mapping):
+            raise ConfigError(f"suite key {key!r} must be a mapping of keys to values, got {suite[key]!r}")
     chains = [tuple(parse_task_list(c, "chains entry")) for c in _as_list(suite["chains"], "chains")]
     strategies = _strategy_entries(suite["strategies"])
     seeds = _as_list(suite.get("seeds", [0]), "seeds")
