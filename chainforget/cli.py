@@ -269,7 +269,7 @@ def plot_cmd(paths, out):
 @main.command("sharpness")
 @click.argument("run_dir", type=click.Path())
 @click.option("--probe-size", type=int, default=8, show_default=True, help="Examples in the seeded probe batch.")
-@click.option("--max-iter", type=int, default=50, show_default=True, help="Power-iteration cap.")
+@click.option("--max-iter", type=int, default=30, show_default=True, help="Power-iteration cap.")
 @click.option("--tol", type=float, default=1e-3, show_default=True, help="Relative tolerance.")
 def sharpness_cmd(run_dir, probe_size, max_iter, tol):
     """Compute the Hessian lambda_max after every stage of a finished run from its checkpoints."""

@@ -123,3 +123,18 @@ def test_group_effect_pvalue_end_to_end():
     assert planted["group_effect_pvalue"]["A"]["value"] < 0.01
     assert planted["group_effect_pvalue"]["A"]["statistic"] == "between_group_ss"
     assert null["group_effect_pvalue"]["A"]["value"] > 0.05
+
+
+def test_range_ci_is_bias_corrected_and_floored():
+    import numpy as np
+
+    from chainforget.metrics.groups import bias_corrected_range_ci
+
+    rng = np.random.default_rng(0)
+    samples = 0.1 + 0.25 + rng.normal(0, 0.05, 2000)  # resampled ranges sit 0.25 above the estimate 0.1
+    low, high, bias = bias_corrected_range_ci(samples, 0.1)
+    assert bias == pytest.approx(0.25, abs=0.01)
+    assert low < 0.1 < high and np.percentile(samples, 2.5) > 0.1  # the plain interval would exclude the estimate
+    low, high, _ = bias_corrected_range_ci(np.array([0.3, 0.35, 0.4]), 0.01)
+    assert low == 0.0 and high >= 0.0
+    assert bias_corrected_range_ci(None, 0.1) == (None, None, None)

@@ -2,8 +2,7 @@
 
 Each generator starts from a valid input and applies one mutation that is invalid by construction (a misspelled or
 unknown key, a wrong type, an out-of-range value, broken syntax, a code-executing YAML tag, corrupt data), so every
-case must be refused. Shapes the CLI still crashes on are listed in docs/reliability.md ("Not guaranteed") and are
-left out.
+case must be refused.
 """
 
 from __future__ import annotations
@@ -24,10 +23,15 @@ BAD_SCALARS = {
     "seed": ["abc", -1, 1.5, [0], True],
     "limit_train": [0, -3, "ten", 2.5, [1], {"bbq": 0}, {"nope": 3}],
     "limit_eval": [0, -1, "x", {"default": -2}],
-    "eval_batch_size": [0, -2, "x", 1.5],
+    "eval_batch_size": [0, -2, "x", 1.5, True],
+    "sharpness": ["maybe", 2],
+    "train": [5, "fast", [1]],
+    "strategy_params": [5, ["fraction"]],
+    "metric_options": [5, "n_boot"],
+    "task_options": [5, {"gsm8k": 5}],
     "chain": ["", [], "bbq,,gsm8k", "bbq,bbq", 5, ["bbq", 3], "bbq,nosuch", "bbq,gsm8k,bbq"],
-    "strategy": ["ewcc", "", "nosuch", 5],
-    "model": ["tinny", "smollm2", ""],
+    "strategy": ["ewcc", "", "nosuch", 5, ["ewc"]],
+    "model": ["tinny", "smollm2", "", 5],
     "eval_tasks": [5, "nope", ["bbq", 7]],
 }
 BAD_TRAIN = {

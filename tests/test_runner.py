@@ -99,3 +99,17 @@ def test_safety_retune_adds_a_stage_and_joint_trains_once(tmp_path):
     joint = run(spec("joint"), tmp_path, progress=False, metric_options=FAST_METRICS)
     assert joint["stages"] == ["base", "joint"]
     assert joint["task_info"]["bbq"]["trained_at"] == 1 and joint["task_info"]["gsm8k"]["trained_at"] == 1
+
+
+def test_sharpness_during_run_equals_sharpness_from_checkpoints(tmp_path):
+    """--sharpness stores lambda_max per stage; `chainforget sharpness RUN_DIR` recomputes it from the checkpoints."""
+    from chainforget.benchmark.sharpness_cmd import stage_sharpness
+
+    result = run(spec(chain=("bbq",), limit_train={"bbq": 9}, limit_eval={"bbq": 18}, task_options={},
+                      sharpness=True), tmp_path, progress=False, metric_options=FAST_METRICS)
+    assert result["sharpness"][0] is None  # the base model is not a trained stage
+    during = result["sharpness"][1]
+    assert during["lambda_max"] > 0 and during["iterations"] >= 1
+    later = stage_sharpness(tmp_path / result["run_id"])
+    assert [r["stage"] for r in later] == ["bbq"]
+    assert later[0]["lambda_max"] == pytest.approx(during["lambda_max"], rel=1e-6)

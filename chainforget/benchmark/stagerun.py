@@ -10,6 +10,9 @@ from chainforget.benchmark import faults
 from chainforget.benchmark.atomic import remove_stale_temps
 from chainforget.benchmark.prefix import PrefixStore
 
+# The probe and power iteration that `--sharpness` uses during a run; `chainforget sharpness` defaults to the same.
+SHARPNESS_DEFAULTS = {"batch_size": 8, "max_iter": 30, "tol": 1e-3}
+
 
 class StageRunner:
     """Holds the live model and template of one run and advances it stage by stage."""
@@ -137,5 +140,6 @@ class StageRunner:
         from chainforget.metrics.sharpness import model_sharpness
 
         t = time.time()
-        value, iters, converged = model_sharpness(self.model, self.tokenizer, stage.examples, seed=self.prep.spec.seed)
+        value, iters, converged = model_sharpness(self.model, self.tokenizer, stage.examples, seed=self.prep.spec.seed,
+                                                  **SHARPNESS_DEFAULTS)
         return {"lambda_max": value, "iterations": iters, "converged": converged, "seconds": round(time.time() - t, 2)}
