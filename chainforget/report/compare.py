@@ -217,7 +217,12 @@ def _row(metric, task, chain, label, is_base, mine, base, agg, n_boot, seed, dig
     units = [u for u in units if u is not None]
     value = None
     if units:
-        value = _ci(*_over_units([u[0][0] for u in units], [u[1][0] for u in units], rng, n_boot))
+        point, boot = _over_units([u[0][0] for u in units], [u[1][0] for u in units], rng, n_boot)
+        value = _ci(point, boot)
+        if metric == "biased_forgetting" and value is not None and value[1] is not None:
+            from chainforget.metrics.groups import bias_corrected_range_ci
+
+            value = (point, *bias_corrected_range_ci(boot, point)[:2])  # as in result.json (docs/metrics.md)
     row = [Cell(metric), Cell(task), Cell(chain), Cell(label), Cell(str(len(mine)), len(mine)),
            format_cell(value, digits)]
     if is_base:
