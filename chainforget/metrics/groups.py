@@ -60,20 +60,27 @@ def group_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     return out
 
 
-def biased_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """``max_g forgetting_g[A] - min_g forgetting_g[A]`` over groups with enough examples, with a 95% CI."""
+def _each_spread_task(inputs: MetricInputs, options: Mapping[str, Any], compute) -> dict:
+    """``compute(task, used, info, values)`` for every forgetting task with at least 2 eligible groups; the rest
+    are reported missing (with the group flags), never silently dropped."""
     out = {}
     for task in inputs.forgetting_tasks():
         used, info, values = _spread_context(inputs, task, options)
-        if used is None:
-            out[task] = missing("fewer than 2 groups with enough eval examples", **info)
-            continue
-        picked = [values[g] for g in used]
-        boot, _ = task_bootstrap(inputs, task, inputs.trained_at(task), inputs.last, options)
-        value = max(picked) - min(picked)
-        low, high, bias = bias_corrected_range_ci(boot.biased, value)
-        out[task] = {"value": value, "ci_low": low, "ci_high": high, "bootstrap_bias": bias, **info}
+        out[task] = (missing("fewer than 2 groups with enough eval examples", **info) if used is None
+                     else compute(task, used, info, values))
     return out
+
+
+def biased_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
+    """``max_g forgetting_g[A] - min_g forgetting_g[A]`` over groups with enough examples, with a 95% CI."""
+
+    def compute(task, used, info, values):
+        boot, _ = task_bootstrap(inputs, task, inputs.trained_at(task), inputs.last, options)
+        value = max(values[g] for g in used) - min(values[g] for g in used)
+        low, high, bias = bias_corrected_range_ci(boot.biased, value)
+        return {"value": value, "ci_low": low, "ci_high": high, "bootstrap_bias": bias, **info}
+
+    return _each_spread_task(inputs, options, compute)
 
 
 def bias_corrected_range_ci(samples, value: float) -> tuple[float | None, float | None, float | None]:
@@ -96,25 +103,18 @@ def bias_corrected_range_ci(samples, value: float) -> tuple[float | None, float 
 
 def biased_forgetting_std(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     """Population standard deviation (ddof 0) of forgetting_g[A] over groups with enough examples."""
-    out = {}
-    for task in inputs.forgetting_tasks():
-        used, info, values = _spread_context(inputs, task, options)
-        out[task] = (missing("fewer than 2 groups with enough eval examples", **info) if used is None
-                     else {"value": float(np.std([values[g] for g in used])), **info})
-    return out
+    return _each_spread_task(inputs, options, lambda task, used, info, values: {
+        "value": float(np.std([values[g] for g in used])), **info})
 
 
 def worst_group(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     """The group with the largest forgetting_g[A] (first by name on ties); its value is the group name."""
-    out = {}
-    for task in inputs.forgetting_tasks():
-        used, info, values = _spread_context(inputs, task, options)
-        if used is None:
-            out[task] = missing("fewer than 2 groups with enough eval examples", **info)
-            continue
+
+    def compute(task, used, info, values):
         worst = max(used, key=lambda g: values[g])  # used is sorted: ties go to the first name
-        out[task] = {"value": worst, "forgetting": values[worst], **info}
-    return out
+        return {"value": worst, "forgetting": values[worst], **info}
+
+    return _each_spread_task(inputs, options, compute)
 
 
 def worst_group_excess(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
