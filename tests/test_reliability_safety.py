@@ -19,7 +19,9 @@ FORBIDDEN = {
     r"\bimport\s+(c?pickle|dill|shelve|marshal|joblib)\b": "a pickle module",
     r"\bfrom\s+(c?pickle|dill|shelve|marshal|joblib)\s+import\b": "a pickle module",
     r"\bpickle\.loads?\(": "pickle.load",
-    r"\byaml\.(load|unsafe_load|full_load|load_all)\(": "yaml.load (use yaml.safe_load)",
+    # yaml.load only with chainforget's SafeLoader subclass that also refuses duplicate keys (benchmark/suite.py)
+    r"\byaml\.(load(?![^\n]*Loader=_unique_key_loader\(\))|unsafe_load|full_load|load_all)\(":
+        "yaml.load (use yaml.safe_load)",
     r"Loader\s*=\s*yaml\.(Loader|UnsafeLoader|FullLoader)": "an unsafe YAML loader",
     r"trust_remote_code\s*[:=]\s*(bool\s*=\s*)?True": "trust_remote_code on by default",
     r"allow_pickle\s*=\s*True": "numpy pickle loading",

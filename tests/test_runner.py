@@ -113,3 +113,24 @@ def test_sharpness_during_run_equals_sharpness_from_checkpoints(tmp_path):
     later = stage_sharpness(tmp_path / result["run_id"])
     assert [r["stage"] for r in later] == ["bbq"]
     assert later[0]["lambda_max"] == pytest.approx(during["lambda_max"], rel=1e-6)
+
+
+def test_user_task_file_in_a_chain(tmp_path):
+    """A task file path in --chain trains and evaluates like a registered task, under the task's own name."""
+    import json as _json
+
+    rows = [{"post_id": f"p{i}", "text": f"Post number {i} about {c}.", "hateful": i % 2, "community": c}
+            for i, c in enumerate(["immigrants", "women"] * 6)]
+    (tmp_path / "posts.jsonl").write_text("\n".join(_json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "my-task.yaml").write_text(
+        'name: my-hate\nkind: safety\nformat: multiple_choice\ndescription: test\n'
+        'prompt_template: "Post: {text}\\nQuestion: Is this post hateful?\\nAnswer:"\n'
+        'options: ["No", "Yes"]\nmetrics: [acc]\nprimary_metric: acc\nsplit: {eval_fraction: 0.5, seed: 0}\n'
+        'data: posts.jsonl\ncolumns: {id: post_id, gold: hateful, group: community}\n')
+    task_file = str(tmp_path / "my-task.yaml")
+    result = run(RunSpec(chain=(task_file, "bbq"), model="tiny", limit_train={"bbq": 9}, limit_eval={"bbq": 18},
+                         train=SMALL["train"], eval_batch_size=8), tmp_path / "runs", progress=False,
+                 metric_options={"n_boot": 20, "min_group_size": 2})
+    assert result["tasks"] == ["my-hate", "bbq"] and result["stages"] == ["base", "my-hate", "bbq"]
+    assert set(result["group_score_matrix"]["my-hate"]) == {"immigrants", "women"}
+    assert result["metrics"]["forgetting"]["my-hate"]["value"] is not None

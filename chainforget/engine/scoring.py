@@ -100,7 +100,8 @@ def _pad_id(tokenizer) -> int:
 def _bar(progress: bool, total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="ex", disable=not progress, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="ex", disable=not progress, leave=False, dynamic_ncols=True,
+                mininterval=0)  # updates come per batch: draw each, so the last count is always shown
 
 
 def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progress, device) -> list[dict]:
