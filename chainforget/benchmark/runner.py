@@ -83,7 +83,7 @@ class Stage:
     signature: Mapping[str, Any]
 
 
-def plan_stages(prep: Prepared, train_examples: dict[str, list]) -> list[Stage]:
+def plan_stages(prep: Prepared, train_examples: dict[str, list]) -> tuple[list[Stage], Any]:
     from chainforget.strategies.base import StrategyContext
 
     spec, strategy = prep.spec, prep.strategy
@@ -172,7 +172,7 @@ def _execute(prep: Prepared, run_dir: Path, *, resume: bool, progress: bool, ech
     atomic_write_json(run_dir / "spec.json", spec.to_dict())
     t_start = time.time()
     sr = StageRunner(prep, run_dir, PrefixStore(run_dir.parent), progress=progress, echo=echo, loggers=loggers)
-    stages, _ = plan_stages(prep, sr.train_examples)
+    stages = sr.stages
     common = _common_key(prep)
 
     records = {0: sr.base_records(base_key(common))}

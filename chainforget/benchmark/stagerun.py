@@ -30,12 +30,10 @@ class StageRunner:
         self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train_for, spec.limit_eval_for)
         self.train_examples = {n: list(exp.dataset) for n, exp in zip(self.bench.train_task_names,
                                                                       self.bench.train_stream)}
-        from chainforget.benchmark.runner import seed_everything
+        from chainforget.benchmark.runner import plan_stages, seed_everything
 
         model, self.tokenizer = prep.model_spec.load()
-        from chainforget.benchmark.runner import plan_stages
-
-        _, ctx = plan_stages(prep, self.train_examples)
+        self.stages, ctx = plan_stages(prep, self.train_examples)  # the run's stages, planned once
         self.plugins = list(prep.strategy.make_plugins(prep.params, ctx))
         seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
         self.template = CausalLMTemplate(
