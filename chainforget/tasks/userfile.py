@@ -31,6 +31,17 @@ def _unknown(where: str, key: str, known: tuple[str, ...]) -> ConfigError:
     return ConfigError(f"{where}: unknown key {key!r}; {hint}known keys: {', '.join(known)}")
 
 
+def _section(value: Any, where: str, known: tuple[str, ...], example: str) -> dict:
+    """A sub-mapping of a task file (columns, split): a mapping whose keys are all known, else a one-line error."""
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, e.g. {example}")
+    for key in value:
+        if key not in known:
+            raise _unknown(where, key, known)
+    return value
+
+
 def read_task_file(path: Path) -> dict[str, Any]:
     """Parse YAML (``yaml.safe_load``) or TOML into a mapping; syntax errors name the line."""
     if not path.is_file():
@@ -101,13 +112,8 @@ class _RowReader:
 
     def __init__(self, cfg: dict, spec_name: str, fmt: str, task_file: Path):
         self.name, self.format, self.task_file = spec_name, fmt, task_file
-        cols = cfg.get("columns") or {}
-        if not isinstance(cols, dict):
-            raise ConfigError(f"{task_file}: columns must be a mapping, e.g. columns: {{prompt: question}}")
-        for key in cols:
-            if key not in COLUMN_KEYS:
-                raise _unknown(f"{task_file}: columns", key, COLUMN_KEYS)
-        self.cols = cols
+        self.cols = cols = _section(cfg.get("columns"), f"{task_file}: columns", COLUMN_KEYS,
+                                    "columns: {prompt: question}")
         self.template = cfg.get("prompt_template")
         self.fixed_options = cfg.get("options")
         self.prefix = cfg.get("option_prefix", " ")
@@ -233,12 +239,7 @@ def _spec(cfg: dict, path: Path, files: dict) -> TaskSpec:
     metric_names = cfg.get("metrics", DEFAULT_METRICS.get(fmt, ["acc"]))
     if isinstance(metric_names, str):
         metric_names = [metric_names]
-    split_cfg = cfg.get("split") or {}
-    if not isinstance(split_cfg, dict):
-        raise ConfigError(f"{path}: split must be a mapping, e.g. split: {{eval_fraction: 0.3, seed: 0}}")
-    for key in split_cfg:
-        if key not in SPLIT_KEYS:
-            raise _unknown(f"{path}: split", key, SPLIT_KEYS)
+    split_cfg = _section(cfg.get("split"), f"{path}: split", SPLIT_KEYS, "split: {eval_fraction: 0.3, seed: 0}")
     if "train" in files:
         split_cfg = {**split_cfg, "predefined": True}
     elif "eval" in files:
