@@ -16,6 +16,18 @@ from chainforget.errors import ChainforgetError
 KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets"]
 
 
+def _main_rank() -> bool:
+    """Under ``accelerate launch`` every process runs the command; only rank 0 prints (tables, errors, status)."""
+    from chainforget.engine.distributed import is_main_process
+
+    return is_main_process()
+
+
+def _say(text: str = "", err: bool = False) -> None:
+    if _main_rank():
+        click.echo(text, err=err)
+
+
 class _Group(click.Group):
     """Turns user errors into one line and exit status 2 (``--debug`` shows the traceback): ChainforgetError, a bad
     flag (click's usage errors) and OSError (full disk, permissions: the environment, not a bug)."""
@@ -27,24 +39,24 @@ class _Group(click.Group):
         except ChainforgetError as exc:
             if debug():
                 raise
-            click.echo(f"error: {exc}", err=True)
+            _say(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except click.UsageError as exc:
             if debug():
                 raise
             where = exc.ctx.command_path if exc.ctx else ctx.command_path
             message = " ".join(exc.format_message().split()).rstrip(".")
-            click.echo(f"error: {message}; see `{where} --help`", err=True)
+            _say(f"error: {message}; see `{where} --help`", err=True)
             ctx.exit(2)
         except OSError as exc:
             if debug():
                 raise
             from chainforget.benchmark.atomic import describe_os_error
 
-            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            _say(f"error: {describe_os_error(exc)}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted; rerun the same command (with --resume for `run`) to continue", err=True)
+            _say("interrupted; rerun the same command (with --resume for `run`) to continue", err=True)
             ctx.exit(130)
 
 
@@ -82,7 +94,7 @@ def list_cmd(kind: str | None, verbose: bool) -> None:
 
 
 def _echo(quiet: bool):
-    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    return (lambda msg: None) if quiet or not _main_rank() else (lambda msg: click.echo(msg, err=True))
 
 
 def _train_overrides(**options) -> dict:
@@ -181,7 +193,7 @@ def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, s
                          log=log, quiet=quiet, echo=_echo(quiet))
     from chainforget.report.summary import run_summary
 
-    click.echo(run_summary(result))
+    _say(run_summary(result))
 
 
 @main.command("leaderboard")
@@ -201,9 +213,9 @@ def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, 
     """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
     from chainforget.benchmark.commands import leaderboard_command
 
-    click.echo(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
-                                   no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
-                                   echo=_echo(quiet)))
+    _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
+                             no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
+                             echo=_echo(quiet)))
 
 
 @main.command("metrics")

@@ -64,6 +64,11 @@ def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard:
     from chainforget.benchmark.suite import parse_shard, resolve_suite
     from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
 
+    from chainforget.engine.distributed import launched_world_size
+
+    if launcher == "ray" and launched_world_size() > 1:
+        raise ConfigError("--launcher ray starts its own workers; run it as a single process, not under "
+                          "`accelerate launch` (each Ray worker can use its GPUs)")
     suite = resolve_suite(suite_path or preset)
     shard_t = parse_shard(shard)
     if not no_run:

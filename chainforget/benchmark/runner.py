@@ -131,60 +131,88 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
     from filelock import FileLock, Timeout
 
     from chainforget.benchmark import results as store
+    from chainforget.engine.distributed import Ranks
 
     echo = echo or (lambda msg: None)
     metric_options = metric_options_from(metric_options)
     prep = prepare(spec)
+    ranks = Ranks.current()  # under `accelerate launch`: rank 0 owns locks, decisions and files; all ranks train
+    if not ranks.is_main:
+        echo, progress, loggers = (lambda msg: None), False, ()
     run_id = prep.spec.run_id()
     run_dir = Path(out_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = FileLock(str(run_dir / ".lock"), timeout=-1 if wait else 0)
-        if wait and lock.is_locked:
-            echo(f"{run_id}: another process is computing it; waiting")
-        lock.acquire()
-    except Timeout:
-        raise ConfigError(f"run {run_id} is being computed by another process (lock {run_dir / '.lock'}); "
-                          f"wait for it to finish or pass a different --out") from None
-    try:
+    held: list[Any] = []
+
+    def claim():
+        """Main process: lock the run; its result if complete, else None (stale temp files cleared)."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = FileLock(str(run_dir / ".lock"), timeout=-1 if wait else 0)
+            if wait and lock.is_locked:
+                echo(f"{run_id}: another process is computing it; waiting")
+            lock.acquire()
+        except Timeout:
+            raise ConfigError(f"run {run_id} is being computed by another process (lock {run_dir / '.lock'}); "
+                              f"wait for it to finish or pass a different --out") from None
+        held.append(lock)
         if store.is_complete(run_dir):
             result = store.load_result(run_dir)
             check_same_data(result, prep, run_dir)
-            echo(f"{run_id}: complete, nothing to do")
             return result
         from chainforget.benchmark.atomic import remove_stale_temps
 
         remove_stale_temps(run_dir)  # left by a killed predecessor; we hold the run's lock
+        return None
+
+    try:
+        done = ranks.on_main(claim)
+        if done is not None:
+            echo(f"{run_id}: complete, nothing to do")
+            return done
         return _execute(prep, run_dir, resume=resume, progress=progress, echo=echo,
-                        metric_options=dict(metric_options or {}), loggers=loggers)
+                        metric_options=dict(metric_options or {}), loggers=loggers, ranks=ranks)
     finally:
-        lock.release()
+        for lock in held:
+            lock.release()
 
 
 def _execute(prep: Prepared, run_dir: Path, *, resume: bool, progress: bool, echo: Echo,
-             metric_options: dict[str, Any], loggers: tuple[str, ...]) -> dict[str, Any]:
+             metric_options: dict[str, Any], loggers: tuple[str, ...], ranks) -> dict[str, Any]:
     from chainforget.benchmark import results as store
     from chainforget.benchmark.atomic import atomic_write_json
-    from chainforget.benchmark.provenance import provenance
     from chainforget.benchmark.stagerun import StageRunner
 
     spec = prep.spec
-    atomic_write_json(run_dir / "spec.json", spec.to_dict())
+    if ranks.is_main:
+        atomic_write_json(run_dir / "spec.json", spec.to_dict())
     t_start = time.time()
-    sr = StageRunner(prep, run_dir, PrefixStore(run_dir.parent), progress=progress, echo=echo, loggers=loggers)
+    sr = StageRunner(prep, run_dir, PrefixStore(run_dir.parent), progress=progress, echo=echo, loggers=loggers,
+                     ranks=ranks)
     stages = sr.stages
     common = _common_key(prep)
 
     records = {0: sr.base_records(base_key(common))}
-    store.write_records(run_dir, 0, records[0])
+    if ranks.is_main:
+        store.write_records(run_dir, 0, records[0])
     steps: list[dict[str, Any]] = []
     for k, stage in enumerate(stages, start=1):
         steps.append({"data": _stage_data_id(stage, prep), "signature": stage.signature})
         records[k] = sr.stage(k, stage, stage_key(common, steps), resume=resume)
-        store.write_records(run_dir, k, records[k])
+        if ranks.is_main:
+            store.write_records(run_dir, k, records[k])
+    sr.timings["processes"] = ranks.size
+    return ranks.on_main(lambda: _finish(prep, run_dir, sr, stages, records, metric_options, echo, t_start))
+
+
+def _finish(prep: Prepared, run_dir: Path, sr, stages: list[Stage], records: dict[int, list[dict]],
+            metric_options: dict[str, Any], echo: Echo, t_start: float) -> dict[str, Any]:
+    """Main process: every metric from the records, then ``result.json`` (its DONE marker last)."""
+    from chainforget.benchmark import results as store
+    from chainforget.benchmark.provenance import provenance
 
     from chainforget.metrics.compute import compute_all
 
+    spec = prep.spec
     task_info = task_info_for(prep, stages)
     labels = ["base", *[s.label for s in stages]]
     flat = [r for k in sorted(records) for r in records[k]]

@@ -17,11 +17,15 @@ SHARPNESS_DEFAULTS = {"batch_size": 8, "max_iter": 30, "tol": 1e-3}
 class StageRunner:
     """Holds the live model and template of one run and advances it stage by stage."""
 
-    def __init__(self, prep, run_dir: Path, prefix: PrefixStore, *, progress: bool, echo, loggers=()):
+    def __init__(self, prep, run_dir: Path, prefix: PrefixStore, *, progress: bool, echo, loggers=(), ranks=None):
         from chainforget.benchmark.streams import build_benchmark
+        from chainforget.engine.distributed import Ranks
         from chainforget.engine.template import CausalLMTemplate, make_loggers
 
         self.prep, self.run_dir, self.prefix, self.echo, self.progress = prep, run_dir, prefix, echo, progress
+        # Under a launch every rank trains and scores its share; the main rank alone locks, decides and writes
+        # (decisions reach the others through ranks.on_main), non-main ranks return no records.
+        self.ranks = ranks or Ranks()
         spec = prep.spec
         self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}}
         self.sharpness: list[dict[str, Any] | None] = [None]
@@ -32,7 +36,8 @@ class StageRunner:
                                                                       self.bench.train_stream)}
         from chainforget.benchmark.runner import plan_stages, seed_everything
 
-        model, self.tokenizer = prep.model_spec.load()
+        with self.ranks.main_first():  # a first use converts the model into the cache once
+            model, self.tokenizer = prep.model_spec.load()
         self.stages, ctx = plan_stages(prep, self.train_examples)  # the run's stages, planned once
         self.plugins = list(prep.strategy.make_plugins(prep.params, ctx))
         seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
@@ -56,25 +61,28 @@ class StageRunner:
         return records
 
     def base_records(self, key: str) -> list[dict]:
-        with self.prefix.lock(key):
-            if self.prefix.complete(key):
+        ranks = self.ranks
+        with ranks.main_holds(self.prefix.lock(key)):
+            if ranks.on_main(lambda: self.prefix.complete(key)):
                 self.timings["reused"]["0"] = key
-                return self.prefix.load_records(key)
+                return self.prefix.load_records(key) if ranks.is_main else []
             self.echo(f"evaluating the base model on {', '.join(self.bench.eval_task_names)}")
             records = self.evaluate(0)
-            remove_stale_temps(self.prefix.path(key))  # a killed writer's leftovers; we hold the key's lock
-            self.prefix.save(key, self.model, records, {"stage": "base"}, with_weights=False)
+            if ranks.is_main:
+                remove_stale_temps(self.prefix.path(key))  # a killed writer's leftovers; we hold the key's lock
+                self.prefix.save(key, self.model, records, {"stage": "base"}, with_weights=False)
             return records
 
     # -- training ---------------------------------------------------------------------------------------------
     def stage(self, k: int, stage, key: str, *, resume: bool) -> list[dict]:
+        """Restore (``--resume``), reuse (identical prefix) or train stage ``k``; its evaluation records."""
         from chainforget.benchmark.runner import seed_everything
-        from chainforget.engine.state import load_plugin_states, save_plugin_states
-        from chainforget.benchmark.atomic import atomic_write_json, atomic_write_text
+        from chainforget.engine.state import load_plugin_states
 
+        ranks = self.ranks
         ckpt = self.run_dir / "checkpoints" / f"step-{k}"
         exp = self._experience(k, stage)
-        if resume and (ckpt / "DONE").exists() and self.prefix.complete(key):
+        if ranks.on_main(lambda: resume and (ckpt / "DONE").exists() and self.prefix.complete(key)):
             self.echo(f"stage {k} ({stage.label}): resumed from {ckpt}")
             self.prefix.load_weights(key, self.model)
             load_plugin_states(self.plugins, ckpt)
@@ -82,8 +90,8 @@ class StageRunner:
             self.timings["reused"][str(k)] = key
             return self._finish_restored(k, key)
         seed_everything(self.prep.spec.seed, k)
-        with self.prefix.lock(key):
-            if self.prefix.complete(key):
+        with ranks.main_holds(self.prefix.lock(key)):
+            if ranks.on_main(lambda: self.prefix.complete(key)):
                 self.echo(f"stage {k} ({stage.label}): identical prefix already trained, reusing {key}")
                 self.prefix.load_weights(key, self.model)
                 self.template.skip_training(exp)
@@ -98,17 +106,27 @@ class StageRunner:
                 self.template.train(exp)
                 self.timings["train_seconds"][str(k)] = round(time.time() - t, 3)
                 records = self.evaluate(k)
-                meta = {"stage": stage.label, "step": k}
-                if self.prep.spec.sharpness:
-                    meta["sharpness"] = self._sharpness(stage)
-                    self.sharpness.append(meta["sharpness"])
-                remove_stale_temps(self.prefix.path(key))
-                self.prefix.save(key, self.model, records, meta)
+                if ranks.is_main:
+                    meta = {"stage": stage.label, "step": k}
+                    if self.prep.spec.sharpness:
+                        meta["sharpness"] = self._sharpness(stage)
+                        self.sharpness.append(meta["sharpness"])
+                    remove_stale_temps(self.prefix.path(key))
+                    self.prefix.save(key, self.model, records, meta)
+        if ranks.is_main:
+            self._checkpoint(k, stage, key)
+        return records
+
+    def _checkpoint(self, k: int, stage, key: str) -> None:
+        """The run's own marker that stage ``k`` is done (weights live in the prefix store), plugin states with it."""
+        from chainforget.benchmark.atomic import atomic_write_json, atomic_write_text
+        from chainforget.engine.state import save_plugin_states
+
+        ckpt = self.run_dir / "checkpoints" / f"step-{k}"
         ckpt.mkdir(parents=True, exist_ok=True)
         save_plugin_states(self.plugins, ckpt)
         atomic_write_json(ckpt / "state.json", {"prefix": key, "stage": stage.label, "step": k})
         atomic_write_text(ckpt / "DONE", "ok\n")
-        return records
 
     def _poison(self) -> None:
         """A planted numerical fault (CHAINFORGET_NAN_AT): NaN in the trainable weights, so the first loss is NaN."""
@@ -120,6 +138,9 @@ class StageRunner:
                     p.fill_(float("nan"))
 
     def _finish_restored(self, k: int, key: str) -> list[dict]:
+        """Sharpness and records of a restored stage, as stored (main process; the others need neither)."""
+        if not self.ranks.is_main:
+            return []
         if self.prep.spec.sharpness:
             from chainforget.benchmark.atomic import read_json
 

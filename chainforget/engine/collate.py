@@ -91,6 +91,13 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
             "n_target": sum(it.n_target for it in items), "n_tokens": sum(len(it.input_ids) for it in items)}
 
 
+def masked_out(mb: dict[str, Any]) -> dict[str, Any]:
+    """The same tensors with every label masked: a forward/backward that adds exactly zero to the gradient."""
+    labels = mb["labels"].clone()
+    labels.fill_(IGNORE)
+    return {**mb, "labels": labels, "n_target": 0, "n_tokens": 0}
+
+
 def batch_plan(lengths: Sequence[int], batch_size: int, micro_batch_size: int, seed: int,
                sort_by_length: bool = True) -> list[list[list[int]]]:
     """Optimizer batches, each a list of micro-batches of example indices.
@@ -165,4 +172,6 @@ class TrainBatches:
             mine = batch[self.process_index::self.num_processes]
             micros = [collate([self.encoded[i] for i in mine[k:k + micro]], self.pad_id)
                       for k in range(0, len(mine), micro)]
+            if not micros:  # a last batch smaller than the process count: DDP still needs this process's backward
+                micros = [masked_out(collate([self.encoded[batch[0]]], self.pad_id))]
             yield OptimizerBatch(micros, sum(self.encoded[i].n_target for i in batch), len(batch))

@@ -23,6 +23,8 @@ LOGGERS = ("text", "csv", "tensorboard", "wandb")
 class QuietEvaluator(EvaluationPlugin):
     """An EvaluationPlugin that skips all work when it has no loggers."""
 
+    supports_distributed = True  # loggers exist on the main process only
+
     def _update_metrics_and_loggers(self, strategy, callback):
         if not self.loggers:
             return []

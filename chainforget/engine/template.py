@@ -23,6 +23,7 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 
 from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
+from chainforget.engine.distributed import shard, unshard
 from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
 from chainforget.engine.training import (TrainConfig, apply_finetune, make_optimizer, make_scheduler,
                                          target_token_loss, trainable_parameters)
@@ -32,6 +33,9 @@ from chainforget.errors import ConfigError, DataError, TrainingError
 def _accelerator(cfg: TrainConfig, device):
     from accelerate import Accelerator
 
+    from chainforget.engine.distributed import init_process_state, use_cpu
+
+    cpu = use_cpu(device)
     kind = torch.device(device).type if device is not None else None
     if cfg.mixed_precision == "fp16" and not (torch.cuda.is_available() and kind in (None, "cuda")):
         raise ConfigError("mixed_precision fp16 needs a CUDA GPU; use --mixed-precision bf16 or no on this device")
@@ -39,7 +43,8 @@ def _accelerator(cfg: TrainConfig, device):
             and not torch.cuda.is_bf16_supported():
         raise ConfigError("this GPU does not support bf16; use --mixed-precision fp16 or no")
     try:
-        return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
+        init_process_state(device)  # under a launch: the process group, with chainforget's collective timeout
+        return Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision)
     except ValueError as exc:  # accelerate's state is process-wide; a new device/precision needs a reset
         if "already been initialized" not in str(exc):
             raise
@@ -49,7 +54,7 @@ def _accelerator(cfg: TrainConfig, device):
             raise ConfigError("one accelerate launch runs one device and mixed precision setting; start a new "
                               "launch for a different --mixed-precision") from None
         AcceleratorState._reset_state(reset_partial_state=True)
-        return Accelerator(cpu=kind == "cpu", mixed_precision=cfg.mixed_precision)
+        return Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision)
 
 
 def _own_task(ex) -> str:
@@ -66,7 +71,8 @@ class CausalLMTemplate(SupervisedTemplate):
         if eval_batch_size < 1:
             raise ConfigError(f"eval batch size must be >= 1, got {eval_batch_size}; pass a positive number")
         self.accelerator = _accelerator(cfg, device)
-        self.train_cfg, self.tokenizer, self.progress = cfg, tokenizer, progress
+        self.train_cfg, self.tokenizer = cfg, tokenizer
+        self.progress = progress and self.accelerator.is_main_process  # one set of bars per launch
         model = apply_finetune(model, cfg)
         self._train_model = self.accelerator.prepare_model(model)  # DDP-wrapped under `accelerate launch`
         if evaluator is None:
@@ -224,7 +230,7 @@ class CausalLMTemplate(SupervisedTemplate):
             for k, mb in enumerate(batch.micro_batches):
                 self.mbatch = mb
                 self._unpack_minibatch()
-                self.mb_weight = mb["n_target"] / self._batch_tokens
+                self.mb_weight = mb["n_target"] / self._batch_tokens * self.accelerator.num_processes
                 sync = contextlib.nullcontext()
                 if k < last and self.accelerator.num_processes > 1:
                     sync = self.accelerator.no_sync(self._train_model)
@@ -271,7 +277,8 @@ class CausalLMTemplate(SupervisedTemplate):
         return target_token_loss(logits, labels, reduction)
 
     def criterion(self):
-        """Summed target-token CE over the optimizer batch's target-token count (x processes, undoing DDP's mean)."""
+        """Summed target-token CE over the optimizer batch's target-token count (x processes, undoing DDP's mean:
+        the gradient is then the same as one process computing the whole optimizer batch)."""
         loss = target_token_loss(self.mb_output, self.mbatch["labels"], "sum") / self._batch_tokens
         procs = self.accelerator.num_processes
         return loss * procs if procs > 1 else loss
@@ -295,12 +302,16 @@ class CausalLMTemplate(SupervisedTemplate):
         batches = [self.mbatch] if scope == "micro_batch" else self._opt_batch.micro_batches
         total = 0.0
         try:
-            for mb in batches:
+            for k, mb in enumerate(batches):
                 self.mbatch = mb
                 self._unpack_minibatch()
-                self.mb_output = self.forward()
-                loss = self.criterion()
-                self.accelerator.backward(loss)
+                sync = contextlib.nullcontext()
+                if k < len(batches) - 1 and self.accelerator.num_processes > 1:
+                    sync = self.accelerator.no_sync(self._train_model)  # one gradient all-reduce per pass
+                with sync:
+                    self.mb_output = self.forward()
+                    loss = self.criterion()
+                    self.accelerator.backward(loss)
                 total += float(loss.detach())
         finally:
             self.mbatch, self.mb_output, self.loss = saved
@@ -314,7 +325,10 @@ class CausalLMTemplate(SupervisedTemplate):
     def optimizer_step(self):
         """Clip, refuse non-finite loss or gradient norm (weights untouched), step AdamW and the schedule."""
         cfg = self.train_cfg
-        loss = float(self._step_loss) / self.accelerator.num_processes
+        step_loss = self._step_loss
+        if self.accelerator.num_processes > 1:  # every process sees the batch's loss (and stops together on NaN)
+            step_loss = self.accelerator.reduce(step_loss.detach().clone(), reduction="sum")
+        loss = float(step_loss) / self.accelerator.num_processes
         if not math.isfinite(loss):
             raise TrainingError(self._fault("loss", loss))
         if cfg.max_grad_norm > 0:
@@ -382,10 +396,17 @@ class CausalLMTemplate(SupervisedTemplate):
 
         ds = self.adapted_dataset
         examples = [ds[i] for i in range(len(ds))]
-        with self.accelerator.autocast():
+        acc = self.accelerator
+        if acc.num_processes > 1:  # each process scores every P-th example; all get every record back in order
+            examples = shard(examples, acc.process_index, acc.num_processes)
+        with acc.autocast():
             records = score_examples(self.model, self.tokenizer, self._spec(self.task_name), examples,
                                      step=self.eval_step, batch_size=self.eval_mb_size, progress=self.progress,
                                      device=self.device)
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            records = unshard(gather_object([records]))
         self.eval_records[self.task_name] = records
 
 

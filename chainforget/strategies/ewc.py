@@ -94,6 +94,8 @@ def ewc_penalty(model, fishers: list[dict[str, Any]], anchors: list[dict[str, An
 class EWCPlugin(StrategyPlugin):
     """Consolidates each finished task's Fisher and anchor, and adds the EWC penalty to every micro-batch."""
 
+    supports_distributed = True  # every rank computes the same importances from the same full experience
+
     def __init__(self, params: Mapping[str, Any], context: StrategyContext):
         self.lam, self.mode, self.decay = params["lambda"], params["mode"], params["decay"]
         self.samples, self.context = params["fisher_samples"], context

@@ -46,6 +46,8 @@ def distillation_kl(student_logits, teacher_logits, labels, temperature: float):
 class LwFPlugin(StrategyPlugin):
     """Adds ``alpha * T^2 * KL`` to each micro-batch's loss against a frozen pre-experience teacher."""
 
+    supports_distributed = True  # a per-micro-batch term weighted by mb_weight, like the loss
+
     def __init__(self, alpha: float, temperature: float, context: StrategyContext):
         self.alpha, self.temperature, self.context = alpha, temperature, context
         self.teacher = None

@@ -35,6 +35,8 @@ PARAMS = (
 class ReplayPlugin(StrategyPlugin):
     """Appends the rehearsal buffer of all earlier chain tasks to each experience's training dataset."""
 
+    supports_distributed = True  # the buffer is a pure function of data and seed: the same on every rank
+
     def __init__(self, params: Mapping[str, Any], context: StrategyContext):
         self.params, self.context = dict(params), context
         self.seed = context.seed if params["seed"] < 0 else params["seed"]

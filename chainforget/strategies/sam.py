@@ -27,6 +27,8 @@ PARAMS = (
 class SAMPlugin(StrategyPlugin):
     """Replaces the batch gradient by the gradient at ``w + rho * g / ||g||`` before each optimizer step."""
 
+    supports_distributed = True  # perturbs along the all-reduced gradient, so every rank moves alike
+
     def __init__(self, rho: float):
         self.rho = rho
         self.last_perturbation_norm: float | None = None  # ||e|| of the latest step (= rho unless skipped)
