@@ -100,3 +100,23 @@ def test_sharpness_points_index_stage_lists_and_skip_missing():
     assert (lam, naive_sf["metrics"]["forgetting"]["bbq"]["value"], "safety") in pts
     no_sharp = [{**r, "sharpness": None} for r in results]
     assert plots.sharpness_points(no_sharp) == []
+
+
+def test_order_asymmetry_keeps_units_apart_and_reports_the_share_of_the_gain_lost(tmp_path, monkeypatch):
+    """One panel (own axis, own metric) per first task; the annotation is forgetting / (R[a] - R[0])."""
+    sf = make_result(chain=SF, forgetting=0.25)
+    forgot, gain = plots.gain_lost(sf, "bbq")
+    matrix, col = sf["score_matrix"], sf["eval_tasks"].index("bbq")
+    assert gain == pytest.approx(matrix[1][col] - matrix[0][col])
+    assert forgot == pytest.approx(plots.forgetting_of(sf, "bbq")[0])
+    cf = make_result(chain=CF)
+    cf["task_info"]["gsm8k"]["primary_metric"] = "gold_logprob"
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out, stem: figures.append(fig) or [])
+    plots.order_asymmetry([sf, cf], tmp_path)
+    (fig,) = figures
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["forgetting of bbq (acc)", "forgetting of gsm8k (gold_logprob)"]
+    assert [ax.get_title() for ax in axes] == ["safety first: bbq forgotten", "capability first: gsm8k forgotten"]
+    share = f"{forgot / gain:.0%} of gain"
+    assert [t.get_text() for t in axes[0].texts] == [share]

@@ -5,7 +5,8 @@ matplotlib is imported inside the functions and used through ``matplotlib.figure
 changes the caller's global backend and ``chainforget --help`` never imports it.
 
 Quantities (``a`` = the row where a task was trained, ``last`` = the final score-matrix row, ``0`` = base model):
-forgetting = R[a] - R[last] (stored metric with its CI when present); safety retained = R[last] - R[a] averaged over
+forgetting = R[a] - R[last] (stored metric with its CI when present); share of the gain lost = forgetting /
+(R[a] - R[0]), unit-free, for comparing tasks scored in different units; safety retained = R[last] - R[a] averaged over
 trained safety tasks (0 = all kept); capability gained = R[last] - R[0] averaged over capability tasks.
 """
 
@@ -140,39 +141,60 @@ def group_forgetting_bars(result: dict, task: str, out_dir: str | Path) -> list[
     return _save(fig, out_dir, f"group-forgetting-{task}-{result.get('run_id', _run_name(result))}")
 
 
+def gain_lost(result: dict, task: str) -> tuple[float | None, float | None]:
+    """(forgetting of ``task``, what training on it gained: R[a] - R[0]); unit-free share = forgetting / gain."""
+    forgot = forgetting_of(result, task)[0]
+    col, matrix = _col(result, task), result.get("score_matrix") or []
+    a = result.get("task_info", {}).get(task, {}).get("trained_at")
+    if col is None or a is None or len(matrix) <= a or matrix[0][col] is None or matrix[a][col] is None:
+        return forgot, None
+    return forgot, matrix[a][col] - matrix[0][col]
+
+
 def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
-    """Per strategy: forgetting of the first task when it is a safety task vs when it is a capability task."""
+    """Forgetting of a chain's first task, one panel per first task (safety tasks first), each on its own
+    metric's axis: tasks scored in different units (accuracy, nats per token) never share an axis. Above each bar,
+    the share of what training on that task gained that was lost (forgetting / (R[a] - R[0])): the unit-free
+    number to compare across panels."""
     cells: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = {}
-    firsts: dict[str, set[str]] = {"safety": set(), "capability": set()}
+    gains: dict[tuple[str, str], list[tuple[float | None, float | None]]] = {}
+    panels: dict[str, tuple[str, str]] = {}  # first task -> (kind, primary metric)
     for r in results:
         if not r.get("tasks"):
             continue
         first = r["tasks"][0]
-        kind = r.get("task_info", {}).get(first, {}).get("kind")
-        if kind in firsts:
-            firsts[kind].add(first)
-            cells.setdefault((strategy_name(r), kind), []).append(forgetting_of(r, first))
+        info = r.get("task_info", {}).get(first, {})
+        if info.get("kind") not in ("safety", "capability"):
+            continue
+        panels.setdefault(first, (info["kind"], info.get("primary_metric", "score")))
+        cells.setdefault((strategy_name(r), first), []).append(forgetting_of(r, first))
+        gains.setdefault((strategy_name(r), first), []).append(gain_lost(r, first))
     if not cells:
         return []
+    order = sorted(panels, key=lambda t: (panels[t][0] != "safety", t))
     strategies = sorted({s for s, _ in cells}, key=lambda s: (s != "naive", s))
-    fig = _figure(max(5.0, 1.1 * len(strategies) + 2), 4.0)
-    ax = fig.add_subplot()
-    for offset, kind, color in ((-0.2, "safety", "#cb181d"), (0.2, "capability", "#2171b5")):
-        aggs = [aggregate(cells.get((s, kind), [])) for s in strategies]
-        xs = [i + offset for i, a in enumerate(aggs) if a is not None]
-        vals = np.array([a[0] for a in aggs if a is not None])
-        if not xs:
-            continue
-        lows = np.array([a[1] if a[1] is not None else a[0] for a in aggs if a is not None])
-        highs = np.array([a[2] if a[2] is not None else a[0] for a in aggs if a is not None])
-        name = ",".join(sorted(firsts[kind]))
-        ax.bar(xs, vals, width=0.4, color=color, yerr=[vals - lows, highs - vals], capsize=3,
-               label=f"{kind} first ({name} forgotten)")
-    ax.axhline(0, color="grey", linewidth=0.5)
-    ax.set_xticks(range(len(strategies)), strategies)
-    ax.set_ylabel("forgetting of the first task")
-    ax.set_title("order asymmetry: is safety forgotten more when it comes first?", fontsize=9)
-    ax.legend(fontsize=8)
+    fig = _figure(max(5.0, (0.8 * len(strategies) + 1.5) * len(order)), 4.0)
+    axes = fig.subplots(1, len(order), squeeze=False)[0]
+    for ax, task in zip(axes, order):
+        kind, metric = panels[task]
+        aggs = [aggregate(cells.get((s, task), [])) for s in strategies]
+        keep = [i for i, a in enumerate(aggs) if a is not None]
+        if keep:
+            vals = np.array([aggs[i][0] for i in keep])
+            lows = np.array([aggs[i][1] if aggs[i][1] is not None else aggs[i][0] for i in keep])
+            highs = np.array([aggs[i][2] if aggs[i][2] is not None else aggs[i][0] for i in keep])
+            ax.bar(keep, vals, width=0.6, color="#cb181d" if kind == "safety" else "#2171b5",
+                   yerr=[vals - lows, highs - vals], capsize=3)
+            for i, top in zip(keep, np.maximum(vals, highs)):
+                forgot = _mean([f for f, _ in gains[(strategies[i], task)]])
+                gain = _mean([g for _, g in gains[(strategies[i], task)]])
+                text = f"{forgot / gain:.0%} of gain" if forgot is not None and gain and gain > 0 else "no gain"
+                ax.annotate(text, (i, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set_xticks(range(len(strategies)), strategies, rotation=30 if len(strategies) > 4 else 0)
+        ax.set_ylabel(f"forgetting of {task} ({metric})")
+        ax.set_title(f"{kind} first: {task} forgotten", fontsize=9)
+    fig.suptitle("order asymmetry: is safety forgotten more when it comes first?", fontsize=9)
     return _save(fig, out_dir, "order-asymmetry")
 
 
