@@ -164,6 +164,23 @@ def test_trainable_round_trip_lora_saves_adapters_only(tiny_model, tmp_path):
     assert torch.allclose(fresh(input_ids=x).logits, peft(input_ids=x).logits)
 
 
+def test_weights_reach_the_disk_before_their_name(tiny_model, tmp_path, monkeypatch):
+    """Checkpoint weights are fsynced before the rename and the directory after it (power-loss safety)."""
+    from chainforget.engine import state
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(state.os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+                        or real_fsync(fd))
+    monkeypatch.setattr(state.os, "replace", lambda a, b: events.append(("replace", str(b))) or real_replace(a, b))
+    path = tmp_path / "w.safetensors"
+    state.save_trainable(tiny_model[0], path)
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"]
+    assert events[0][1].startswith(str(tmp_path / ".w.safetensors.")) and events[1][1] == str(path)
+    assert events[2][1] == str(tmp_path)
+
+
 def test_optimizer_round_trip_continues_identically(tmp_path):
     from chainforget.engine.state import load_optimizer, save_optimizer
 

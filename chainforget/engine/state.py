@@ -21,16 +21,36 @@ from typing import Any, Iterator, Mapping, Sequence
 from chainforget.errors import DataError, PluginError
 
 
+def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
+    """Flush a written file (or a directory's entries) to the disk; best effort where a directory cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:  # some file systems refuse fsync on directories (EINVAL): the rename is still atomic
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temp file name next to ``path``; on success it replaces ``path`` atomically, on error it vanishes."""
+    """Yield a temp file name next to ``path``; on success it is fsynced and replaces ``path`` atomically (the
+    directory fsynced too, so the rename survives a power cut), on error it vanishes."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, final)
+        _fsync(final.parent, directory=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
