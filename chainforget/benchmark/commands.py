@@ -62,9 +62,8 @@ def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard:
                         echo: Callable[[str], None]) -> str:
     from chainforget.benchmark.leaderboard import collect_results, run_suite
     from chainforget.benchmark.suite import parse_shard, resolve_suite
-    from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
-
     from chainforget.engine.distributed import launched_world_size
+    from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
 
     if launcher == "ray" and launched_world_size() > 1:
         raise ConfigError("--launcher ray starts its own workers; run it as a single process, not under "

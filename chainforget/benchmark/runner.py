@@ -209,7 +209,6 @@ def _finish(prep: Prepared, run_dir: Path, sr, stages: list[Stage], records: dic
     """Main process: every metric from the records, then ``result.json`` (its DONE marker last)."""
     from chainforget.benchmark import results as store
     from chainforget.benchmark.provenance import provenance
-
     from chainforget.metrics.compute import compute_all
 
     spec = prep.spec
