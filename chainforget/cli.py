@@ -11,9 +11,10 @@ import sys
 import click
 
 from chainforget import __version__
+from chainforget.config.defaults import SHARPNESS_DEFAULTS, TABLE_FORMATS
 from chainforget.errors import ChainforgetError
 
-KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets"]
+KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets", "launchers"]
 
 
 def _main_rank() -> bool:
@@ -51,7 +52,7 @@ class _Group(click.Group):
         except OSError as exc:
             if debug():
                 raise
-            from chainforget.benchmark.atomic import describe_os_error
+            from chainforget.store.atomic import describe_os_error
 
             _say(f"error: {describe_os_error(exc)}", err=True)
             ctx.exit(2)
@@ -185,7 +186,7 @@ class _RunCommand(click.Command):
 def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, sets, config_path, sharpness, out,
             resume, log, quiet, **train_flags):
     """Train one chain with one strategy, evaluating every task after every stage; writes runs/<run-id>/."""
-    from chainforget.benchmark.commands import run_command
+    from chainforget.commands.runs import run_command
 
     result = run_command(chain=chain, strategy=strategy, model=model, seed=seed, eval_tasks=eval_tasks,
                          limit_train=limit_train, limit_eval=limit_eval, sets=sets, config_path=config_path,
@@ -201,17 +202,18 @@ def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, s
 @click.option("--suite", "suite_path", type=click.Path(), default=None, help="A YAML suite file (overrides --preset).")
 @click.option("--out", default="runs", show_default=True, help="Directory that holds run directories.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N deterministic slices of the grid.")
-@click.option("--launcher", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where runs execute: this process, or one run per Ray worker (needs chainforget[ray]).")
+@click.option("--launcher", default="local", show_default=True,
+              help="Where runs execute: local (this process), ray (one run per Ray task; needs chainforget[ray]) "
+                   "or a plugin's launcher (see `chainforget list launchers`).")
 @click.option("--no-run", is_flag=True, help="Only render the table from runs already complete.")
 @click.option("--sort", "sort_key", default=None, help="Column to sort rows by.")
 @click.option("--ascending", is_flag=True, help="Sort ascending instead of descending.")
-@click.option("--format", "fmt", type=click.Choice(["plain", "github", "latex", "csv", "json", "html"]),
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
               default="github", show_default=True, help="Table format.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, quiet):
     """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
-    from chainforget.benchmark.commands import leaderboard_command
+    from chainforget.commands.runs import leaderboard_command
 
     _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
                              no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
@@ -223,7 +225,7 @@ def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, 
 @click.option("--check", is_flag=True, help="Exit 1 if the recomputed metrics differ from result.json.")
 def metrics_cmd(run_dir, check):
     """Recompute every metric of a finished run from its stored records (no model needed)."""
-    from chainforget.benchmark.commands import metrics_command
+    from chainforget.commands.runs import metrics_command
 
     text, same = metrics_command(run_dir)
     click.echo(text)
@@ -242,7 +244,7 @@ def metrics_cmd(run_dir, check):
               help="Metrics to compare (repeatable).  [default: all]")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--format", "fmt", type=click.Choice(["plain", "github", "latex", "csv", "json", "html"]),
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
               default="github", show_default=True, help="Table format.")
 def compare_cmd(run_sets, baseline, by, metrics, n_boot, seed, fmt):
     """Compare sets of runs: each method's value with a CI and its difference to a baseline with a paired
@@ -253,7 +255,7 @@ def compare_cmd(run_sets, baseline, by, metrics, n_boot, seed, fmt):
       chainforget compare naive=runs/*_naive_* replay=runs/*_replay_*
       chainforget compare runs/ --by strategy --baseline naive
     """
-    from chainforget.report.commands import compare_command
+    from chainforget.commands.reports import compare_command
 
     text, warnings = compare_command(run_sets, baseline=baseline, by=by, metrics=metrics, n_boot=n_boot,
                                      seed=seed, fmt=fmt)
@@ -268,7 +270,7 @@ def compare_cmd(run_sets, baseline, by, metrics, n_boot, seed, fmt):
 def plot_cmd(paths, out):
     """Draw the figures: score-matrix heatmaps, per-group forgetting bars with CIs, order asymmetry,
     safety-vs-capability Pareto scatter, sharpness vs forgetting."""
-    from chainforget.report.commands import plot_command
+    from chainforget.commands.reports import plot_command
 
     files, warnings = plot_command(paths, out)
     for w in warnings:
@@ -280,12 +282,14 @@ def plot_cmd(paths, out):
 
 @main.command("sharpness")
 @click.argument("run_dir", type=click.Path())
-@click.option("--probe-size", type=int, default=8, show_default=True, help="Examples in the seeded probe batch.")
-@click.option("--max-iter", type=int, default=30, show_default=True, help="Power-iteration cap.")
-@click.option("--tol", type=float, default=1e-3, show_default=True, help="Relative tolerance.")
+@click.option("--probe-size", type=int, default=SHARPNESS_DEFAULTS["batch_size"], show_default=True,
+              help="Examples in the seeded probe batch.")
+@click.option("--max-iter", type=int, default=SHARPNESS_DEFAULTS["max_iter"], show_default=True,
+              help="Power-iteration cap.")
+@click.option("--tol", type=float, default=SHARPNESS_DEFAULTS["tol"], show_default=True, help="Relative tolerance.")
 def sharpness_cmd(run_dir, probe_size, max_iter, tol):
     """Compute the Hessian lambda_max after every stage of a finished run from its checkpoints."""
-    from chainforget.benchmark.sharpness_cmd import sharpness_command
+    from chainforget.commands.sharpness import sharpness_command
 
     click.echo(sharpness_command(run_dir, probe_size=probe_size, max_iter=max_iter, tol=tol))
 

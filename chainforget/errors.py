@@ -43,3 +43,11 @@ class ModelError(ChainforgetError):
 
 class TrainingError(ChainforgetError):
     """Training hit a numerical fault (NaN/Inf loss or gradients)."""
+
+
+def did_you_mean(name: object, known, *, cutoff: float = 0.6) -> str:
+    """``"did you mean 'x'? "`` for the closest known name, or ``""``: the one suggestion helper of the package."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}? " if close else ""

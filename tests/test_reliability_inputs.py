@@ -53,13 +53,13 @@ def done(tmp_path_factory):
 @pytest.fixture()
 def no_model_work(monkeypatch):
     """Fail any case that reaches evaluation or training: bad input must be refused before that."""
-    from chainforget.benchmark.stagerun import StageRunner
+    from chainforget.benchmark.stage_runner import StageRunner
 
     def refuse(*args, **kwargs):
         raise AssertionError("a malformed input reached model evaluation/training")
 
     monkeypatch.setattr(StageRunner, "base_records", refuse)
-    monkeypatch.setattr(StageRunner, "stage", refuse)
+    monkeypatch.setattr(StageRunner, "run_stage", refuse)
 
 
 # --------------------------------------------------------------------------------------------- names and flags

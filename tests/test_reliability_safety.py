@@ -19,7 +19,7 @@ FORBIDDEN = {
     r"\bimport\s+(c?pickle|dill|shelve|marshal|joblib)\b": "a pickle module",
     r"\bfrom\s+(c?pickle|dill|shelve|marshal|joblib)\s+import\b": "a pickle module",
     r"\bpickle\.loads?\(": "pickle.load",
-    # yaml.load only with chainforget's SafeLoader subclass that also refuses duplicate keys (benchmark/suite.py)
+    # yaml.load only with chainforget's SafeLoader subclass that also refuses duplicate keys (config/suite.py)
     r"\byaml\.(load(?![^\n]*Loader=_unique_key_loader\(\))|unsafe_load|full_load|load_all)\(":
         "yaml.load (use yaml.safe_load)",
     r"Loader\s*=\s*yaml\.(Loader|UnsafeLoader|FullLoader)": "an unsafe YAML loader",

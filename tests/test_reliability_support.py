@@ -41,7 +41,7 @@ def _serve() -> None:  # runs in the server process
     import transformers  # noqa: F401
 
     import chainforget.benchmark.runner  # noqa: F401
-    import chainforget.benchmark.stagerun  # noqa: F401
+    import chainforget.benchmark.stage_runner  # noqa: F401
     import chainforget.cli  # noqa: F401
     import chainforget.engine.scoring  # noqa: F401
     import chainforget.engine.template  # noqa: F401
@@ -171,8 +171,8 @@ def check_no_half_files(root: Path) -> int:
     """
     from safetensors import safe_open
 
-    from chainforget.benchmark import results as store
-    from chainforget.benchmark.atomic import read_jsonl_gz
+    from chainforget.store import results as store
+    from chainforget.store.atomic import read_jsonl_gz
 
     n = 0
     for p in sorted(Path(root).rglob("*")):

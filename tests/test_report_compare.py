@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chainforget.benchmark.results import write_records, write_result
+from chainforget.store.results import write_records, write_result
 from chainforget.errors import ConfigError, DataError
 from chainforget.report.compare import compare_runs, load_groups
 from chainforget.report.tables import render_table

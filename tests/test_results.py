@@ -9,15 +9,15 @@ import os
 
 import pytest
 
-from chainforget.benchmark import atomic, results
-from chainforget.benchmark.atomic import (
+from chainforget.store import atomic, results
+from chainforget.store.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     read_jsonl_gz,
     write_jsonl_gz,
 )
-from chainforget.benchmark.results import (
+from chainforget.store.results import (
     SCHEMA_VERSION,
     find_runs,
     is_complete,

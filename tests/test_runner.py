@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from chainforget.benchmark import results as store
+from chainforget.store import results as store
 from chainforget.benchmark.runner import run
-from chainforget.benchmark.spec import RunSpec
+from chainforget.config.spec import RunSpec
 from chainforget.errors import ChainforgetError
 
 SMALL = dict(model="tiny", limit_train={"bbq": 9, "gsm8k": 4}, limit_eval={"bbq": 18, "gsm8k": 4},
@@ -58,22 +58,14 @@ def test_strategies_share_identical_prefixes(tmp_path):
 
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    """Kill a run after its first stage (simulated), resume it: same metrics as a run that never stopped."""
-    from chainforget.benchmark import stagerun
-
+    """A run stopped by a real fault when stage 2 starts (a full disk, planted through the project's own fault
+    point), then resumed: same metrics as a run that never stopped."""
     full = run(spec("ewc"), tmp_path / "a", progress=False, metric_options=FAST_METRICS)
 
-    original = stagerun.StageRunner.stage
-
-    def dies_at_stage_2(self, k, stage, key, *, resume):
-        if k == 2:
-            raise KeyboardInterrupt
-        return original(self, k, stage, key, resume=resume)
-
-    monkeypatch.setattr(stagerun.StageRunner, "stage", dies_at_stage_2)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setenv("CHAINFORGET_ENOSPC_AT", "train/2")
+    with pytest.raises(OSError):
         run(spec("ewc"), tmp_path / "b", progress=False, metric_options=FAST_METRICS)
-    monkeypatch.setattr(stagerun.StageRunner, "stage", original)
+    monkeypatch.delenv("CHAINFORGET_ENOSPC_AT")
     assert not store.is_complete(tmp_path / "b" / full["run_id"])
     resumed = run(spec("ewc"), tmp_path / "b", resume=True, progress=False, metric_options=FAST_METRICS)
     assert resumed["timings"]["reused"]["1"]
@@ -103,7 +95,7 @@ def test_safety_retune_adds_a_stage_and_joint_trains_once(tmp_path):
 
 def test_sharpness_during_run_equals_sharpness_from_checkpoints(tmp_path):
     """--sharpness stores lambda_max per stage; `chainforget sharpness RUN_DIR` recomputes it from the checkpoints."""
-    from chainforget.benchmark.sharpness_cmd import stage_sharpness
+    from chainforget.commands.sharpness import stage_sharpness
 
     result = run(spec(chain=("bbq",), limit_train={"bbq": 9}, limit_eval={"bbq": 18}, task_options={},
                       sharpness=True), tmp_path, progress=False, metric_options=FAST_METRICS)

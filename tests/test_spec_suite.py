@@ -2,8 +2,8 @@
 
 import pytest
 
-from chainforget.benchmark.spec import RunSpec, parse_set_options
-from chainforget.benchmark.suite import expand_suite, load_suite_file, parse_shard, shard_specs
+from chainforget.config.spec import RunSpec, parse_set_options
+from chainforget.config.suite import expand_suite, load_suite_file, parse_shard, shard_specs
 from chainforget.errors import ConfigError
 
 
@@ -110,7 +110,7 @@ def test_suite_rejects_duplicate_yaml_keys_and_bad_shapes(tmp_path):
 
 
 def test_run_config_shapes(tmp_path):
-    from chainforget.benchmark.commands import build_run_spec
+    from chainforget.commands.runs import build_run_spec
 
     cfg = tmp_path / "run.yaml"
     cfg.write_text("chain: bbq\nmetric_options: 5\n")

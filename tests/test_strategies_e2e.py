@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from chainforget.benchmark.streams import examples_dataset
-from chainforget.engine.state import load_plugin_states, save_plugin_states
+from chainforget.store.state import load_plugin_states, save_plugin_states
 from chainforget.engine.template import CausalLMTemplate
 from chainforget.engine.training import target_token_loss
 from chainforget.strategies.selection import group_counts

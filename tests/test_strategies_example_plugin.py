@@ -83,7 +83,7 @@ def test_safety_retention_metric(plugin):
 def test_l2_anchor_penalty_and_state(plugin, tiny_model, tmp_path):
     import torch
 
-    from chainforget.engine.state import load_plugin_states, save_plugin_states
+    from chainforget.store.state import load_plugin_states, save_plugin_states
     from chainforget.strategies.base import StrategyContext
 
     model, _ = tiny_model

@@ -124,7 +124,7 @@ def test_train_batches_epochs_differ_but_replay_exactly(tokenizer):
 # ------------------------------------------------------------------------------------------- checkpoint files
 def test_trainable_round_trip_full_with_tied_embeddings(tiny_model, tmp_path):
     from chainforget.engine.models import load_tiny
-    from chainforget.engine.state import load_trainable, save_trainable
+    from chainforget.store.state import load_trainable, save_trainable
 
     model, _ = tiny_model
     path = tmp_path / "w" / "weights.safetensors"
@@ -143,7 +143,7 @@ def test_trainable_round_trip_full_with_tied_embeddings(tiny_model, tmp_path):
 def test_trainable_round_trip_lora_saves_adapters_only(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from chainforget.engine.state import load_trainable, save_trainable
+    from chainforget.store.state import load_trainable, save_trainable
     from chainforget.engine.training import apply_finetune
 
     model, _ = tiny_model
@@ -182,7 +182,7 @@ def test_weights_reach_the_disk_before_their_name(tiny_model, tmp_path, monkeypa
 
 
 def test_optimizer_round_trip_continues_identically(tmp_path):
-    from chainforget.engine.state import load_optimizer, save_optimizer
+    from chainforget.store.state import load_optimizer, save_optimizer
 
     cfg = TrainConfig(learning_rate=0.05, warmup_ratio=0.2)
 
@@ -211,7 +211,7 @@ def test_optimizer_round_trip_continues_identically(tmp_path):
 
 
 def test_rng_capture_restore_reproduces_draws():
-    from chainforget.engine.state import capture_rng, restore_rng
+    from chainforget.store.state import capture_rng, restore_rng
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     random.random(), np.random.normal()  # numpy now holds a cached gaussian
@@ -235,7 +235,7 @@ class Stateful:
 
 
 def test_plugin_states_round_trip(tmp_path):
-    from chainforget.engine.state import load_plugin_states, save_plugin_states
+    from chainforget.store.state import load_plugin_states, save_plugin_states
 
     example = Example(id="bbq/1", group="Age", prompt="p", target=" t", gold=1, options=(" a", " t"),
                       meta={"category": "Age", "n": [1, 2]}, task="bbq")

@@ -1,4 +1,4 @@
-"""Hook specifications: the only way tasks, strategies, metrics, models and presets enter chainforget.
+"""Hook specifications: the only way tasks, strategies, metrics, models, presets and launchers enter chainforget.
 
 Built-in plugins and third-party distributions implement the same hooks. A third-party distribution declares an
 entry point in the group ``chainforget`` pointing at a module (or object) that implements some of these hooks::
@@ -60,4 +60,13 @@ def chainforget_register_presets(registry):
 
     A preset is a suite (the same mapping a suite YAML file holds) that ``chainforget leaderboard --preset``
     runs.
+    """
+
+
+@hookspec
+def chainforget_register_launchers(registry):
+    """Register launchers: ``registry.register(name, launcher, description)``.
+
+    A launcher is a :class:`chainforget.launchers.base.Launcher` (``check()`` and ``launch(specs, out_dir, ...)``):
+    where and how the runs of a suite execute. ``chainforget leaderboard --launcher NAME`` picks one.
     """

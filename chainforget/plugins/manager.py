@@ -25,7 +25,8 @@ BUILTIN_PLUGINS = {
     "builtin-tasks": "chainforget.tasks.builtin",
     "builtin-strategies": "chainforget.strategies.builtin",
     "builtin-metrics": "chainforget.metrics.builtin",
-    "builtin-presets": "chainforget.benchmark.presets",
+    "builtin-presets": "chainforget.config.presets",
+    "builtin-launchers": "chainforget.launchers.builtin",
 }
 
 KINDS = {
@@ -34,6 +35,7 @@ KINDS = {
     "metrics": ("metric", "chainforget_register_metrics"),
     "models": ("model", "chainforget_register_models"),
     "presets": ("preset", "chainforget_register_presets"),
+    "launchers": ("launcher", "chainforget_register_launchers"),
 }
 
 
@@ -88,7 +90,7 @@ def _registries() -> dict[str, Registry]:
 
 
 def registries(kind: str) -> Registry:
-    """The filled registry for ``kind``: one of tasks, strategies, metrics, models, presets."""
+    """The filled registry for ``kind``: one of tasks, strategies, metrics, models, presets, launchers."""
     return _registries()[kind]
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from chainforget.errors import DuplicateNameError, UnknownNameError
+from chainforget.errors import DuplicateNameError, UnknownNameError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -20,8 +19,9 @@ class RegistryEntry:
 class Registry:
     """A name -> object map for one kind of thing (task, strategy, metric, model, preset)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plural: str | None = None):
         self.kind = kind
+        self.plural = plural or (kind[:-1] + "ies" if kind.endswith("y") else kind + "s")
         self._entries: dict[str, RegistryEntry] = {}
         self._source = "unknown"
 
@@ -54,10 +54,9 @@ class Registry:
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(str(name), list(self._entries), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(name, self._entries, cutoff=0.5)
         known = ", ".join(sorted(self._entries)) or "none"
-        return f"unknown {self.kind} {name!r}; {hint}known {self.kind}s: {known}"
+        return f"unknown {self.kind} {name!r}; {hint}known {self.plural}: {known}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

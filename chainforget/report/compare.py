@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from chainforget.benchmark.results import find_runs, load_run
+from chainforget.store.results import find_runs, load_run
 from chainforget.errors import ConfigError, DataError
 from chainforget.report.tables import Cell, chain_label, format_cell
 
@@ -39,7 +39,7 @@ class _RunView:
 
     def __init__(self, run: dict):
         if not isinstance(run, dict) or not isinstance(run.get("result"), dict):
-            raise ConfigError("compare needs runs loaded with chainforget.benchmark.results.load_run")
+            raise ConfigError("compare needs runs loaded with chainforget.store.results.load_run")
         self.result = run["result"]
         self.where = run.get("run_dir") or self.result.get("run_id", "?")
         if not run.get("records"):

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from chainforget.benchmark.atomic import atomic_write_bytes
+from chainforget.store.atomic import atomic_write_bytes
 from chainforget.report.tables import aggregate, chain_label, metric_entry, strategy_name
 
 MIN_GROUP_SIZE = 20

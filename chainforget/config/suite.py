@@ -19,7 +19,9 @@ import itertools
 from pathlib import Path
 from typing import Any, Mapping
 
-from chainforget.benchmark.spec import RunSpec, check_keys, parse_task_list
+from chainforget.config.files import load_config_file
+from chainforget.config.spec import RunSpec, check_keys, parse_task_list
+from chainforget.plugins import registries
 from chainforget.errors import ConfigError
 
 SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",
@@ -27,52 +29,14 @@ SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_ev
               "description"}
 
 
-def _unique_key_loader():
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        """yaml.SafeLoader that refuses a key given twice in one mapping (instead of keeping the last)."""
-
-    def construct_mapping(loader, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return loader.construct_mapping_plain(node, deep=deep)
-
-    Loader.construct_mapping_plain = yaml.SafeLoader.construct_mapping
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return Loader
-
-
 def load_suite_file(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"suite file {path} does not exist; pass a YAML file or a preset name "
-                          f"(see `chainforget list presets`)")
-    import yaml
-
-    try:
-        data = yaml.load(p.read_text(), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}{where}: {problem}; fix the YAML syntax") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a text file; a suite is a YAML file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping (model:, chains:, strategies: ...), "
-                          f"got {type(data).__name__}")
-    return data
+    """A suite YAML file as a mapping (one-line errors for anything else)."""
+    return load_config_file(path, "suite file", hint="pass a YAML file or a preset name (see `chainforget list presets`)",
+                            mapping_hint="model:, chains:, strategies: ...")
 
 
 def resolve_suite(name_or_path: str) -> dict[str, Any]:
     """A preset name or a YAML suite file."""
-    from chainforget.plugins import registries
-
     presets = registries("presets")
     if name_or_path in presets:
         return dict(presets.get(name_or_path))

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from chainforget.benchmark.atomic import (
+from chainforget.store.atomic import (
     atomic_write_json,
     atomic_write_text,
     dumps_json,

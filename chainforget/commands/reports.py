@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from chainforget.errors import ConfigError
+from chainforget.report.compare import METRICS, compare_runs, load_groups
+from chainforget.report.plots import plot_all
+from chainforget.report.tables import render_table, strategy_name
+from chainforget.store.results import find_runs, load_result, load_run
 
 
 def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, metrics: Sequence[str],
                     n_boot: int, seed: int, fmt: str) -> tuple[str, list[str]]:
-    from chainforget.benchmark.results import find_runs, load_run
-    from chainforget.report.compare import METRICS, compare_runs, load_groups
-    from chainforget.report.tables import render_table, strategy_name
-
     if n_boot < 1:
         raise ConfigError(f"--n-boot must be >= 1, got {n_boot}")
     if by == "strategy":
@@ -34,9 +34,6 @@ def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, m
 
 
 def plot_command(paths: Sequence[str], out: str) -> tuple[list[str], list[str]]:
-    from chainforget.benchmark.results import find_runs, load_result
-    from chainforget.report.plots import plot_all
-
     runs, warnings = find_runs(paths)
     files = plot_all([load_result(r) for r in runs], out)
     return [str(f) for f in files], warnings

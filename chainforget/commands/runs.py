@@ -6,17 +6,22 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from chainforget.benchmark.spec import RunSpec, check_keys, parse_set_options, parse_task_list
+from chainforget.benchmark.runner import run
+from chainforget.benchmark.suite_runner import collect_results, run_suite
+from chainforget.config.files import load_config_file
+from chainforget.config.spec import RunSpec, check_keys, parse_set_options, parse_task_list
+from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.errors import ConfigError
+from chainforget.metrics.compute import recompute_run
+from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
+from chainforget.store.results import load_result
 
 RUN_CONFIG_KEYS = {"chain", "strategy", "model", "seed", "strategy_params", "train", "eval_tasks", "limit_train",
                    "limit_eval", "task_options", "sharpness", "eval_batch_size", "metric_options"}
 
 
-def _load_yaml_mapping(path: str, what: str) -> dict[str, Any]:
-    from chainforget.benchmark.suite import load_suite_file
-
-    data = load_suite_file(path)
+def _load_run_config(path: str, what: str) -> dict[str, Any]:
+    data = load_config_file(path, what)
     check_keys(data, RUN_CONFIG_KEYS, what)
     return data
 
@@ -24,7 +29,7 @@ def _load_yaml_mapping(path: str, what: str) -> dict[str, Any]:
 def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tasks=None, limit_train=None,
                    limit_eval=None, sets=(), config_path=None, sharpness=None, train=None) -> tuple[RunSpec, dict]:
     """Config file first, then flags; returns the spec and the metric options."""
-    cfg: dict[str, Any] = _load_yaml_mapping(config_path, "run config") if config_path else {}
+    cfg: dict[str, Any] = _load_run_config(config_path, "run config") if config_path else {}
     for key in ("metric_options", "strategy_params", "train", "task_options"):
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
             raise ConfigError(f"{config_path}: {key} must be a mapping of keys to values, got {cfg[key]!r}")
@@ -49,8 +54,6 @@ def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tas
 
 
 def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable[[str], None], **spec_args) -> dict:
-    from chainforget.benchmark.runner import run
-
     spec, metric_options = build_run_spec(**spec_args)
     loggers = tuple(x.strip() for x in log.split(",") if x.strip()) if log else ()
     return run(spec, out, resume=resume, progress=not quiet, echo=echo, metric_options=metric_options,
@@ -60,14 +63,6 @@ def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable
 def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,
                         no_run: bool, sort_key: str | None, ascending: bool, fmt: str, quiet: bool,
                         echo: Callable[[str], None]) -> str:
-    from chainforget.benchmark.leaderboard import collect_results, run_suite
-    from chainforget.benchmark.suite import parse_shard, resolve_suite
-    from chainforget.engine.distributed import launched_world_size
-    from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
-
-    if launcher == "ray" and launched_world_size() > 1:
-        raise ConfigError("--launcher ray starts its own workers; run it as a single process, not under "
-                          "`accelerate launch` (each Ray worker can use its GPUs)")
     suite = resolve_suite(suite_path or preset)
     shard_t = parse_shard(shard)
     if not no_run:
@@ -86,9 +81,6 @@ def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard:
 
 def metrics_command(run_dir: str) -> tuple[str, bool]:
     """Recompute metrics from disk; returns (JSON text, equal to the stored ones?)."""
-    from chainforget.benchmark.results import load_result
-    from chainforget.metrics.compute import recompute_run
-
     stored = load_result(run_dir)
     recomputed = recompute_run(run_dir)
     keys = ("score_matrix", "group_score_matrix", "group_sizes", "metrics")

@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from chainforget.benchmark import faults
+from chainforget.testing import faults
 from chainforget.errors import DataError
 
 _HINTS = {

@@ -6,44 +6,43 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chainforget.benchmark import faults
-from chainforget.benchmark.atomic import remove_stale_temps
-from chainforget.benchmark.prefix import PrefixStore
-
-# The probe and power iteration that `--sharpness` uses during a run; `chainforget sharpness` defaults to the same.
-SHARPNESS_DEFAULTS = {"batch_size": 8, "max_iter": 30, "tol": 1e-3}
+from chainforget.benchmark.plan import plan_stages, seed_everything
+from chainforget.benchmark.streams import build_benchmark, experience_from_examples
+from chainforget.config.defaults import SHARPNESS_DEFAULTS
+from chainforget.engine.distributed import Ranks
+from chainforget.metrics.sharpness import model_sharpness
+from chainforget.store.atomic import atomic_write_json, atomic_write_text, read_json, remove_stale_temps
+from chainforget.store.prefix import PrefixStore
+from chainforget.store.state import load_plugin_states, save_plugin_states
+from chainforget.testing import faults
 
 
 class StageRunner:
     """Holds the live model and template of one run and advances it stage by stage."""
 
-    def __init__(self, prep, run_dir: Path, prefix: PrefixStore, *, progress: bool, echo, loggers=(), ranks=None):
-        from chainforget.benchmark.streams import build_benchmark
-        from chainforget.engine.distributed import Ranks
+    def __init__(self, resolved, run_dir: Path, prefix: PrefixStore, *, progress: bool, echo, loggers=(), ranks=None):
         from chainforget.engine.template import CausalLMTemplate, make_loggers
 
-        self.prep, self.run_dir, self.prefix, self.echo, self.progress = prep, run_dir, prefix, echo, progress
+        self.resolved, self.run_dir, self.prefix, self.echo, self.progress = resolved, run_dir, prefix, echo, progress
         # Under a launch every rank trains and scores its share; the main rank alone locks, decides and writes
         # (decisions reach the others through ranks.on_main), non-main ranks return no records.
         self.ranks = ranks or Ranks()
-        spec = prep.spec
+        spec = resolved.spec
         self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}}
         self.sharpness: list[dict[str, Any] | None] = [None]
-        train_tasks = [prep.tasks[n] for n in spec.chain]
-        eval_tasks = [prep.tasks[n] for n in spec.all_eval_tasks]
+        train_tasks = [resolved.tasks[n] for n in spec.chain]
+        eval_tasks = [resolved.tasks[n] for n in spec.all_eval_tasks]
         self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train_for, spec.limit_eval_for)
         self.train_examples = {n: list(exp.dataset) for n, exp in zip(self.bench.train_task_names,
                                                                       self.bench.train_stream)}
-        from chainforget.benchmark.runner import plan_stages, seed_everything
-
         with self.ranks.main_first():  # a first use converts the model into the cache once
-            model, self.tokenizer = prep.model_spec.load()
-        self.stages, ctx = plan_stages(prep, self.train_examples)  # the run's stages, planned once
-        self.plugins = list(prep.strategy.make_plugins(prep.params, ctx))
+            model, self.tokenizer = resolved.model_spec.load()
+        self.stages, ctx = plan_stages(resolved, self.train_examples)  # the run's stages, planned once
+        self.plugins = list(resolved.strategy.make_plugins(resolved.params, ctx))
         seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
         self.template = CausalLMTemplate(
-            model, self.tokenizer, prep.train_cfg, plugins=self.plugins, eval_batch_size=spec.eval_batch_size,
-            progress=progress, task_specs={n: t.spec for n, t in prep.tasks.items()},
+            model, self.tokenizer, resolved.train_cfg, plugins=self.plugins, eval_batch_size=spec.eval_batch_size,
+            progress=progress, task_specs={n: t.spec for n, t in resolved.tasks.items()},
             loggers=make_loggers(loggers, run_dir / "logs") if loggers else ())
         self.template.use_benchmark(self.bench)
         self.model = self.template.model
@@ -74,11 +73,8 @@ class StageRunner:
             return records
 
     # -- training ---------------------------------------------------------------------------------------------
-    def stage(self, k: int, stage, key: str, *, resume: bool) -> list[dict]:
+    def run_stage(self, k: int, stage, key: str, *, resume: bool) -> list[dict]:
         """Restore (``--resume``), reuse (identical prefix) or train stage ``k``; its evaluation records."""
-        from chainforget.benchmark.runner import seed_everything
-        from chainforget.engine.state import load_plugin_states
-
         ranks = self.ranks
         ckpt = self.run_dir / "checkpoints" / f"step-{k}"
         exp = self._experience(k, stage)
@@ -89,7 +85,7 @@ class StageRunner:
             self.template.clock.train_exp_counter = k  # as after a walked stage: errors name the right experience
             self.timings["reused"][str(k)] = key
             return self._finish_restored(k, key)
-        seed_everything(self.prep.spec.seed, k)
+        seed_everything(self.resolved.spec.seed, k)
         with ranks.main_holds(self.prefix.lock(key)):
             if ranks.on_main(lambda: self.prefix.complete(key)):
                 self.echo(f"stage {k} ({stage.label}): identical prefix already trained, reusing {key}")
@@ -108,7 +104,7 @@ class StageRunner:
                 records = self.evaluate(k)
                 if ranks.is_main:
                     meta = {"stage": stage.label, "step": k}
-                    if self.prep.spec.sharpness:
+                    if self.resolved.spec.sharpness:
                         meta["sharpness"] = self._sharpness(stage)
                         self.sharpness.append(meta["sharpness"])
                     remove_stale_temps(self.prefix.path(key))
@@ -119,9 +115,6 @@ class StageRunner:
 
     def _checkpoint(self, k: int, stage, key: str) -> None:
         """The run's own marker that stage ``k`` is done (weights live in the prefix store), plugin states with it."""
-        from chainforget.benchmark.atomic import atomic_write_json, atomic_write_text
-        from chainforget.engine.state import save_plugin_states
-
         ckpt = self.run_dir / "checkpoints" / f"step-{k}"
         ckpt.mkdir(parents=True, exist_ok=True)
         save_plugin_states(self.plugins, ckpt)
@@ -141,24 +134,18 @@ class StageRunner:
         """Sharpness and records of a restored stage, as stored (main process; the others need neither)."""
         if not self.ranks.is_main:
             return []
-        if self.prep.spec.sharpness:
-            from chainforget.benchmark.atomic import read_json
-
+        if self.resolved.spec.sharpness:
             self.sharpness.append(read_json(self.prefix.path(key) / "meta.json").get("sharpness"))
         return self.prefix.load_records(key)
 
     def _experience(self, k: int, stage):
-        from chainforget.benchmark.streams import experience_from_examples
-
-        if not self.prep.strategy.joint and k <= len(self.bench.train_stream) and stage.trained_tasks == (
+        if not self.resolved.strategy.joint and k <= len(self.bench.train_stream) and stage.trained_tasks == (
                 self.bench.train_task_names[k - 1],):
             return self.bench.train_stream[k - 1]
         return experience_from_examples(stage.examples, k - 1, stage.label)
 
     def _sharpness(self, stage) -> dict[str, Any]:
-        from chainforget.metrics.sharpness import model_sharpness
-
         t = time.time()
-        value, iters, converged = model_sharpness(self.model, self.tokenizer, stage.examples, seed=self.prep.spec.seed,
+        value, iters, converged = model_sharpness(self.model, self.tokenizer, stage.examples, seed=self.resolved.spec.seed,
                                                   **SHARPNESS_DEFAULTS)
         return {"lambda_max": value, "iterations": iters, "converged": converged, "seconds": round(time.time() - t, 2)}

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from chainforget.benchmark.runner import run
+from chainforget.config.spec import RunSpec
+from chainforget.engine.distributed import launched_world_size
 from chainforget.errors import ChainforgetError, ConfigError
+from chainforget.launchers.base import Echo
 
 
 def _run_one(spec_dict: dict, out_dir: str, metric_options: dict, threads: int) -> str:
     import torch
-
-    from chainforget.benchmark.runner import run
-    from chainforget.benchmark.spec import RunSpec
 
     torch.set_num_threads(threads)  # as many as Ray gave this task: oversubscribed cores slow torch ~10x
 
@@ -29,7 +30,7 @@ def _run_one(spec_dict: dict, out_dir: str, metric_options: dict, threads: int) 
 
 
 def run_on_ray(specs: Sequence[Any], out_dir: str | Path, *, metric_options: Mapping[str, Any] | None = None,
-               echo: Callable[[str], None] | None = None, num_cpus_per_run: float = 1.0) -> list[str]:
+               echo: Echo | None = None, num_cpus_per_run: float = 1.0) -> list[str]:
     try:
         import ray
     except ImportError:
@@ -62,3 +63,16 @@ def run_on_ray(specs: Sequence[Any], out_dir: str | Path, *, metric_options: Map
     finally:
         if started_here:
             ray.shutdown()
+
+
+class RayLauncher:
+    description = "one run per Ray task on a local instance or the cluster in RAY_ADDRESS (chainforget[ray])"
+
+    def check(self) -> None:
+        if launched_world_size() > 1:
+            raise ConfigError("--launcher ray starts its own workers; run it as a single process, not under "
+                              "`accelerate launch` (each Ray worker can use its GPUs)")
+
+    def launch(self, specs: Sequence[Any], out_dir: str | Path, *, metric_options: Mapping[str, Any],
+               progress: bool, echo: Echo) -> None:
+        run_on_ray(specs, out_dir, metric_options=metric_options, echo=echo)

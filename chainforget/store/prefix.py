@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from chainforget.benchmark.spec import short_hash
+from chainforget.config.spec import short_hash
 
 PREFIX_DIR = "_prefix"
 
@@ -45,12 +45,12 @@ class PrefixStore:
 
     def save(self, key: str, model, records: list[dict], meta: Mapping[str, Any], with_weights: bool = True) -> None:
         """Write weights (optional: the base entry has none), records and meta; DONE last."""
-        from chainforget.benchmark.atomic import atomic_write_json, atomic_write_text, write_jsonl_gz
+        from chainforget.store.atomic import atomic_write_json, atomic_write_text, write_jsonl_gz
 
         d = self.path(key)
         d.mkdir(parents=True, exist_ok=True)
         if with_weights:
-            from chainforget.engine.state import save_trainable
+            from chainforget.store.state import save_trainable
 
             save_trainable(model, d / "weights.safetensors")
         write_jsonl_gz(d / "records.jsonl.gz", records)
@@ -58,11 +58,11 @@ class PrefixStore:
         atomic_write_text(d / "DONE", "ok\n")
 
     def load_weights(self, key: str, model) -> None:
-        from chainforget.engine.state import load_trainable
+        from chainforget.store.state import load_trainable
 
         load_trainable(model, self.path(key) / "weights.safetensors")
 
     def load_records(self, key: str) -> list[dict]:
-        from chainforget.benchmark.atomic import read_jsonl_gz
+        from chainforget.store.atomic import read_jsonl_gz
 
         return list(read_jsonl_gz(self.path(key) / "records.jsonl.gz"))

@@ -1,0 +1,124 @@
+"""The plan of one run: every name resolved and every setting validated (before any heavy work), and its stages.
+
+Both the runner and the stage runner read the plan; neither imports the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from chainforget.config.spec import RunSpec, short_hash
+from chainforget.engine.models import resolve_model
+from chainforget.engine.training import TrainConfig
+from chainforget.errors import ConfigError
+from chainforget.plugins import registries
+from chainforget.strategies.base import StrategyContext
+from chainforget.tasks import resolve_task
+
+
+@dataclass
+class ResolvedRun:
+    """A spec with everything resolved: task objects, strategy, validated hyper-parameters and training config."""
+
+    spec: RunSpec
+    tasks: dict[str, Any]
+    strategy: Any
+    params: dict[str, Any]
+    train_cfg: Any
+    model_spec: Any
+
+
+def resolve_run(spec: RunSpec) -> ResolvedRun:
+    """Resolve names and validate every setting before any heavy work (errors are one-liners)."""
+
+    for name in spec.task_options:
+        if name not in spec.all_eval_tasks:
+            raise ConfigError(f"task_options names {name!r}, which is neither in the chain nor in eval_tasks")
+    tasks, names = {}, {}
+    for given in spec.all_eval_tasks:
+        task = resolve_task(given)  # a registered name or a task file path
+        options = spec.task_options.get(given) or spec.task_options.get(task.name)
+        tasks[task.name] = task.configure(**options) if options else task
+        names[given] = task.name
+    if any(given != name for given, name in names.items()):  # task files: the run speaks of task names
+        spec = dataclasses.replace(
+            spec, chain=tuple(names[t] for t in spec.chain), eval_tasks=tuple(names[t] for t in spec.eval_tasks),
+            task_options={names.get(k, k): v for k, v in spec.task_options.items()})
+    strategy = registries("strategies").get(spec.strategy)
+    params = strategy.resolve(spec.strategy_params)
+    train_cfg = TrainConfig.from_mapping({**spec.train, "seed": spec.seed})
+    model_spec = resolve_model(spec.model)
+    train = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "seed"}
+    resolved = dataclasses.replace(spec, strategy_params=params, train=train)
+    return ResolvedRun(resolved, tasks, strategy, params, train_cfg, model_spec)
+
+
+def seed_everything(seed: int, stage: int) -> None:
+    """Reseed every RNG at the start of a stage so a stage's randomness never depends on how we got there."""
+    import random
+
+    import numpy as np
+    import torch
+
+    s = (seed * 1_000_003 + stage * 7919) % (2**31)
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+@dataclass
+class Stage:
+    label: str
+    trained_tasks: tuple[str, ...]
+    examples: list  # the training examples of this stage
+    signature: Mapping[str, Any]
+
+
+def plan_stages(resolved: ResolvedRun, train_examples: dict[str, list]) -> tuple[list[Stage], Any]:
+    spec, strategy = resolved.spec, resolved.strategy
+    ctx = StrategyContext(chain=spec.chain, tasks={n: resolved.tasks[n] for n in spec.chain}, seed=spec.seed,
+                          limit_train=spec.limit_train, train_examples=train_examples)
+    if strategy.joint:
+        union = [ex for name in spec.chain for ex in train_examples[name]]
+        stages = [Stage("joint", spec.chain, union, strategy.signature(resolved.params, 0))]
+    else:
+        stages = [Stage(name, (name,), list(train_examples[name]), strategy.signature(resolved.params, i))
+                  for i, name in enumerate(spec.chain)]
+    if strategy.extra_stages is not None:
+        for extra in strategy.extra_stages(resolved.params, ctx):
+            sig = {"strategy": spec.strategy, "params": resolved.params, "stage": extra.label}
+            stages.append(Stage(extra.label, (), list(extra.examples), sig))
+    return stages, ctx
+
+
+def common_key(resolved: ResolvedRun) -> dict[str, Any]:
+    """What every stage of this run shares (model, training settings, evaluation set): part of every prefix key."""
+    spec = resolved.spec
+    return {
+        "model": resolved.model_spec.name, "model_fp": resolved.model_spec.fingerprint(), "seed": spec.seed,
+        "train": spec.train, "limit_train": spec.limit_train, "limit_eval": spec.limit_eval,
+        "eval": {name: {"fp": resolved.tasks[name].fingerprint(), "primary": resolved.tasks[name].spec.primary_metric,
+                        "metrics": [m.name for m in resolved.tasks[name].spec.metrics]}
+                 for name in spec.all_eval_tasks},
+        "sharpness": spec.sharpness,
+    }
+
+
+def stage_data_id(stage: Stage, resolved: ResolvedRun) -> dict[str, Any]:
+    """The identity of a stage's training data (labels, tasks, example ids, data fingerprints)."""
+    ids = [ex.id for ex in stage.examples]
+    return {"label": stage.label, "tasks": list(stage.trained_tasks), "n": len(ids), "ids": short_hash(ids, 16),
+            "fp": [resolved.tasks[t].fingerprint() for t in stage.trained_tasks if t in resolved.tasks]}
+
+
+def task_info_for(resolved: ResolvedRun, stages: list[Stage]) -> dict[str, dict[str, Any]]:
+    info = {}
+    for name in resolved.spec.all_eval_tasks:
+        tspec = resolved.tasks[name].spec
+        trained_at = next((k for k, s in enumerate(stages, start=1) if name in s.trained_tasks), None)
+        metric = tspec.metric(tspec.primary_metric)
+        info[name] = {"kind": tspec.kind, "format": tspec.format, "primary_metric": tspec.primary_metric,
+                      "higher_is_better": metric.higher_is_better, "trained_at": trained_at}
+    return info

@@ -1,0 +1,1 @@
+"""Configuration: run specs, suites (grids of runs) and the built-in presets."""

@@ -1,0 +1,1 @@
+"""Test machinery shipped with the package (fault injection used by the reliability tests)."""
