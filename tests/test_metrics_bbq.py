@@ -1,7 +1,7 @@
 """BBQ bias scores (Parrish et al. 2022) by hand, an undefined score, and bias drift along the chain."""
 
 import pytest
-from test_metrics_fixtures import constant_task, info, rec
+from metrics_fixtures import constant_task, info, rec
 
 from chainforget.metrics.compute import compute_all
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from test_metrics_fixtures import info
+from metrics_fixtures import info
 from test_metrics_groups import random_records
 
 from chainforget.errors import DataError, PluginError

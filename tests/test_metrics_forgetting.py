@@ -1,7 +1,7 @@
 """Score matrices and forgetting/transfer metrics against hand-computed matrices (signs included)."""
 
 import pytest
-from test_metrics_fixtures import constant_task, info, rec, task_records
+from metrics_fixtures import constant_task, info, rec, task_records
 
 from chainforget.errors import DataError
 from chainforget.metrics.compute import compute_all

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_metrics_fixtures import constant_task, info, task_records
+from metrics_fixtures import constant_task, info, task_records
 from test_metrics_forgetting import STAGES, TWO_STEP_INFO, run, two_step_records
 
 from chainforget.metrics.uncertainty import permutation_pvalue

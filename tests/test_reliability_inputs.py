@@ -19,8 +19,8 @@ import yaml
 from click.testing import CliRunner
 
 from chainforget.cli import main
-from test_reliability_support import SUITE, TINY, snapshot
-from test_reliability_fuzz_cases import bad_data_cases, bad_run_configs, bad_suites
+from reliability_support import SUITE, TINY, snapshot
+from reliability_fuzz_cases import bad_data_cases, bad_run_configs, bad_suites
 
 NAIVE_SUITE = {**SUITE, "strategies": ["naive"]}
 

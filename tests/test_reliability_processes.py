@@ -1,7 +1,7 @@
 """Real processes on the tiny model: kills at random points, Ctrl-C, two leaderboards at once, determinism, NaN.
 
 Every child runs the real CLI (``chainforget.cli.main``) in its own process, forked from a server that imported
-torch once (see test_reliability_support.py). The reference is one uninterrupted leaderboard of naive and EWC on
+torch once (see reliability_support.py). The reference is one uninterrupted leaderboard of naive and EWC on
 bbq -> gsm8k, computed by two leaderboard processes started at the same moment on the same --out.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_reliability_support import (
+from reliability_support import (
     SUITE,
     RUN_CONFIG,
     TINY,

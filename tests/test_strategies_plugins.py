@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from chainforget.engine.collate import collate, encode_examples
-from chainforget.engine.training import TrainConfig, apply_finetune, target_token_loss
+from chainforget.engine.training import TrainConfig, apply_finetune, target_logits, target_mask, target_token_loss
 from chainforget.strategies import ewc, lwf, sam
 from test_strategies import make_context, specs
 
@@ -26,8 +26,10 @@ def fake_strategy(model, tokenizer, ctx, step, mbatch=None):
 
 def forward(s, mb_weight=1.0, batch_tokens=None):
     """The template's forward for one micro-batch: logits and the contract's normalised loss."""
-    s.mb_output = s.model(input_ids=s.mbatch["input_ids"], attention_mask=s.mbatch["attention_mask"]).logits
-    s.loss = target_token_loss(s.mb_output, s.mbatch["labels"], "sum") / (batch_tokens or s.mbatch["n_target"])
+    s.mb_target_mask = target_mask(s.mbatch["labels"])
+    s.mb_output = target_logits(s.model, s.mbatch, s.mb_target_mask)  # target positions only, as the template
+    s.loss = target_token_loss(s.model(input_ids=s.mbatch["input_ids"], attention_mask=s.mbatch["attention_mask"])
+                               .logits, s.mbatch["labels"], "sum") / (batch_tokens or s.mbatch["n_target"])
     s.mb_weight = mb_weight
     return s.loss
 
@@ -174,7 +176,7 @@ def test_lwf_is_cross_entropy_when_student_equals_teacher_and_distils_otherwise(
     labels = s.mbatch["labels"]
     mask = labels[:, 1:] != -100
     t_logits = plugin.teacher(input_ids=s.mbatch["input_ids"]).logits[:, :-1][mask] / 2.0
-    s_logits = s.mb_output[:, :-1][mask] / 2.0
+    s_logits = s.model(input_ids=s.mbatch["input_ids"]).logits[:, :-1][mask] / 2.0
     p_t = torch.softmax(t_logits, -1)
     kl = (p_t * (torch.log_softmax(t_logits, -1) - torch.log_softmax(s_logits, -1))).sum(-1).mean()
     assert kl.item() > 0

@@ -107,7 +107,7 @@ class ForkServer:
         self.workdir = Path(workdir)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); "
-                                   f"import test_reliability_support as s; s._serve()"],
+                                   f"import reliability_support as s; s._serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=workdir)
         assert self.proc.stdout.readline().strip() == "ready"
         self.n = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from test_reliability_support import EWC, SUITE, TINY
+from reliability_support import EWC, SUITE, TINY
 
 RUN_KEYS = ("chain", "strategy", "model", "seed", "strategy_params", "train", "eval_tasks", "limit_train",
             "limit_eval", "task_options", "eval_batch_size", "metric_options")
