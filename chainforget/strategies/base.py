@@ -19,7 +19,12 @@ _ARTICLE = {"int": "an", "float": "a", "str": "a", "bool": "a"}
 
 @dataclass(frozen=True)
 class Param:
-    """One declared hyper-parameter: type, default, range and help shown by ``list strategies --verbose``."""
+    """One declared hyper-parameter: type, default, range and help shown by ``list strategies --verbose``.
+
+    ``low`` / ``high`` are inclusive bounds unless ``low_exclusive`` / ``high_exclusive`` is set: ``low=0.0,
+    low_exclusive=True, high=1.0`` declares ``(0, 1]``. A declaration whose default its own checks reject is a
+    ``ValueError`` when the plugin module is imported (a bug of the plugin, not of a user's config).
+    """
 
     name: str
     type: str  # "int" | "float" | "str" | "bool"
@@ -28,6 +33,19 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
+    low_exclusive: bool = False
+    high_exclusive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in _TYPES:
+            raise ValueError(f"Param {self.name!r}: type must be one of {', '.join(_TYPES)}, got {self.type!r}")
+        for side, bound in (("low", self.low), ("high", self.high)):
+            if getattr(self, f"{side}_exclusive") and bound is None:
+                raise ValueError(f"Param {self.name!r}: {side}_exclusive=True needs a {side} bound")
+        try:
+            self.parse(self.default)
+        except ConfigError as exc:
+            raise ValueError(f"Param {self.name!r}: its default is invalid: {exc}") from None
 
     def parse(self, value: Any, owner: str = "") -> Any:
         """Validate (and coerce strings from ``--set``) or raise a one-line ConfigError."""
@@ -54,7 +72,9 @@ class Param:
         if py in (int, float):
             if value != value or value in (float("inf"), float("-inf")):
                 raise ConfigError(f"{where} must be a finite number, got {value!r}")
-            if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            below = self.low is not None and (value <= self.low if self.low_exclusive else value < self.low)
+            above = self.high is not None and (value >= self.high if self.high_exclusive else value > self.high)
+            if below or above:
                 raise ConfigError(f"{where} must be in{self._range()}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{where} must be one of {', '.join(self.choices)}, got {value!r}")
@@ -63,7 +83,7 @@ class Param:
     def _range(self) -> str:
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
-        return f" [{low}, {high}]"
+        return f" {'(' if self.low_exclusive else '['}{low}, {high}{')' if self.high_exclusive else ']'}"
 
     def describe(self) -> str:
         rng = ""
