@@ -60,6 +60,68 @@ def test_misspelled_hook_fails_at_load_time(plugin_path):
         manager.get_plugin_manager()
 
 
+def test_unmarked_hook_function_warns_at_its_definition(plugin_path):
+    make_distribution(plugin_path, "cf-unmarked-plugin", "cfplug_unmarked", """
+        from chainforget.plugins import hookimpl
+
+        def chainforget_register_strategies(registry):  # forgot @hookimpl
+            registry.register("never-seen", object(), "x")
+
+        def chainforget_register_taks(registry):  # forgot @hookimpl, and misspelled
+            pass
+
+        @hookimpl
+        def chainforget_register_metrics(registry):
+            pass
+
+        def helper(registry):
+            pass
+    """)
+    with pytest.warns(manager.PluginWarning) as caught:
+        manager.get_plugin_manager()
+    messages = {str(w.message) for w in caught}
+    assert messages == {
+        "cfplug_unmarked.chainforget_register_strategies is not marked @hookimpl, so chainforget never calls it; "
+        "decorate it with @chainforget.plugins.hookimpl",
+        "cfplug_unmarked.chainforget_register_taks is not marked @hookimpl, so chainforget never calls it; "
+        "decorate it with @chainforget.plugins.hookimpl and rename it: 'chainforget_register_taks' is no chainforget "
+        "hook; did you mean 'chainforget_register_tasks'? hooks: chainforget_register_launchers, "
+        "chainforget_register_metrics, chainforget_register_models, chainforget_register_presets, "
+        "chainforget_register_strategies, chainforget_register_tasks"}
+    first = next(w for w in caught if "strategies" in str(w.message))
+    assert first.filename.endswith("cfplug_unmarked.py") and first.lineno == 4  # points at the def
+    assert "never-seen" not in manager.registries("strategies")
+
+
+def test_marked_plugins_give_no_warning(plugin_path):
+    import warnings
+
+    make_distribution(plugin_path, "cf-clean-plugin", "cfplug_clean", """
+        from chainforget.plugins import hookimpl
+        from chainforget.plugins.hookspecs import chainforget_register_models  # a spec, not an implementation
+
+        @hookimpl
+        def chainforget_register_strategies(registry):
+            pass
+    """)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", manager.PluginWarning)
+        manager.get_plugin_manager()  # the built-ins and this plugin: every hook function is marked
+
+
+def test_hook_asking_for_a_finished_registry_is_one_line_error(plugin_path):
+    make_distribution(plugin_path, "cf-eager-plugin", "cfplug_eager", """
+        from chainforget.plugins import hookimpl, registries
+
+        @hookimpl
+        def chainforget_register_tasks(registry):
+            registries("tasks").get("bbq")
+    """)
+    with pytest.raises(PluginError, match="^a chainforget_register_tasks hook asked for the finished tasks registry, "
+                                          "which is still being built; use the registry the hook receives"):
+        manager.registries("tasks")
+
+
 def test_broken_plugin_import_is_one_line_error(plugin_path):
     make_distribution(plugin_path, "cf-broken-plugin", "cfplug_broken", "raise ImportError('no numpy here')\n")
     with pytest.raises(PluginError, match="could not load a 'chainforget' entry-point plugin.*no numpy here"):
@@ -86,7 +148,7 @@ def test_did_you_mean():
         reg.get("replya")
     assert "unknown strategy 'replya'; did you mean 'replay'?" in str(err.value)
     assert "\n" not in str(err.value)
-    with pytest.raises(UnknownNameError, match="known strategys: ewc, naive, replay") as err:
+    with pytest.raises(UnknownNameError, match="known strategies: ewc, naive, replay") as err:
         reg.get("zzzzzz")
     assert "did you mean" not in str(err.value)
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import warnings
+from typing import Any
 
 import pluggy
 
-from chainforget.errors import PluginError
+from chainforget.errors import PluginError, did_you_mean
 from chainforget.plugins import hookspecs
 from chainforget.plugins.registry import Registry
 
@@ -28,6 +30,13 @@ BUILTIN_PLUGINS = {
     "builtin-presets": "chainforget.config.presets",
     "builtin-launchers": "chainforget.launchers.builtin",
 }
+
+HOOK_PREFIX = "chainforget_register_"
+
+
+class PluginWarning(UserWarning):
+    """A plugin mistake that does not stop chainforget but makes it ignore something (an unmarked hook)."""
+
 
 KINDS = {
     "tasks": ("task", "chainforget_register_tasks"),
@@ -54,7 +63,41 @@ def _new_manager() -> pluggy.PluginManager:
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"{exc}; hook names must match chainforget.plugins.hookspecs "
                           f"(e.g. chainforget_register_tasks)") from exc
+    warn_unmarked_hooks(pm)
     return pm
+
+
+def unmarked_hooks(plugin: Any) -> list[tuple[str, Any]]:
+    """``(name, function)`` of every ``chainforget_register_*`` callable of ``plugin`` that is no ``@hookimpl``.
+
+    pluggy silently skips such a function (only marked ones are hook implementations), so the plugin would
+    register nothing and nobody would notice.
+    """
+    out = []
+    for name in sorted(dir(plugin)):
+        if not name.startswith(HOOK_PREFIX):
+            continue
+        obj = getattr(plugin, name, None)
+        if callable(obj) and not hasattr(obj, f"{GROUP}_impl") and not hasattr(obj, f"{GROUP}_spec"):
+            out.append((name, obj))
+    return out
+
+
+def warn_unmarked_hooks(pm: pluggy.PluginManager) -> None:
+    """A ``PluginWarning`` at the definition of every unmarked ``chainforget_register_*`` function."""
+    hooks = [n for n in dir(hookspecs) if n.startswith(HOOK_PREFIX)]
+    for plugin in pm.get_plugins():
+        owner = getattr(plugin, "__name__", type(plugin).__name__)
+        for name, func in unmarked_hooks(plugin):
+            fix = "decorate it with @chainforget.plugins.hookimpl"
+            if name not in hooks:
+                fix += f" and rename it: {name!r} is no chainforget hook; {did_you_mean(name, hooks)}hooks: " \
+                       f"{', '.join(hooks)}"
+            code = getattr(func, "__code__", None)
+            warnings.warn_explicit(
+                f"{owner}.{name} is not marked @hookimpl, so chainforget never calls it; {fix}", PluginWarning,
+                filename=code.co_filename if code else owner, lineno=code.co_firstlineno if code else 0,
+                module=owner)
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,9 +121,16 @@ def build_registry(pm: pluggy.PluginManager, kind: str) -> Registry:
     registry = Registry(label)
     sources = plugin_sources(pm)
     # get_hookimpls() lists implementations in registration order: built-ins first, then entry points.
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        impl.function(registry=registry.scoped(sources.get(id(impl.plugin), impl.plugin_name)))
+    _building.append(kind)
+    try:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            impl.function(registry=registry.scoped(sources.get(id(impl.plugin), impl.plugin_name)))
+    finally:
+        _building.pop()
     return registry
+
+
+_building: list[str] = []  # kinds whose hooks are running (a hook must use the registry it is given)
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,6 +141,10 @@ def _registries() -> dict[str, Registry]:
 
 def registries(kind: str) -> Registry:
     """The filled registry for ``kind``: one of tasks, strategies, metrics, models, presets, launchers."""
+    if _building:
+        raise PluginError(f"a chainforget_register_{_building[-1]} hook asked for the finished {kind} registry, "
+                          f"which is still being built; use the registry the hook receives (for a derived task "
+                          f"file: load_task_file(path, tasks=registry))")
     return _registries()[kind]
 
 
