@@ -1,6 +1,7 @@
 """Built-in models: the embedded SmolLM2-135M-Instruct and a tiny random Llama for tests."""
 
-from chainforget.engine.models import ModelSpec, load_smollm2, load_tiny
+from chainforget.engine.models import (SMOLLM2_CONFIG, TINY_CONFIG, TINY_VOCAB, ModelSpec, load_smollm2,
+                                       load_tiny)
 from chainforget.plugins.hookspecs import hookimpl
 
 SMOLLM2 = ModelSpec(
@@ -9,6 +10,7 @@ SMOLLM2 = ModelSpec(
     load=load_smollm2,
     fingerprint=lambda: "smollm2-135m-instruct-q4_1-gguf-0.1.2",
     size="135M",
+    config=lambda: dict(SMOLLM2_CONFIG),
 )
 TINY = ModelSpec(
     name="tiny",
@@ -16,6 +18,7 @@ TINY = ModelSpec(
     load=load_tiny,
     fingerprint=lambda: "tiny-llama-v1",
     size="3.3M",
+    config=lambda: {"model_type": "llama", "vocab_size": TINY_VOCAB, **TINY_CONFIG},
 )
 
 

