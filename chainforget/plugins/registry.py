@@ -87,3 +87,6 @@ class _ScopedRegistry:
 
     def get(self, name: str) -> Any:
         return self._registry.get(name)
+
+    def unknown_message(self, name: str) -> str:
+        return self._registry.unknown_message(name)

@@ -14,6 +14,7 @@ from typing import Any
 
 from chainforget.errors import ConfigError, DataError
 from chainforget.tasks.base import Example, SplitRule, TaskSpec
+from chainforget.tasks.derived import DERIVED_KEYS, derive_task_file
 from chainforget.tasks.io import read_rows
 from chainforget.tasks.task import Task, metrics_named, validate_spec
 
@@ -260,10 +261,21 @@ def _spec(cfg: dict, path: Path, files: dict) -> TaskSpec:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_task_file(path: str | Path) -> Task:
-    """A ``Task`` from a YAML or TOML task file; relative data paths resolve against the task file."""
+def load_task_file(path: str | Path, tasks: Any = None) -> Task:
+    """A ``Task`` from a YAML or TOML task file; relative data paths resolve against the task file.
+
+    A file with ``base``, ``include``, ``filter`` or ``group_from`` is a derived task (``tasks/derived.py``);
+    ``tasks`` is where its ``base`` is looked up: pass the registry a ``chainforget_register_tasks`` hook receives.
+    """
     path = Path(path).expanduser().resolve()
     cfg = read_task_file(path)
+    if any(key in cfg for key in DERIVED_KEYS):
+        return derive_task_file(cfg, path, tasks=tasks, read=read_task_file, build=task_from_config)
+    return task_from_config(cfg, path)
+
+
+def task_from_config(cfg: dict, path: Path) -> Task:
+    """A ``Task`` from a plain task file's keys (``path`` names the file and anchors relative data paths)."""
     for key in cfg:
         if key not in TOP_KEYS:
             raise _unknown(str(path), key, TOP_KEYS)
