@@ -68,7 +68,8 @@ def run_loop(model, tok, cfg, examples) -> tuple[float, dict]:
     import torch
 
     from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
-    from chainforget.engine.training import make_optimizer, make_scheduler, target_token_loss
+    from chainforget.engine.training import (make_optimizer, make_scheduler, target_logits, target_logits_loss,
+                                             target_mask, target_tokens)
 
     start = time.perf_counter()
     encoded = encode_examples(tok, examples, cfg.max_length)
@@ -86,8 +87,9 @@ def run_loop(model, tok, cfg, examples) -> tuple[float, dict]:
         opt.zero_grad(set_to_none=True)
         step_loss = 0.0
         for mb in batch.micro_batches:
-            logits = model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"], use_cache=False).logits
-            loss = target_token_loss(logits, mb["labels"], "sum") / batch.n_target
+            keep = target_mask(mb["labels"])  # the LM head at target positions only, as the template does
+            logits = target_logits(model, mb, keep)
+            loss = target_logits_loss(logits, target_tokens(mb["labels"], keep), "sum") / batch.n_target
             loss.backward()
             step_loss += loss.item()
             tokens += mb["n_tokens"]

@@ -26,7 +26,8 @@ from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
 from chainforget.engine.distributed import shard, unshard
 from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
 from chainforget.engine.training import (TrainConfig, apply_finetune, make_optimizer, make_scheduler,
-                                         target_token_loss, trainable_parameters)
+                                         target_logits, target_logits_loss, target_mask, target_token_loss,
+                                         target_tokens, trainable_parameters)
 from chainforget.errors import ConfigError, DataError, TrainingError
 
 
@@ -86,6 +87,8 @@ class CausalLMTemplate(SupervisedTemplate):
         self.scheduler = None
         self.task_name: str | None = None
         self.mb_weight = 1.0
+        self.full_logits = False  # True: also compute every position's logits (mb_logits), as plugins may ask
+        self.mb_target_mask = self.mb_targets = self.mb_logits = None
         self.eval_records: dict[str, list[dict]] = {}
         self.eval_step = 0
         self.total_steps = 0  # optimizer steps planned for the current experience
@@ -269,9 +272,23 @@ class CausalLMTemplate(SupervisedTemplate):
         return self.mbatch["labels"]
 
     def forward(self):
+        """Logits ``[N, V]`` at the N positions that predict a target token (the LM head runs only there); also
+        sets ``mb_target_mask`` ``[B, L]``, ``mb_targets`` ``[N]`` and, when ``full_logits`` is set or a plugin has
+        ``needs_full_logits = True``, ``mb_logits`` ``[B, L, V]`` (else None). See docs/contracts.md."""
         mb = self.mbatch
-        return self._train_model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
-                                 use_cache=False).logits
+        keep = target_mask(mb["labels"])
+        self.mb_target_mask, self.mb_targets = keep, target_tokens(mb["labels"], keep)
+        if self.full_logits or any(getattr(p, "needs_full_logits", False) for p in self.plugins):
+            self.mb_logits = self._train_model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
+                                               use_cache=False).logits
+            return self.mb_logits[keep]
+        self.mb_logits = None
+        return target_logits(self._train_model, mb, keep)
+
+    @property
+    def mb_target_index(self):
+        """``[N, 2]`` (row, position) of each row of ``mb_output``, in its order."""
+        return self.mb_target_mask.nonzero()
 
     def target_token_loss(self, logits, labels, reduction: str = "sum"):
         return target_token_loss(logits, labels, reduction)
@@ -279,7 +296,7 @@ class CausalLMTemplate(SupervisedTemplate):
     def criterion(self):
         """Summed target-token CE over the optimizer batch's target-token count (x processes, undoing DDP's mean:
         the gradient is then the same as one process computing the whole optimizer batch)."""
-        loss = target_token_loss(self.mb_output, self.mbatch["labels"], "sum") / self._batch_tokens
+        loss = target_logits_loss(self.mb_output, self.mb_targets, "sum") / self._batch_tokens
         procs = self.accelerator.num_processes
         return loss * procs if procs > 1 else loss
 
@@ -298,7 +315,7 @@ class CausalLMTemplate(SupervisedTemplate):
             scope = "micro_batch" if self._in_micro else "optimizer_batch"
         if scope not in ("micro_batch", "optimizer_batch"):
             raise ValueError(f"scope must be auto, micro_batch or optimizer_batch, got {scope!r}")
-        saved = self.mbatch, self.mb_output, self.loss
+        saved = self.mbatch, self.mb_output, self.loss, self.mb_target_mask, self.mb_targets, self.mb_logits
         batches = [self.mbatch] if scope == "micro_batch" else self._opt_batch.micro_batches
         total = 0.0
         try:
@@ -314,7 +331,7 @@ class CausalLMTemplate(SupervisedTemplate):
                     self.accelerator.backward(loss)
                 total += float(loss.detach())
         finally:
-            self.mbatch, self.mb_output, self.loss = saved
+            self.mbatch, self.mb_output, self.loss, self.mb_target_mask, self.mb_targets, self.mb_logits = saved
         return total
 
     def _fault(self, what: str, value: float) -> str:

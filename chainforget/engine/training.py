@@ -279,3 +279,50 @@ def target_token_loss(logits, labels, reduction: str = "sum"):
         return token_loss.sum() / mask.sum().clamp(min=1)
     rows = torch.arange(mask.size(0), device=mask.device).unsqueeze(1).expand_as(mask)[mask]
     return torch.zeros(mask.size(0), device=token_loss.device, dtype=token_loss.dtype).index_add_(0, rows, token_loss)
+
+
+def target_mask(labels):
+    """``[B, L]`` bool: the positions whose logits predict a target token (position ``i`` predicts label ``i + 1``;
+    the last position predicts nothing)."""
+    import torch
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    return keep
+
+
+def target_tokens(labels, keep):
+    """The target token ids ``[N]`` that the ``keep`` positions predict, in the same row-major order."""
+    return labels[:, 1:][keep[:, :-1]]
+
+
+def target_logits(model, batch, keep=None):
+    """Logits ``[N, V]`` at the ``keep`` positions of ``batch`` (default: its target positions), in row-major order.
+
+    The LM head runs at those positions only (transformers' boolean ``logits_to_keep``): on a short target after a
+    long prompt this skips most of the vocabulary projection, its softmax and their backward.
+    """
+    keep = target_mask(batch["labels"]) if keep is None else keep
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                   logits_to_keep=keep).logits
+    if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep returns every position
+        logits = logits[keep]
+    return logits
+
+
+def target_logits_loss(logits, targets, reduction: str = "sum"):
+    """Cross-entropy of target-position logits ``[N, V]`` against their tokens ``[N]``: ``sum``, ``mean`` or
+    ``none`` (``[N]``); the same arithmetic as ``target_token_loss`` on full logits."""
+    import torch
+    import torch.nn.functional as F
+
+    if reduction not in ("sum", "mean", "none"):
+        raise ValueError(f"reduction must be sum, mean or none, got {reduction!r}")
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # half-precision logits: take the softmax in float32
+    token_loss = F.cross_entropy(logits, targets, reduction="none")
+    if reduction == "none":
+        return token_loss
+    if reduction == "sum":
+        return token_loss.sum()
+    return token_loss.sum() / max(int(targets.numel()), 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from chainforget.engine.training import target_logits
 from chainforget.strategies.base import (Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step,
                                          naive_until_first_step)
 
@@ -28,19 +29,18 @@ PARAMS = (
 )
 
 
-def distillation_kl(student_logits, teacher_logits, labels, temperature: float):
+def distillation_kl(student_logits, teacher_logits, temperature: float):
     """Sum over target tokens of KL(teacher_T || student_T) and the number of target tokens.
 
-    ``labels`` are aligned with ``input_ids`` (Hugging Face convention, -100 = ignored); the logits at position ``i``
-    predict token ``i + 1``, so the target positions are ``labels[:, 1:] != -100`` on ``logits[:, :-1]``.
+    Both are target-position logits ``[N, V]`` (the template's ``mb_output`` and the teacher's logits at the same
+    ``mb_target_mask`` positions), so prompt and padding positions never enter.
     """
     import torch.nn.functional as F
 
-    mask = labels[:, 1:] != -100
-    s = student_logits[:, :-1][mask].float() / temperature
-    t = teacher_logits[:, :-1][mask].float() / temperature
+    s = student_logits.float() / temperature
+    t = teacher_logits.float() / temperature
     kl = F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="sum")
-    return kl, int(mask.sum())
+    return kl, int(student_logits.shape[0])
 
 
 class LwFPlugin(StrategyPlugin):
@@ -68,10 +68,9 @@ class LwFPlugin(StrategyPlugin):
             return
         import torch
 
-        batch = strategy.mbatch
-        with torch.no_grad():
-            teacher_logits = self.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        kl, n = distillation_kl(strategy.mb_output, teacher_logits, batch["labels"], self.temperature)
+        with torch.no_grad():  # the teacher's head runs at the student's target positions only
+            teacher_logits = target_logits(self.teacher, strategy.mbatch, strategy.mb_target_mask)
+        kl, n = distillation_kl(strategy.mb_output, teacher_logits, self.temperature)
         if n == 0:
             return
         self.last_kl = float(kl.detach()) / n
