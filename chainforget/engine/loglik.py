@@ -6,19 +6,21 @@ moves to the continuation, ``whole = encode(context + continuation)``, ``ctx = e
 tokens are ``whole[len(ctx):]``; the model reads ``ctx + continuation``. ``encode`` is the tokenizer's plain
 ``__call__`` with its default special tokens (lm-eval's default ``add_bos_token=None``).
 
-Packed scoring: one row per example holds ``[context, option_1, ..., option_K]`` with a custom 4-D attention mask
-(context causal; each option sees the context and itself, never another option) and position ids that restart at
-``len(context)`` for every option. Each option is scored exactly as if it followed the context alone, but the context
-is run once instead of K times. Rows are right-padded; padding is masked out and carries its own position ids, so it
-cannot change a row's result (only float rounding differs between batch shapes). Logits are computed only at the
-positions that predict option tokens (``logits_to_keep`` as a boolean mask), which keeps memory independent of the
-vocabulary-times-sequence product.
+Packed scoring (``engine.prefix_tree``): the requests that share a context prefix (the options of one example; the
+examples that ask about one context) go into one row laid out as a prefix tree, with a custom 4-D attention mask
+(each token sees its ancestors and itself) and position ids equal to each token's depth. Each option is scored
+exactly as if it followed its context alone, but every shared prefix runs once. Rows are right-padded; padding is
+masked out, so it cannot change a row's result, and which requests share a row never depends on the batch size (only
+float rounding differs between batch shapes). Logits are computed only at the positions that predict option tokens
+(``logits_to_keep`` as a boolean mask), which keeps memory independent of the vocabulary-times-sequence product.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+from chainforget.engine.prefix_tree import PackedRow, attention_allowed, group_requests, pack
 
 # Upper bound on logits (kept positions x vocabulary) materialised per forward pass (~200 MB in float32 at 50M);
 # a batch that would exceed it is split.
@@ -85,39 +87,30 @@ def encode_requests(tokenizer, contexts: Sequence[str], continuations: Sequence[
     return out
 
 
-def _forward_batch(model, batch: list[Request], pad_id: int, device) -> list[list[tuple[float, int]]]:
-    """One forward pass over packed rows; returns per request, per continuation ``(sum logprob, n_tokens)``."""
+def _forward_batch(model, rows: list[PackedRow], pad_id: int, device) -> list[list[list[tuple[float, int]]]]:
+    """One forward pass over packed rows; per row, per request, per continuation ``(sum logprob, n_tokens)``."""
     import torch
 
-    B, L = len(batch), max(r.length for r in batch)
+    B, L = len(rows), max(r.length for r in rows)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
-    seg = torch.full((B, L), -1, dtype=torch.long)
     pos = torch.zeros((B, L), dtype=torch.long)
     keep = torch.zeros((B, L), dtype=torch.bool)
+    allowed = torch.zeros((B, L, L), dtype=torch.bool)
     pairs = []  # (row, predicting position, target token, continuation slot)
-    slots = []  # (request index, continuation index)
-    for b, req in enumerate(batch):
-        c = len(req.ctx)
-        ids[b, :c] = torch.tensor(req.ctx)
-        seg[b, :c] = 0
-        pos[b, :c] = torch.arange(c)
-        keep[b, c - 1] = True
-        off = c
-        for k, cont in enumerate(req.conts):
-            n = len(cont)
-            slot = len(slots)
-            slots.append((b, k))
-            if n:
-                ids[b, off:off + n] = torch.tensor(cont)
-                seg[b, off:off + n] = k + 1
-                pos[b, off:off + n] = torch.arange(c, c + n)
-                keep[b, off:off + n - 1] = True
-                pairs.extend((b, p, t, slot) for p, t in zip([c - 1] + list(range(off, off + n - 1)), cont))
-            off += n
-    causal = torch.ones((L, L), dtype=torch.bool).tril()
-    sq, sk = seg[:, :, None], seg[:, None, :]
-    allowed = causal & (sk >= 0) & ((sk == 0) | (sk == sq))
-    allowed |= torch.eye(L, dtype=torch.bool)  # padding attends to itself: no all-masked rows, no NaNs
+    slots = []  # (row, request in the row, continuation)
+    for b, row in enumerate(rows):
+        n = row.length
+        ids[b, :n] = torch.tensor(row.ids)
+        pos[b, :n] = torch.tensor(row.pos)
+        allowed[b] = attention_allowed(row.end, L)
+        first = len(slots)
+        offsets = []
+        for r, k in enumerate(row.n_conts):
+            offsets.append(len(slots) - first)
+            slots.extend((b, r, c) for c in range(k))
+        for p, tok, r, c in row.preds:
+            keep[b, p] = True
+            pairs.append((b, p, tok, first + offsets[r] + c))
     dtype = next(model.parameters()).dtype
     mask = torch.zeros((B, 1, L, L), dtype=dtype).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 
@@ -131,30 +124,32 @@ def _forward_batch(model, batch: list[Request], pad_id: int, device) -> list[lis
     counts = [0] * len(slots)
     if pairs:
         b_idx, p_idx, toks, slot_list = (torch.tensor(col) for col in zip(*pairs))
-        rows = flat[b_idx, p_idx].to(logits.device)
+        at = flat[b_idx, p_idx].to(logits.device)
         toks = toks.to(logits.device)
         lse = torch.cat([torch.logsumexp(chunk.float(), dim=-1) for chunk in logits.split(256)])
-        lp = (logits[rows, toks].float() - lse[rows]).double().cpu()
+        lp = (logits[at, toks].float() - lse[at]).double().cpu()
         sums.index_add_(0, slot_list, lp)
         for s in slot_list.tolist():
             counts[s] += 1
-    result: list[list[tuple[float, int]]] = [[] for _ in batch]
-    for slot, (b, _k) in enumerate(slots):
-        result[b].append((float(sums[slot]), counts[slot]))
+    result: list[list[list[tuple[float, int]]]] = [[[] for _ in row.n_conts] for row in rows]
+    for slot, (b, r, _c) in enumerate(slots):
+        result[b][r].append((float(sums[slot]), counts[slot]))
     return result
 
 
-def batches(requests: list[Request], batch_size: int, max_rows: int = 1024) -> list[list[int]]:
-    """Indices of requests grouped longest-first into batches of at most ``batch_size`` and ``max_rows`` logit rows."""
-    order = sorted(range(len(requests)), key=lambda i: (-requests[i].length, i))
-    out, cur, rows = [], [], 0
+def batches(rows: list[PackedRow], batch_size: int, max_rows: int = 1024) -> list[list[int]]:
+    """Indices of packed rows grouped longest-first into batches of at most ``batch_size`` requests (a row is never
+    split) and ``max_rows`` logit rows."""
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i].length, i))
+    out, cur, n_req, kept = [], [], 0, 0
     for i in order:
-        k = requests[i].kept
-        if cur and (len(cur) >= batch_size or rows + k > max_rows):
+        k, n = rows[i].kept, rows[i].n_requests
+        if cur and (n_req + n > batch_size or kept + k > max_rows):
             out.append(cur)
-            cur, rows = [], 0
+            cur, n_req, kept = [], 0, 0
         cur.append(i)
-        rows += k
+        n_req += n
+        kept += k
     if cur:
         out.append(cur)
     return out
@@ -162,12 +157,18 @@ def batches(requests: list[Request], batch_size: int, max_rows: int = 1024) -> l
 
 def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: int, device,
                    on_batch: Callable[[int], None] | None = None) -> list[list[tuple[float, int]]]:
-    """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order."""
+    """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order.
+
+    Requests sharing a context prefix are packed into one row (``engine.prefix_tree``); ``on_batch`` gets the
+    number of requests of each forward pass."""
     results: list = [None] * len(requests)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50_000
-    for idx in batches(requests, batch_size, max_rows=max(1, MAX_LOGIT_ELEMENTS // vocab)):
-        for i, res in zip(idx, _forward_batch(model, [requests[i] for i in idx], pad_id, device)):
-            results[i] = res
+    groups = group_requests(requests)
+    rows = [pack([requests[i] for i in g]) for g in groups]
+    for idx in batches(rows, batch_size, max_rows=max(1, MAX_LOGIT_ELEMENTS // vocab)):
+        for j, res in zip(idx, _forward_batch(model, [rows[j] for j in idx], pad_id, device)):
+            for i, per_request in zip(groups[j], res):
+                results[i] = per_request
         if on_batch is not None:
-            on_batch(len(idx))
+            on_batch(sum(rows[j].n_requests for j in idx))
     return results
