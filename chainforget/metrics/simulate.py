@@ -1,0 +1,142 @@
+"""Seeded simulations of per-example forgetting, shared by the calibration tests and bench/bench_stats_calibration.py.
+
+An example's paired difference ``d = before - after`` of a 0/1 score is -1, 0 or +1, as for accuracy. A group (or a
+template inside it) with mean forgetting ``theta`` and churn ``c`` (the share of examples whose answer changes) has
+``P(d = +1) = (c + theta) / 2`` and ``P(d = -1) = (c - theta) / 2``, so its variance is ``c - theta^2``: the churn
+sets the noise, independently of the mean.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+# Per-category eval examples and templates of the full BBQ eval split (half of each category's templates).
+BBQ_EVAL_SIZES = (1840, 778, 2836, 1540, 788, 3440, 600, 3432, 432)
+BBQ_EVAL_TEMPLATES = (12, 12, 25, 12, 12, 25, 12, 12, 12)
+
+
+def ternary(theta: np.ndarray, churn: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One difference in {-1, 0, 1} per entry with mean ``theta`` and churn ``churn`` (theta clipped to +-churn)."""
+    churn = np.clip(churn, 1e-9, 1.0)
+    theta = np.clip(theta, -churn, churn)
+    u = rng.random(np.shape(theta))
+    return np.where(u < (churn + theta) / 2, 1.0, np.where(u < churn, -1.0, 0.0))
+
+
+def design(sizes: Sequence[int], theta: Sequence[float], churn: Sequence[float] | float, rng: np.random.Generator,
+           templates: Sequence[int] | None = None, template_sd: float = 0.0
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(differences [n], group labels [n], template labels [n] or None) for groups of ``sizes``.
+
+    With ``templates``, group g's examples are spread evenly over ``templates[g]`` templates, and each template's
+    mean forgetting is the group's plus a N(0, template_sd^2) shift (templates are a sample from the group's
+    template population, whose mean is theta; examples of a template are correlated).
+    """
+    sizes = np.asarray(sizes)
+    churn = np.broadcast_to(np.asarray(churn, dtype=float), sizes.shape)
+    groups = np.repeat(np.arange(sizes.size), sizes)
+    theta_j, churn_j = np.repeat(np.asarray(theta, dtype=float), sizes), np.repeat(churn, sizes)
+    clusters = None
+    if templates is not None:
+        local = np.concatenate([np.arange(n) % k for n, k in zip(sizes, templates)])
+        offsets = np.repeat(np.cumsum([0, *templates[:-1]]), sizes)
+        clusters = offsets + local
+        shift = rng.normal(0.0, template_sd, int(np.sum(templates)))  # templates drawn from a population
+        theta_j = theta_j + shift[clusters]
+        churn_j = np.maximum(churn_j, np.abs(theta_j) + 0.05)
+    return ternary(theta_j, churn_j, rng), groups.astype(str), clusters
+
+
+TRUNCATED_SD = 0.9545977  # standard deviation of N(0, 1) truncated to [-2.5, 2.5]
+
+
+def random_effects(n_groups: int, tau: float, rng: np.random.Generator, centre: float = 0.1) -> np.ndarray:
+    """Group means ``centre + tau * z``: the random-effects model whose tau the spread estimates.
+
+    ``z`` is a standard normal truncated to +-2.5 and rescaled to standard deviation 1, so that every mean is a
+    possible forgetting of a 0/1 score (|theta| < 1) and the true spread is exactly ``tau``.
+    """
+    z = rng.standard_normal(n_groups)
+    while np.any(bad := np.abs(z) > 2.5):
+        z[bad] = rng.standard_normal(int(bad.sum()))
+    return centre + tau * z / TRUNCATED_SD
+
+
+def clustered(diffs: np.ndarray, groups: np.ndarray, clusters: np.ndarray | None):
+    """The :class:`~chainforget.metrics.spread.Clustered` of a simulated design, built from integer codes (fast)."""
+    from chainforget.metrics.spread import Clustered  # noqa: PLC0415 - spread imports nothing from here
+
+    gcode = groups.astype(np.int64) if groups.dtype.kind in "iu" else np.unique(groups, return_inverse=True)[1]
+    n_groups = int(gcode.max()) + 1
+    ccode = np.arange(diffs.size) if clusters is None else clusters
+    n_c = int(ccode.max()) + 1
+    group = np.zeros(n_c, dtype=np.int64)
+    group[ccode] = gcode
+    counts = np.bincount(gcode, minlength=n_groups)
+    gmean = np.bincount(gcode, weights=diffs, minlength=n_groups) / np.maximum(counts, 1)
+    return Clustered(tuple(str(g) for g in range(n_groups)), group, np.bincount(ccode, minlength=n_c).astype(float),
+                     np.bincount(ccode, weights=diffs, minlength=n_c)[None, :],
+                     float(np.mean((diffs - gmean[gcode]) ** 2)))
+
+
+def _moments_and_p(diffs, groups, clusters, n_perm, rng):
+    from chainforget.metrics.spread import group_moments, permutation_pvalue  # noqa: PLC0415
+
+    cl = clustered(diffs, groups, clusters)
+    m, v, _ = group_moments(cl)
+    return m, v, permutation_pvalue(cl, n_perm, rng)[0]
+
+
+
+def spread_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int, n_perm: int = 99) -> dict:
+    """Share of ``reps`` simulated tasks whose spread interval covers the true tau (random-effects model)."""
+    from chainforget.metrics.spread import spread_interval  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_groups), n_per_group)
+    means, variances, pvalues = [], [], []
+    for _ in range(reps):
+        theta = random_effects(n_groups, tau, rng)
+        diffs, _, _ = design([n_per_group] * n_groups, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng)
+        m, v, p = _moments_and_p(diffs, groups, None, n_perm, rng)
+        means.append(m)
+        variances.append(v)
+        pvalues.append(p)
+    estimate, low, high = spread_interval(np.array(means), np.array(variances), np.array(pvalues))
+    return {"coverage": float(np.mean((low <= tau) & (tau <= high))), "mean_width": float(np.mean(high - low)),
+            "mean_estimate": float(np.mean(estimate)), "rejection_rate": float(np.mean(np.array(pvalues) < 0.05))}
+
+
+def null_rejection_rate(sizes: Sequence[int], churn: Sequence[float], reps: int, seed: int, n_perm: int = 99,
+                        templates: Sequence[int] | None = None, template_sd: float = 0.0, shift: float = 0.0,
+                        shifted_group: int = 0) -> float:
+    """Share of p < 0.05 over ``reps`` tasks: the size when ``shift == 0`` (every group forgets 0.03 on average),
+    the power when one group's mean forgetting is ``shift`` higher."""
+    rng = np.random.default_rng(seed)
+    sizes = np.asarray(sizes)
+    groups = np.repeat(np.arange(sizes.size), sizes)
+    theta = np.full(sizes.size, 0.03)
+    theta[shifted_group] += shift
+    rejections = 0
+    for _ in range(reps):
+        diffs, _, clusters = design(sizes, theta, churn, rng, templates, template_sd)
+        rejections += _moments_and_p(diffs, groups, clusters, n_perm, rng)[2] < 0.05
+    return rejections / reps
+
+
+def simultaneous_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int,
+                          n_boot: int = 199) -> float:
+    """Share of simulated tasks whose per-group simultaneous intervals cover every group's true mean."""
+    from chainforget.metrics.spread import simultaneous_intervals  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_groups), n_per_group)
+    hits = 0
+    for _ in range(reps):
+        theta = random_effects(n_groups, tau, rng)
+        diffs, _, _ = design([n_per_group] * n_groups, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng)
+        _, low, high, _ = simultaneous_intervals(clustered(diffs, groups, None), n_boot, rng)
+        hits += bool(np.all((low <= theta) & (theta <= high)))
+    return hits / reps
