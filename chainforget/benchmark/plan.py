@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from chainforget.config.spec import RunSpec, short_hash
 from chainforget.engine.models import resolve_model
 from chainforget.engine.training import TrainConfig
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
 from chainforget.plugins import registries
 from chainforget.strategies.base import StrategyContext
 from chainforget.tasks import resolve_task
@@ -33,15 +33,22 @@ class ResolvedRun:
 def resolve_run(spec: RunSpec) -> ResolvedRun:
     """Resolve names and validate every setting before any heavy work (errors are one-liners)."""
 
-    for name in spec.task_options:
-        if name not in spec.all_eval_tasks:
-            raise ConfigError(f"task_options names {name!r}, which is neither in the chain nor in eval_tasks")
+    chain = ",".join(spec.chain)
     tasks, names = {}, {}
     for given in spec.all_eval_tasks:
         task = resolve_task(given)  # a registered name or a task file path
-        options = spec.task_options.get(given) or spec.task_options.get(task.name)
-        tasks[task.name] = task.configure(**options) if options else task
         names[given] = task.name
+        key = given if given in spec.task_options else task.name
+        options = spec.task_options.get(key)
+        try:
+            tasks[task.name] = task.configure(**options) if options else task
+        except ConfigError as exc:
+            raise ConfigError(f"task_options.{key} (chain {chain}): {exc}") from None
+    for name in spec.task_options:
+        if name not in names and name not in names.values():
+            raise ConfigError(f"task_options names {name!r}, which is neither in the chain {chain} nor in "
+                              f"eval_tasks; {did_you_mean(name, [*names, *names.values()])}use one of the run's "
+                              f"task names")
     if any(given != name for given, name in names.items()):  # task files: the run speaks of task names
         spec = dataclasses.replace(
             spec, chain=tuple(names[t] for t in spec.chain), eval_tasks=tuple(names[t] for t in spec.eval_tasks),

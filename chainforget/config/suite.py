@@ -22,7 +22,8 @@ from typing import Any, Mapping
 from chainforget.config.files import load_config_file
 from chainforget.config.spec import RunSpec, check_keys, parse_task_list
 from chainforget.plugins import registries
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
+from chainforget.tasks.resolve import TASK_FILE_SUFFIXES, resolve_task
 
 SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",
               "train", "eval_tasks", "task_options", "sharpness", "eval_batch_size", "metric_options",
@@ -67,6 +68,34 @@ def _strategy_entries(value: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _task_names(entry: str) -> set[str]:
+    """What ``task_options`` may call a chain entry: the entry itself and, for a task file, its task's name."""
+    if entry.lower().endswith(TASK_FILE_SUFFIXES):
+        return {entry, resolve_task(entry).name}
+    return {entry}
+
+
+def per_chain(key: str, options: Mapping[str, Any], chains: list[tuple[str, ...]],
+              eval_tasks: tuple[str, ...], keep: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A suite's per-task mapping (``task_options``, a ``limit_train`` mapping) split by chain: each run gets the
+    entries of the tasks it trains or evaluates (and the ``keep`` keys, e.g. ``default``).
+
+    A name that no chain and no eval task holds is a one-line error (a typo would otherwise be silently unused).
+    """
+    names = {entry: _task_names(entry) for chain in chains for entry in (*chain, *eval_tasks)}
+    known = set().union(*names.values()) if names else set()
+    for task in options:
+        if task not in known and task not in keep:
+            listed = " | ".join(",".join(c) for c in chains)
+            raise ConfigError(f"suite {key} names {task!r}, which no chain contains and eval_tasks lacks; "
+                              f"{did_you_mean(task, known)}chains: {listed}")
+    out = []
+    for chain in chains:
+        mine = set().union(*(names[e] for e in (*chain, *eval_tasks)))
+        out.append({task: value for task, value in options.items() if task in mine or task in keep})
+    return out
+
+
 def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
     """Every RunSpec of the grid, in a deterministic order (chains outermost, so prefixes are trained early)."""
     check_keys(suite, SUITE_KEYS, "suite")
@@ -81,6 +110,13 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
     finetunes = _as_list(suite.get("finetune"), "finetune")
     lrs = _as_list(suite.get("learning_rate"), "learning_rate")
     base_train = dict(suite.get("train") or {})
+    eval_tasks = tuple(parse_task_list(suite.get("eval_tasks") or [], "eval_tasks"))
+    task_options = dict(zip(chains, per_chain("task_options", suite.get("task_options") or {}, chains, eval_tasks)))
+    limits = {}
+    for key in ("limit_train", "limit_eval"):
+        value = suite.get(key)
+        split = per_chain(key, value, chains, eval_tasks, ("default",)) if isinstance(value, Mapping) else None
+        limits[key] = dict(zip(chains, split)) if split is not None else {c: value for c in chains}
     specs = []
     for chain, seed, ft, lr, (strategy, params) in itertools.product(chains, seeds, finetunes, lrs, strategies):
         train = dict(base_train)
@@ -90,10 +126,9 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
             train["learning_rate"] = lr
         specs.append(RunSpec(
             chain=chain, strategy=strategy, model=suite.get("model", "smollm2-135m"), seed=seed,
-            strategy_params=params, train=train, eval_tasks=tuple(parse_task_list(suite.get("eval_tasks") or [],
-                                                                                   "eval_tasks")),
-            limit_train=suite.get("limit_train"), limit_eval=suite.get("limit_eval"),
-            task_options=suite.get("task_options") or {}, sharpness=bool(suite.get("sharpness", False)),
+            strategy_params=params, train=train, eval_tasks=eval_tasks,
+            limit_train=limits["limit_train"][chain], limit_eval=limits["limit_eval"][chain],
+            task_options=task_options[chain], sharpness=bool(suite.get("sharpness", False)),
             eval_batch_size=suite.get("eval_batch_size", 16)))
     return specs
 
