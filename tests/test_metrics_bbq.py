@@ -89,3 +89,23 @@ def test_eval_only_bbq_drifts_from_the_base_model():
 def test_tasks_without_bbq_meta_get_no_bias_scores():
     m = compute(constant_task("bbq", [0.5, 0.5, 0.5]))
     assert m["bbq_bias_dis"] == {} and m["bbq_bias_drift_amb"] == {}
+
+
+def test_rows_without_an_identifiable_target_are_excluded_and_counted():
+    def no_target(step, ex_id, condition, pred):
+        r = bbq(step, ex_id, "Age", condition, "neg", pred)
+        r["meta"] = {**r["meta"], "target_idx": None, "nontarget_idx": None}
+        return r
+
+    records = []
+    for step in range(3):
+        records += stage_records(step)
+        # answers that could never be "biased": counted before, they pulled s_DIS and s_AMB towards -1
+        records += [no_target(step, f"nt{j}", cond, NONTARGET) for j, cond in enumerate(["disambig", "ambig"] * 3)]
+    m = compute(records)
+    clean = compute([r for s in range(3) for r in stage_records(s)])
+    for name in ("bbq_bias_dis", "bbq_bias_amb"):
+        for key in ("bbq", "bbq/Age"):
+            assert m[name][key]["value"] == pytest.approx(clean[name][key]["value"]), (name, key)
+            assert m[name][key]["n_excluded_no_target"] == 3
+            assert m[name][key]["n"] == clean[name][key]["n"]

@@ -81,7 +81,7 @@ def test_recompute_run_errors_are_one_line(tmp_path):
 
 def test_list_columns_show_direction_and_range():
     spec = registries("metrics").get("forgetting")
-    assert spec.list_columns() == {"higher is better": "no", "range": "[-1, 1]"}
+    assert spec.list_columns() == {"higher is better": "no", "range": "[-inf, inf]", "unit": "task"}
     assert registries("metrics").get("average_score").list_columns(verbose=True)["scope"] == "run"
     assert registries("metrics").get("worst_group").list_columns()["higher is better"] == "-"
 

@@ -1,11 +1,14 @@
-"""Per-group and biased forgetting by hand; bootstrap CIs; permutation p-values under a null and a planted effect."""
+"""Per-group and biased forgetting by hand; cluster-bootstrap coverage; the group test under a null and a planted
+effect; the spread interval agrees with the test (calibration proper: test_metrics_calibration.py)."""
 
 import numpy as np
 import pytest
 from metrics_fixtures import constant_task, info, task_records
 from test_metrics_forgetting import STAGES, TWO_STEP_INFO, run, two_step_records
 
-from chainforget.metrics.uncertainty import permutation_pvalue
+from chainforget.metrics import simulate as sim
+from chainforget.metrics.spread import collapse, permutation_pvalue, spread_interval, group_moments
+from chainforget.metrics.uncertainty import bootstrap, percentile_ci
 
 
 def test_two_step_chain_per_group_by_hand():
@@ -13,8 +16,11 @@ def test_two_step_chain_per_group_by_hand():
     g1, g2 = m["group_forgetting"]["A/g1"], m["group_forgetting"]["A/g2"]
     assert g1["value"] == pytest.approx(0.5) and g2["value"] == pytest.approx(1.0)
     assert g1["n"] == 2 and g1["small"] is False
-    assert m["biased_forgetting"]["A"]["value"] == pytest.approx(0.5)
+    assert m["biased_forgetting_range"]["A"]["value"] == pytest.approx(0.5)
+    assert m["biased_forgetting"]["A"]["range"] == pytest.approx(0.5)
     assert m["biased_forgetting_std"]["A"]["value"] == pytest.approx(0.25)  # population std of {0.5, 1.0}
+    bf = m["biased_forgetting"]["A"]
+    assert bf["value"] >= 0 and bf["ci_low"] <= bf["ci_high"] and 0 < bf["p"] <= 1
     assert m["worst_group"]["A"]["value"] == "g2" and m["worst_group"]["A"]["forgetting"] == pytest.approx(1.0)
     assert m["worst_group_excess"]["A"]["value"] == pytest.approx(1.0 - 0.75)
 
@@ -39,7 +45,7 @@ def test_small_group_is_reported_flagged_and_excluded_from_biased_forgetting():
     tiny = m["group_forgetting"]["A/tiny"]
     assert tiny["value"] == pytest.approx(1.0) and tiny["small"] is True and tiny["n"] == 4
     assert m["group_forgetting"]["A/big1"]["small"] is False
-    bf = m["biased_forgetting"]["A"]
+    bf = m["biased_forgetting_range"]["A"]
     assert bf["value"] == pytest.approx(0.25)  # 0.5 - 0.25, the tiny group's 1.0 is not compared
     assert bf["groups"] == ["big1", "big2"] and bf["excluded_groups"] == ["tiny"] and bf["min_group_size"] == 20
     assert m["worst_group"]["A"]["value"] == "big2"
@@ -51,8 +57,8 @@ def test_small_group_is_reported_flagged_and_excluded_from_biased_forgetting():
 def test_fewer_than_two_big_groups_makes_biased_forgetting_missing():
     recs = groups_records({"big": 30, "tiny": 3}, {"big": 0.5, "tiny": 0.0})
     m = run(recs, info({"A": 1, "B": 2}), STAGES, min_group_size=20)["metrics"]
-    for name in ("biased_forgetting", "biased_forgetting_std", "worst_group", "worst_group_excess",
-                 "group_effect_pvalue"):
+    for name in ("biased_forgetting", "biased_forgetting_range", "biased_forgetting_std", "worst_group",
+                 "worst_group_excess", "group_effect_pvalue"):
         assert m[name]["A"]["value"] is None, name
         assert m[name]["A"]["excluded_groups"] == ["tiny"]
     assert m["group_forgetting"]["A/tiny"]["value"] == pytest.approx(0.0)  # still reported
@@ -70,19 +76,31 @@ def random_records(n_per_group, p_after, seed, p_before=0.9):
     return task_records("A", columns, groups) + constant_task("B", [0.5, 0.5, 0.5])
 
 
-def test_bootstrap_cis_contain_the_estimate_and_shrink_with_more_data():
+def test_bootstrap_cis_shrink_with_more_data():
     widths = {}
     for n in (60, 1500):
         recs = random_records(n, {"x": 0.5, "y": 0.7, "z": 0.8}, seed=n)
         m = run(recs, info({"A": 1, "B": 2}), STAGES, n_boot=500)["metrics"]
-        entries = [m["forgetting"]["A"], m["biased_forgetting"]["A"],
-                   *[m["group_forgetting"][f"A/{g}"] for g in "xyz"]]
-        for e in entries:
-            assert e["ci_low"] <= e["value"] <= e["ci_high"]
-            assert e["ci_low"] < e["ci_high"]
+        entries = [m["forgetting"]["A"], *[m["group_forgetting"][f"A/{g}"] for g in "xyz"]]
         widths[n] = [e["ci_high"] - e["ci_low"] for e in entries]
+        assert all(m["group_forgetting"][f"A/{g}"]["ci"] == "simultaneous" for g in "xyz")
     for small, big in zip(widths[60], widths[1500]):
         assert big < small / 2.5  # ~ sqrt(25) = 5 times narrower
+
+
+@pytest.mark.parametrize("templates", [None, (6,) * 9])
+def test_cluster_bootstrap_interval_of_forgetting_covers_the_truth(templates):
+    """Seeded coverage of the forgetting CI (9 groups x 30 examples; with 6 shared templates per group the
+    examples are correlated and resampling examples instead of templates would undercover)."""
+    rng = np.random.default_rng(7 if templates is None else 8)
+    hits, reps = 0, 300
+    for _ in range(reps):
+        diffs, groups, clusters = sim.design([30] * 9, np.full(9, 0.2), 0.5, rng, templates,
+                                             0.0 if templates is None else 0.25)
+        boot = bootstrap(diffs, groups, 300, rng, None if clusters is None else clusters.astype(str))
+        low, high = percentile_ci(boot.overall)
+        hits += low <= 0.2 <= high
+    assert 0.91 <= hits / reps <= 0.98
 
 
 def test_paired_bootstrap_sees_no_noise_when_every_example_drops_by_the_same_amount():
@@ -99,8 +117,7 @@ def test_permutation_pvalue_is_uniform_under_the_null():
     labels = np.repeat(["a", "b", "c"], 30)
     pvalues = []
     for k in range(100):
-        diffs = rng.normal(size=labels.size)
-        p, _ = permutation_pvalue(diffs, labels, 200, np.random.default_rng(k))
+        p, _ = permutation_pvalue(collapse(rng.normal(size=labels.size), labels), 200, np.random.default_rng(k))
         pvalues.append(p)
     pvalues = np.array(pvalues)
     assert 0.01 <= np.mean(pvalues < 0.05) <= 0.12
@@ -112,8 +129,27 @@ def test_permutation_pvalue_small_under_a_planted_group_effect():
     rng = np.random.default_rng(5)
     labels = np.repeat(["a", "b", "c"], 100)
     diffs = rng.normal(size=300) + np.where(labels == "c", 0.6, 0.0)
-    p, observed = permutation_pvalue(diffs, labels, 1000, np.random.default_rng(0))
+    p, observed = permutation_pvalue(collapse(diffs, labels), 1000, np.random.default_rng(0))
     assert p < 0.01 and observed > 0
+
+
+def test_spread_interval_never_excludes_zero_while_the_test_calls_it_noise():
+    rng = np.random.default_rng(9)
+    seen = {"excludes": 0, "touches": 0}
+    for k in range(120):
+        theta = sim.random_effects(9, [0.0, 0.05, 0.15][k % 3], rng)
+        diffs, groups, _ = sim.design([20] * 9, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng)
+        cl = collapse(diffs, groups)
+        m, v, _ = group_moments(cl)
+        p, _ = permutation_pvalue(cl, 199, rng)
+        estimate, low, high = spread_interval(m, v, p)
+        assert low <= estimate <= high
+        if low > 0:
+            assert p < 0.05
+            seen["excludes"] += 1
+        else:
+            seen["touches"] += 1
+    assert seen["excludes"] > 5 and seen["touches"] > 5  # both cases happened
 
 
 def test_group_effect_pvalue_end_to_end():
@@ -121,20 +157,8 @@ def test_group_effect_pvalue_end_to_end():
     planted = run(random_records(150, {"x": 0.3, "y": 0.9}, seed=1), ti, STAGES, n_boot=500)["metrics"]
     null = run(random_records(150, {"x": 0.6, "y": 0.6}, seed=2), ti, STAGES, n_boot=500)["metrics"]
     assert planted["group_effect_pvalue"]["A"]["value"] < 0.01
-    assert planted["group_effect_pvalue"]["A"]["statistic"] == "between_group_ss"
+    assert planted["group_effect_pvalue"]["A"]["statistic"] == "studentized_q"
+    assert planted["biased_forgetting"]["A"]["ci_low"] > 0
+    assert planted["biased_forgetting"]["A"]["p"] == planted["group_effect_pvalue"]["A"]["value"]
     assert null["group_effect_pvalue"]["A"]["value"] > 0.05
-
-
-def test_range_ci_is_bias_corrected_and_floored():
-    import numpy as np
-
-    from chainforget.metrics.groups import bias_corrected_range_ci
-
-    rng = np.random.default_rng(0)
-    samples = 0.1 + 0.25 + rng.normal(0, 0.05, 2000)  # resampled ranges sit 0.25 above the estimate 0.1
-    low, high, bias = bias_corrected_range_ci(samples, 0.1)
-    assert bias == pytest.approx(0.25, abs=0.01)
-    assert low < 0.1 < high and np.percentile(samples, 2.5) > 0.1  # the plain interval would exclude the estimate
-    low, high, _ = bias_corrected_range_ci(np.array([0.3, 0.35, 0.4]), 0.01)
-    assert low == 0.0 and high >= 0.0
-    assert bias_corrected_range_ci(None, 0.1) == (None, None, None)
+    assert null["biased_forgetting"]["A"]["ci_low"] == 0.0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 SCOPES = ("task", "group", "run")
+TASK_UNIT = "task"  # MetricSpec.unit of a metric expressed in its task's primary-score unit
 
 # Options every metric receives (``compute_all`` keyword arguments; result.json "metric_options").
 DEFAULT_OPTIONS = {"min_group_size": 20, "n_boot": 1000, "seed": 0}
@@ -25,7 +26,9 @@ def missing(reason: str, **extra: Any) -> dict[str, Any]:
 class MetricSpec:
     """A registered metric: name, direction, range, scope and the pure function that computes it.
 
-    ``higher_is_better`` is ``None`` for values that are not scores (a group name, a p-value).
+    ``higher_is_better`` is ``None`` for values that are not scores (a group name, a p-value). ``low``/``high`` bound
+    every value the metric can produce (``None`` = unbounded). ``unit`` names what the number counts; ``"task"`` means
+    the primary-score unit of the task it is computed on (accuracy, nats per token...), see :data:`TASK_UNIT`.
     """
 
     name: str
@@ -35,14 +38,15 @@ class MetricSpec:
     high: float | None
     scope: str  # "task" | "group" | "run"
     compute: Callable[["MetricInputs", Mapping[str, Any]], dict[str, dict[str, Any]]]
+    unit: str = ""
 
     def __post_init__(self):
         if self.scope not in SCOPES:
             raise ValueError(f"metric {self.name!r}: scope must be one of {SCOPES}, got {self.scope!r}")
 
     def range_text(self) -> str:
-        if self.low is None and self.high is None:
-            return "-"
+        if self.low is None and self.high is None and self.higher_is_better is None:
+            return "-"  # not a number (e.g. a group name)
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
         return f"[{low}, {high}]"
@@ -50,7 +54,7 @@ class MetricSpec:
     def list_columns(self, verbose: bool = False) -> dict[str, str]:
         """Extra columns for ``chainforget list metrics``."""
         direction = {True: "yes", False: "no", None: "-"}[self.higher_is_better]
-        columns = {"higher is better": direction, "range": self.range_text()}
+        columns = {"higher is better": direction, "range": self.range_text(), "unit": self.unit or "-"}
         if verbose:
             columns["scope"] = self.scope
         return columns
@@ -67,6 +71,7 @@ class ExampleView:
     ids: tuple[str, ...]
     groups: tuple[str, ...]  # group of each example
     values: Any  # numpy float64 array [n_examples, n_stages]
+    clusters: tuple[str, ...] | None = None  # template (or declared cluster) of each example; None = independent
 
     def group_names(self) -> list[str]:
         return sorted(set(self.groups))
@@ -93,6 +98,11 @@ class MetricInputs:
 
     def score(self, task: str, stage: int) -> float | None:
         return self.score_matrix[stage][self.eval_tasks.index(task)]
+
+    def unit(self, task: str) -> str:
+        """The task's score unit: ``task_info[task]["unit"]``, else its primary metric's name (e.g. ``acc``)."""
+        info = self.task_info.get(task, {})
+        return str(info.get("unit") or info.get("primary_metric") or "score")
 
     def sign(self, task: str) -> float:
         """+1 when the task's primary score is higher-is-better, else -1: ``sign * score`` is "higher is better"."""

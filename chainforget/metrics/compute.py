@@ -62,7 +62,8 @@ def build_inputs(records: Sequence[Mapping[str, Any]], task_info: Mapping[str, M
             raise DataError(f"task {task!r} is trained_at row {a}, outside rows 1..{n_stages - 1} of this run; "
                             f"fix result.json 'task_info'")
     primary = {t: info.get("primary_metric") for t, info in task_info.items() if info.get("primary_metric")}
-    views = build_views(records, eval_tasks, n_stages, primary)
+    cluster_fields = {t: info.get("cluster") for t, info in task_info.items() if info.get("cluster")}
+    views = build_views(records, eval_tasks, n_stages, primary, cluster_fields)
     return MetricInputs(records=records, task_info=task_info, stages=tuple(stages), eval_tasks=eval_tasks,
                         views=views, score_matrix=matrix_from_views(views, eval_tasks, n_stages),
                         group_score_matrix=group_matrix_from_views(views), group_sizes=group_sizes_from_views(views))

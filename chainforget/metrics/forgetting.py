@@ -1,4 +1,5 @@
-"""Forgetting and transfer along a chain: forgetting, max_forgetting, drift, average_score, bwt, fwt.
+"""Forgetting and transfer along a chain: forgetting, relative_forgetting, max_forgetting, drift, average_score,
+bwt, fwt.
 
 ``R[t][i]`` is the score matrix, ``T`` its last row, task A trained at row ``a``. Signs are chosen so that a
 positive forgetting/drift always means "got worse": for a lower-is-better primary score the difference is negated
@@ -25,19 +26,26 @@ def eligible_groups(inputs: MetricInputs, task: str, options: Mapping[str, Any])
     return sorted(g for g, n in inputs.group_sizes.get(task, {}).items() if n >= floor)
 
 
+def kept(view, keep: np.ndarray) -> tuple[list[str], list[str] | None]:
+    """Group and cluster labels of the examples in ``keep``."""
+    labels = [g for g, k in zip(view.groups, keep) if k]
+    clusters = None if view.clusters is None else [c for c, k in zip(view.clusters, keep) if k]
+    return labels, clusters
+
+
 def task_bootstrap(inputs: MetricInputs, task: str, before: int, after: int, options: Mapping[str, Any]
                    ) -> tuple[Bootstrap, int]:
-    """The (cached) paired, group-stratified bootstrap of ``sign * (x[before] - x[after])`` for one task."""
+    """The (cached) paired, group-stratified cluster bootstrap of ``sign * (x[before] - x[after])`` for one task."""
     n_boot, seed = int(option(options, "n_boot")), int(option(options, "seed"))
-    eligible = tuple(eligible_groups(inputs, task, options))
 
     def build():
         view = inputs.views[task]
         diffs, keep = paired_differences(view.values, before, after, inputs.sign(task))
-        labels = [g for g, k in zip(view.groups, keep) if k]
-        return bootstrap(diffs, labels, eligible, n_boot, task_rng(seed, task, before * 1000 + after)), int(diffs.size)
+        labels, clusters = kept(view, keep)
+        rng = task_rng(seed, task, before * 1000 + after)
+        return bootstrap(diffs, labels, n_boot, rng, clusters), int(diffs.size)
 
-    return inputs.cached(("bootstrap", task, before, after, n_boot, seed, eligible), build)
+    return inputs.cached(("bootstrap", task, before, after, n_boot, seed), build)
 
 
 def _signed(inputs: MetricInputs, task: str, stage: int) -> float | None:
@@ -94,36 +102,103 @@ def max_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     return out
 
 
+def by_unit(inputs: MetricInputs, tasks: list[str]) -> dict[str, list[str]]:
+    """Tasks grouped by score unit, in order: a cross-task mean only ever averages numbers of one unit."""
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        out.setdefault(inputs.unit(task), []).append(task)
+    return out
+
+
+def _per_unit(inputs: MetricInputs, tasks: list[str], compute, what: str) -> dict:
+    """``{unit: compute(tasks of that unit)}`` and ``overall``: the same entry when every task shares one unit, else
+    missing (numbers in different units are never averaged)."""
+    units = by_unit(inputs, tasks)
+    out = {unit: {**compute(group), "unit": unit} for unit, group in units.items()}
+    if len(units) == 1:
+        out["overall"] = next(iter(out.values()))
+    else:
+        out["overall"] = missing(f"the {what} tasks are scored in different units ({', '.join(units)}); "
+                                 f"see the per-unit entries or relative_forgetting (unit-free)", units=list(units))
+    return out
+
+
 def average_score(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """``mean_i R[T][i]`` over eval tasks whose primary score is higher-is-better (others are listed, not mixed in)."""
+    """``mean_i R[T][i]`` over higher-is-better eval tasks of one unit (keyed by unit; ``overall`` when all share one
+    unit; lower-is-better tasks are listed in ``excluded``)."""
+
+    def compute(tasks):
+        by_stage = []
+        for t in range(inputs.last + 1):
+            row = [inputs.score(task, t) for task in tasks]
+            by_stage.append(None if any(v is None for v in row) else float(np.mean(row)))
+        entry = {"value": by_stage[-1], "by_stage": by_stage, "tasks": tasks}
+        if entry["value"] is None:
+            entry["missing"] = f"some eval task has no score at stage {inputs.last}"
+        return entry
+
     tasks = [t for t in inputs.eval_tasks if inputs.sign(t) > 0]
     excluded = [t for t in inputs.eval_tasks if inputs.sign(t) < 0]
     if not tasks:
         return {"overall": missing("no eval task has a higher-is-better primary score", excluded=excluded)}
-    by_stage = []
-    for t in range(inputs.last + 1):
-        row = [inputs.score(task, t) for task in tasks]
-        by_stage.append(None if any(v is None for v in row) else float(np.mean(row)))
-    entry = {"value": by_stage[-1], "by_stage": by_stage, "tasks": tasks, "excluded": excluded}
-    if entry["value"] is None:
-        entry["missing"] = f"some eval task has no score at stage {inputs.last}"
-    return {"overall": entry}
+    out = _per_unit(inputs, tasks, compute, "eval")
+    for entry in out.values():
+        entry["excluded"] = excluded  # lower-is-better scores are listed, never averaged with higher-is-better ones
+    return out
 
 
 def bwt(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """Backward transfer ``mean_A sign*(R[T][A] - R[a][A])`` over trained tasks with a later stage (= -mean forgetting).
+    """Backward transfer ``mean_A sign*(R[T][A] - R[a][A])`` over trained tasks with a later stage (= -mean forgetting),
+    per unit (``overall`` when all share one unit).
 
     In a plain chain these are all trained tasks but the last; a strategy's extra stage brings the last one in.
     """
     tasks = inputs.forgetting_tasks()
     if not tasks:
         return {"overall": missing("no trained task is followed by a later stage")}
-    values = [drop(inputs, t, inputs.trained_at(t))[inputs.last] for t in tasks]
-    if any(v is None for v in values):
-        return {"overall": missing("a trained task has no score at its training stage or the last stage")}
-    samples = [task_bootstrap(inputs, t, inputs.trained_at(t), inputs.last, options)[0].overall for t in tasks]
-    low, high = percentile_ci(-np.mean(samples, axis=0))  # tasks use independent examples: resamples combine
-    return {"overall": {"value": -float(np.mean(values)), "ci_low": low, "ci_high": high, "tasks": tasks}}
+
+    def compute(group):
+        values = [drop(inputs, t, inputs.trained_at(t))[inputs.last] for t in group]
+        if any(v is None for v in values):
+            return missing("a trained task has no score at its training stage or the last stage", tasks=group)
+        samples = [task_bootstrap(inputs, t, inputs.trained_at(t), inputs.last, options)[0].overall for t in group]
+        low, high = percentile_ci(-np.mean(samples, axis=0))  # tasks use independent examples: resamples combine
+        return {"value": -float(np.mean(values)), "ci_low": low, "ci_high": high, "tasks": group}
+
+    return _per_unit(inputs, tasks, compute, "trained")
+
+
+RELATIVE_PURPOSE = 5_000_003
+
+
+def relative_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
+    """``forgetting[A] / gain[A]``, ``gain = sign * (R[a][A] - R[a-1][A])`` (what A's own stage added): the share of
+    the gain lost, unit-free. Missing when the gain is not positive. The 95% interval resamples the forgetting and
+    the gain jointly (same clusters); when more than 2.5% of resamples have no positive gain the high end is open."""
+    out = {}
+    n_boot, seed = int(option(options, "n_boot")), int(option(options, "seed"))
+    for task in inputs.forgetting_tasks():
+        a, last, sign = inputs.trained_at(task), inputs.last, inputs.sign(task)
+        forgot, gain = drop(inputs, task, a)[last], _diff(_signed(inputs, task, a), _signed(inputs, task, a - 1))
+        extra = {"gain": gain, "forgetting": forgot, "stage_trained": a}
+        if forgot is None or gain is None:
+            out[task] = missing(f"no score for {task!r} at stage {a - 1}, {a} or {last}", **extra)
+            continue
+        if gain <= 0:
+            out[task] = missing(f"training on {task!r} did not raise its score (gain {gain:.4g} <= 0)", **extra)
+            continue
+        values = inputs.views[task].values
+        keep = ~np.isnan(values[:, [a - 1, a, last]]).any(axis=1)
+        cols = sign * np.stack([values[keep, a] - values[keep, last], values[keep, a] - values[keep, a - 1]], axis=1)
+        labels, clusters = kept(inputs.views[task], keep)
+        boot = bootstrap(cols, labels, n_boot, task_rng(seed, task, RELATIVE_PURPOSE), clusters).overall
+        positive = boot[:, 1] > 0
+        ratios = np.where(positive, boot[:, 0] / np.where(positive, boot[:, 1], 1.0), np.nan)
+        low, high = percentile_ci(ratios[positive])
+        if np.mean(~positive) > 0.025:
+            high = None  # the gain itself may be 0: the share lost is unbounded above
+        out[task] = {"value": forgot / gain, "ci_low": low, "ci_high": high, **extra}
+    return out
 
 
 def fwt(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:

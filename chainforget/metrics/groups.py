@@ -1,8 +1,10 @@
-"""Per-group forgetting and biased forgetting: did the chain make the model forget more for some groups?
+"""Per-group and biased forgetting: did the chain make the model forget more for some groups?
 
-``forgetting_g[A] = sign * (R_g[a][A] - R_g[T][A])`` on group g's slice of the same eval examples. Biased
-forgetting compares only groups with at least ``min_group_size`` eval examples; smaller groups still get their own
-``group_forgetting`` entry, flagged ``"small": true``, and are listed as excluded, never silently dropped.
+``forgetting_g[A] = sign * (R_g[a][A] - R_g[T][A])`` on group g's slice of the same eval examples. The headline
+``biased_forgetting`` is the noise-corrected between-group spread of ``forgetting_g`` (``spread.py``), reported with an
+interval and the calibrated group-effect p-value from the same computation; ``max - min`` (``biased_forgetting_range``)
+and the std stay as descriptive numbers. Only groups with at least ``min_group_size`` eval examples are compared;
+smaller groups keep their own ``group_forgetting`` entry, flagged ``"small": true``, and are listed as excluded.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from chainforget.metrics import spread as spread_stats
 from chainforget.metrics.base import MetricInputs, missing
-from chainforget.metrics.forgetting import eligible_groups, option, task_bootstrap
-from chainforget.metrics.uncertainty import paired_differences, percentile_ci, permutation_pvalue, task_rng
+from chainforget.metrics.forgetting import eligible_groups, kept, option, task_bootstrap
+from chainforget.metrics.uncertainty import paired_differences, percentile_ci, task_rng
 
 PERMUTATION_PURPOSE = 7_000_001
+SIMULTANEOUS_PURPOSE = 7_000_002
+METHOD = "random-effects between-group SD (Paule-Mandel), Q-profile interval, studentized cluster permutation test"
 
 
 def _group_drop(inputs: MetricInputs, task: str, group: str) -> list[float | None]:
@@ -42,12 +47,46 @@ def _spread_context(inputs: MetricInputs, task: str, options: Mapping[str, Any])
     return used, info, values
 
 
+def task_clustered(inputs: MetricInputs, task: str, used: list[str]) -> spread_stats.Clustered:
+    """The paired differences of the task's eligible groups, collapsed to clusters (templates)."""
+    view = inputs.views[task]
+    diffs, keep = paired_differences(view.values, inputs.trained_at(task), inputs.last, inputs.sign(task))
+    labels, clusters = kept(view, keep)
+    mask = np.isin(np.array(labels, dtype=object), used)
+    labels = [g for g, m in zip(labels, mask) if m]
+    clusters = None if clusters is None else [c for c, m in zip(clusters, mask) if m]
+    return spread_stats.collapse(diffs[mask], labels, clusters)
+
+
+def task_spread(inputs: MetricInputs, task: str, used: list[str], options: Mapping[str, Any]) -> dict:
+    """The (cached) spread analysis of one task: estimate, interval, p (see spread.py)."""
+    n_perm, seed = int(option(options, "n_boot")), int(option(options, "seed"))
+
+    def build():
+        cl = task_clustered(inputs, task, used)
+        return spread_stats.spread(cl, n_perm, task_rng(seed, task, PERMUTATION_PURPOSE))
+
+    return inputs.cached(("spread", task, tuple(used), n_perm, seed), build)
+
+
 def group_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """``forgetting_g[A]`` for every group of every trained task, keyed ``task/group``, with 95% CIs."""
+    """``forgetting_g[A]`` for every group of every trained task, keyed ``task/group``.
+
+    Eligible groups get simultaneous 95% intervals (all hold together, ``ci: "simultaneous"``), so "group X forgot
+    most" can be read from them; small groups get a pointwise bootstrap interval (``ci: "pointwise"``).
+    """
     out = {}
     floor = int(option(options, "min_group_size"))
+    n_boot, seed = int(option(options, "n_boot")), int(option(options, "seed"))
     for task in inputs.forgetting_tasks():
         boot, _ = task_bootstrap(inputs, task, inputs.trained_at(task), inputs.last, options)
+        _, used, _ = _per_group(inputs, task, options)
+        joint = {}
+        if used:
+            cl = task_clustered(inputs, task, used)
+            _, low, high, crit = spread_stats.simultaneous_intervals(cl, n_boot,
+                                                                     task_rng(seed, task, SIMULTANEOUS_PURPOSE))
+            joint = {g: (float(lo), float(hi), crit) for g, lo, hi in zip(cl.names, low, high)}
         for group, n in sorted(inputs.group_sizes.get(task, {}).items()):
             by_stage = _group_drop(inputs, task, group)
             flags = {"n": n, "small": n < floor, "by_stage": by_stage}
@@ -55,8 +94,13 @@ def group_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
                 out[f"{task}/{group}"] = missing(f"group {group!r} of {task!r} has no score at stage "
                                                  f"{inputs.trained_at(task)} or {inputs.last}", **flags)
                 continue
-            low, high = percentile_ci(boot.groups[group]) if group in boot.groups else (None, None)
-            out[f"{task}/{group}"] = {"value": by_stage[inputs.last], "ci_low": low, "ci_high": high, **flags}
+            if group in joint:
+                low, high, crit = joint[group]
+                extra = {"ci": "simultaneous", "critical_value": crit}
+            else:
+                low, high = percentile_ci(boot.groups[group]) if group in boot.groups else (None, None)
+                extra = {"ci": "pointwise"}
+            out[f"{task}/{group}"] = {"value": by_stage[inputs.last], "ci_low": low, "ci_high": high, **flags, **extra}
     return out
 
 
@@ -72,37 +116,29 @@ def _each_spread_task(inputs: MetricInputs, options: Mapping[str, Any], compute)
 
 
 def biased_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """``max_g forgetting_g[A] - min_g forgetting_g[A]`` over groups with enough examples, with a 95% CI."""
+    """The noise-corrected between-group SD of forgetting_g (the headline), its 95% interval and the group-effect p.
+
+    The interval excludes 0 only when p < 0.05. ``range`` (max - min) and ``std`` are descriptive only.
+    """
 
     def compute(task, used, info, values):
-        boot, _ = task_bootstrap(inputs, task, inputs.trained_at(task), inputs.last, options)
-        value = max(values[g] for g in used) - min(values[g] for g in used)
-        low, high, bias = bias_corrected_range_ci(boot.biased, value)
-        return {"value": value, "ci_low": low, "ci_high": high, "bootstrap_bias": bias, **info}
+        result = task_spread(inputs, task, used, options)
+        observed = [values[g] for g in used]
+        return {"value": result["value"], "ci_low": result["ci_low"], "ci_high": result["ci_high"],
+                "p": result["p"], "range": max(observed) - min(observed), "std": float(np.std(observed)),
+                "method": METHOD, **info}
 
     return _each_spread_task(inputs, options, compute)
 
 
-def bias_corrected_range_ci(samples, value: float) -> tuple[float | None, float | None, float | None]:
-    """Percentile CI of a max-minus-min statistic, shifted by its bootstrap bias and floored at 0.
-
-    Resampling small groups inflates a range (the max of noisy means rises, the min falls), so the plain percentile
-    interval of ``max_g - min_g`` sits above the estimate and can exclude it. Subtracting the bootstrap bias
-    ``mean(samples) - value`` recentres it; a range is never negative, hence the floor.
-    """
-    if samples is None:
-        return None, None, None
-    arr = np.asarray(samples, dtype=float)
-    arr = arr[~np.isnan(arr)]
-    if arr.size == 0:
-        return None, None, None
-    bias = float(arr.mean() - value)
-    low, high = percentile_ci(arr)
-    return max(0.0, low - bias), max(0.0, high - bias), bias
+def biased_forgetting_range(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
+    """``max_g forgetting_g - min_g forgetting_g`` (descriptive: inflated by noise, no interval; see biased_forgetting)."""
+    return _each_spread_task(inputs, options, lambda task, used, info, values: {
+        "value": max(values[g] for g in used) - min(values[g] for g in used), **info})
 
 
 def biased_forgetting_std(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """Population standard deviation (ddof 0) of forgetting_g[A] over groups with enough examples."""
+    """Population standard deviation (ddof 0) of forgetting_g[A] over groups with enough examples (descriptive)."""
     return _each_spread_task(inputs, options, lambda task, used, info, values: {
         "value": float(np.std([values[g] for g in used])), **info})
 
@@ -136,19 +172,12 @@ def worst_group_excess(inputs: MetricInputs, options: Mapping[str, Any]) -> dict
 
 
 def group_effect_pvalue(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """Permutation p-value of "forgetting does not depend on the group" (between-group sum of squares statistic)."""
-    out = {}
-    n_perm, seed = int(option(options, "n_boot")), int(option(options, "seed"))
-    for task in inputs.forgetting_tasks():
-        used, info, _ = _spread_context(inputs, task, options)
-        if used is None:
-            out[task] = missing("fewer than 2 groups with enough eval examples", **info)
-            continue
-        view = inputs.views[task]
-        diffs, keep = paired_differences(view.values, inputs.trained_at(task), inputs.last, inputs.sign(task))
-        labels = np.array([g for g, k in zip(view.groups, keep) if k], dtype=object)
-        mask = np.isin(labels, used)
-        p, observed = permutation_pvalue(diffs[mask], labels[mask], n_perm,
-                                         task_rng(seed, task, PERMUTATION_PURPOSE))
-        out[task] = {"value": p, "statistic": "between_group_ss", "observed": observed, "n_perm": n_perm, **info}
-    return out
+    """p of "forgetting does not depend on the group": a studentized (Welch/James) statistic on template means,
+    permuted over whole templates; the same p that decides whether biased_forgetting's interval excludes 0."""
+
+    def compute(task, used, info, values):
+        result = task_spread(inputs, task, used, options)
+        return {"value": result["p"], "statistic": "studentized_q", "observed": result["q"],
+                "n_perm": int(option(options, "n_boot")), **info}
+
+    return _each_spread_task(inputs, options, compute)

@@ -14,6 +14,8 @@ import numpy as np
 from chainforget.errors import DataError
 from chainforget.metrics.base import ExampleView
 
+DEFAULT_CLUSTER = "template"  # BBQ's meta.template: examples generated from one template are not independent
+
 
 def _primary_of(record: Mapping[str, Any], primary: Mapping[str, str] | None) -> str:
     task = record["task"]
@@ -34,12 +36,25 @@ def _value(record: Mapping[str, Any], name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+def cluster_of(record: Mapping[str, Any], field: str | None) -> str | None:
+    """The example's cluster: ``meta[field]`` or the record's ``field`` (default field: BBQ's ``template``)."""
+    field = field or DEFAULT_CLUSTER
+    if field.startswith("meta."):
+        field = field[5:]
+    value = (record.get("meta") or {}).get(field, record.get(field))
+    return None if value is None or value == "" else str(value)
+
+
 def build_views(records: Iterable[Mapping[str, Any]], tasks: Sequence[str], n_stages: int | None = None,
-                primary: Mapping[str, str] | None = None) -> dict[str, ExampleView]:
-    """Per task, the examples' primary scores aligned across stages (rows = sorted ids, columns = stages)."""
+                primary: Mapping[str, str] | None = None,
+                cluster_fields: Mapping[str, str | None] | None = None) -> dict[str, ExampleView]:
+    """Per task, the examples' primary scores aligned across stages (rows = sorted ids, columns = stages), with each
+    example's group and cluster (``cluster_fields[task]``, a task-declared field, else ``meta.template``)."""
     wanted = set(tasks)
     cells: dict[str, dict[str, dict[int, float]]] = {t: {} for t in tasks}
     groups: dict[str, dict[str, str]] = {t: {} for t in tasks}
+    clusters: dict[str, dict[str, str | None]] = {t: {} for t in tasks}
+    cluster_fields = cluster_fields or {}
     max_step = -1
     for rec in records:
         task = rec["task"]
@@ -57,6 +72,7 @@ def build_views(records: Iterable[Mapping[str, Any]], tasks: Sequence[str], n_st
                             f"remove the duplicate record file")
         per_example[step] = _value(rec, _primary_of(rec, primary))
         groups[task].setdefault(ex_id, str(rec.get("group") or ""))
+        clusters[task].setdefault(ex_id, cluster_of(rec, cluster_fields.get(task)))
     n = n_stages if n_stages is not None else max_step + 1
     views = {}
     for task in tasks:
@@ -65,7 +81,10 @@ def build_views(records: Iterable[Mapping[str, Any]], tasks: Sequence[str], n_st
         for j, ex_id in enumerate(ids):
             for step, value in cells[task][ex_id].items():
                 values[j, step] = value
-        views[task] = ExampleView(task, tuple(ids), tuple(groups[task][i] for i in ids), values)
+        labels = [clusters[task][i] for i in ids]
+        views[task] = ExampleView(task, tuple(ids), tuple(groups[task][i] for i in ids), values,
+                                  None if all(c is None for c in labels) else
+                                  tuple(i if c is None else c for i, c in zip(ids, labels)))
     return views
 
 

@@ -1,9 +1,9 @@
-"""Is a per-group difference in forgetting real or noise? Paired stratified bootstrap CIs and a permutation test.
+"""Bootstrap intervals of a task's forgetting: paired, stratified by group, resampling whole clusters (templates).
 
-Both work on the per-example differences ``d_j = sign * (score_j[before] - score_j[after])`` of ONE task, so
-before and after are paired (the same examples). The bootstrap resamples examples with replacement within each
-group (group sizes stay fixed); the permutation test shuffles group labels over the differences. Everything is
-vectorised with numpy and seeded, so the same inputs give identical numbers.
+The bootstrap works on the per-example differences ``d_j = sign * (score_j[before] - score_j[after])`` of ONE
+task, so before and after are paired (the same examples). Examples generated from one template are correlated, so
+the resampled unit is the template (``meta.template`` or a task-declared cluster field), drawn with replacement within
+each group. The group-effect test and the spread live in ``spread.py``. Everything is vectorised and seeded.
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ def percentile_ci(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Bootstrap distributions of one task's forgetting: overall, per group, and the range over eligible groups."""
+    """Bootstrap distributions of one task's mean value(s): overall and per group, ``[n_boot]`` or ``[n_boot, K]``."""
 
-    overall: np.ndarray  # [n_boot]
-    groups: dict[str, np.ndarray]  # group -> [n_boot]
-    biased: np.ndarray | None  # max - min over eligible groups, [n_boot]; None with fewer than 2 such groups
+    overall: np.ndarray
+    groups: dict[str, np.ndarray]
 
 
 def paired_differences(values: np.ndarray, before: int, after: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
@@ -48,53 +47,35 @@ def paired_differences(values: np.ndarray, before: int, after: int, sign: float)
     return sign * (values[keep, before] - values[keep, after]), keep
 
 
-def bootstrap(diffs: np.ndarray, labels: Sequence[str], eligible: Sequence[str], n_boot: int,
-              rng: np.random.Generator) -> Bootstrap:
-    """Resample examples within each group (paired differences), ``n_boot`` times, in one vectorised pass per group."""
+def bootstrap(columns: np.ndarray, labels: Sequence[str], n_boot: int, rng: np.random.Generator,
+              clusters: Sequence[str] | None = None) -> Bootstrap:
+    """Resample clusters (templates; examples when ``clusters`` is None) with replacement within each group.
+
+    ``columns`` is ``[n]`` or ``[n, K]`` (K quantities resampled jointly, e.g. a forgetting and a gain). Each resample
+    keeps every group's number of clusters; a mean is a ratio (sum over drawn clusters / their examples), so unequal
+    templates are weighted by their size as in the point estimate. One vectorised pass per group.
+    """
+    columns = np.asarray(columns, dtype=float)
+    flat = columns.ndim == 1
+    cols = columns[:, None] if flat else columns
     labels = np.asarray(labels, dtype=object)
-    total = np.zeros(n_boot)
+    keys = None if clusters is None else np.asarray(clusters, dtype=object)
+    total = np.zeros((n_boot, cols.shape[1]))
+    count = np.zeros((n_boot, 1))
     group_means = {}
     for group in sorted(set(labels.tolist())):
-        d = diffs[labels == group]
-        idx = rng.integers(0, d.size, size=(n_boot, d.size))
-        sums = d[idx].sum(axis=1)
+        rows = cols[labels == group]
+        if keys is None:
+            sums_c, sizes_c = rows, np.ones(rows.shape[0])
+        else:
+            _, code = np.unique(keys[labels == group], return_inverse=True)
+            sizes_c = np.bincount(code).astype(float)
+            sums_c = np.stack([np.bincount(code, weights=rows[:, k]) for k in range(rows.shape[1])], axis=1)
+        idx = rng.integers(0, sizes_c.size, size=(n_boot, sizes_c.size))
+        sums = sums_c[idx].sum(axis=1)
+        n = sizes_c[idx].sum(axis=1)[:, None]
         total += sums
-        group_means[group] = sums / d.size
-    overall = total / diffs.size if diffs.size else np.full(n_boot, np.nan)
-    chosen = [g for g in sorted(eligible) if g in group_means]
-    biased = None
-    if len(chosen) >= 2:
-        stacked = np.stack([group_means[g] for g in chosen])
-        biased = stacked.max(axis=0) - stacked.min(axis=0)
-    return Bootstrap(overall, group_means, biased)
-
-
-def between_group_ss(sums: np.ndarray, counts: np.ndarray, total: float, n: int) -> np.ndarray:
-    """Between-group sum of squares ``sum_g n_g (mean_g - mean)^2`` from group sums (last axis = groups)."""
-    return (sums ** 2 / counts).sum(axis=-1) - total ** 2 / n
-
-
-def permutation_pvalue(diffs: np.ndarray, labels: Sequence[str], n_perm: int, rng: np.random.Generator
-                       ) -> tuple[float | None, float | None]:
-    """p-value of "the mean difference does not depend on the group": shuffle labels, statistic = between-group SS.
-
-    Returns ``(p, observed statistic)``; ``p = (1 + #{perm >= observed}) / (1 + n_perm)`` (never 0). None when
-    fewer than two groups are given.
-    """
-    labels = np.asarray(labels, dtype=object)
-    names = sorted(set(labels.tolist()))
-    if len(names) < 2 or diffs.size == 0:
-        return None, None
-    codes = np.searchsorted(np.array(names, dtype=object), labels).astype(np.int64)
-    n, k = diffs.size, len(names)
-    counts = np.bincount(codes, minlength=k).astype(float)
-    total = float(diffs.sum())
-    observed = float(between_group_ss(np.bincount(codes, weights=diffs, minlength=k), counts, total, n))
-    # Shuffling the differences over fixed, contiguous group blocks is the same as shuffling the labels.
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(k))
-    shuffled = rng.permuted(np.broadcast_to(diffs[order], (n_perm, n)), axis=1)
-    stats = between_group_ss(np.add.reduceat(shuffled, starts, axis=1), counts, total, n)
-    tolerance = 1e-12 * max(1.0, abs(observed))  # equal statistics up to rounding count as "at least as extreme"
-    exceed = int(np.count_nonzero(stats >= observed - tolerance))
-    return (1.0 + exceed) / (1.0 + n_perm), observed
+        count += n
+        group_means[group] = sums[:, 0] / n[:, 0] if flat else sums / n
+    overall = total / np.maximum(count, 1) if cols.shape[0] else np.full(total.shape, np.nan)
+    return Bootstrap(overall[:, 0] if flat else overall, group_means)

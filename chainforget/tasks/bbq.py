@@ -51,7 +51,8 @@ def stereotype_roles(row: dict) -> tuple[int | None, int | None, int]:
     "African" does not match "African American" and "nonOld" does not match "old"). When tags tie or match
     nothing, the answer strings are checked for a stereotyped group as whole words. If still undecided (20 rows
     whose tags are themselves inconsistent, e.g. "male" for both answers), target and non-target are None, and bias scores
-    skip the row, as BBQ's analysis does with its NA target.
+    skip the row, as BBQ's analysis does with its NA target: ``metrics/bbq_bias.py`` leaves it out of s_DIS and s_AMB
+    (accuracy included) and counts it as ``n_excluded_no_target``.
     """
     info = row["answer_info"]
     stereo = {_norm(s) for s in row["additional_metadata"]["stereotyped_groups"]}
