@@ -83,7 +83,11 @@ def test_biased_forgetting_difference():
     }
     headers, rows = compare_runs(groups, "naive", metrics=("biased_forgetting",), n_boot=400)
     row = _row(headers, rows, "biased_forgetting", "bbq", "uneven")
-    assert row["sig"] == "*" and row["diff vs naive [95% CI]"].value > 0.2
+    # the calibrated spread: its interval excludes 0 exactly when the group test rejects (p shown in "sig")
+    assert row["sig"].endswith("*") and row["value [95% CI]"].low > 0 and row["value [95% CI]"].value > 0.15
+    base = _row(headers, rows, "biased_forgetting", "bbq", "naive")
+    p_base = float(base["sig"].split("=")[1].split()[0])
+    assert (base["value [95% CI]"].low > 0) == (p_base < 0.05)
     # groups smaller than min_group_size do not count: with none left the metric is blank
     headers, rows = compare_runs(groups, "naive", metrics=("biased_forgetting",), n_boot=50, min_group_size=100)
     assert _row(headers, rows, "biased_forgetting", "bbq", "uneven")["value [95% CI]"] == ""

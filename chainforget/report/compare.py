@@ -9,12 +9,15 @@ eval sample and of the seed, and both are only visible example by example. For e
   then within each pair the example ids within each group, *jointly* for both methods (they were evaluated on the
   same examples), and averages the per-pair differences. ``*`` marks a difference whose CI excludes 0.
 
-Metrics (signs as in docs/metrics.md; ``last`` = the final score-matrix row, ``a`` = ``task_info[task].trained_at``):
-``forgetting`` (safety tasks trained before the last row) = mean R[a] - mean R[last]; ``biased_forgetting`` (same
-tasks) = max over groups - min over groups of that forgetting, over groups with at least ``min_group_size``
-examples; ``drift`` (safety tasks never trained in the chain) = R[0] - R[last]; ``final`` (every task) = mean score
-in the last row. A metric undefined for a run (e.g. forgetting of the chain's last task) gets no row. Scores are each record's
-``scores[primary]``; forgetting flips sign for a task whose primary metric is lower-is-better.
+Every number comes from the metrics room (no formula lives here): the records are turned into per-example views by
+``chainforget.metrics.compute.build_inputs``, paired differences by ``metrics.uncertainty.paired_differences`` (with
+the lower-is-better sign flip), resamples by ``metrics.uncertainty.bootstrap`` (templates resampled as clusters) and
+the spread by ``metrics.spread``. ``forgetting`` (safety tasks trained before the last row), ``drift`` (safety tasks
+never trained), ``final`` (every task): example means with the hierarchical bootstrap above. ``biased_forgetting``: the
+calibrated between-group spread of the seed-averaged forgetting (between-seed variance included in each group's
+variance), its interval, and the group-effect p in the ``sig`` column's place (no difference is formed: a spread of a
+difference is not a difference of spreads). Any other registered metric (plugins included): the stored per-run
+values, combined over seeds by ``metrics.replicates.combine_seeds``. A metric undefined for a run gets no row.
 """
 
 from __future__ import annotations
@@ -22,20 +25,25 @@ from __future__ import annotations
 import difflib
 import os
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from chainforget.store.results import find_runs, load_run
 from chainforget.errors import ConfigError, DataError
+from chainforget.metrics import spread as spread_stats
+from chainforget.metrics.compute import build_inputs
+from chainforget.metrics.replicates import combine_seeds, se_from_interval
+from chainforget.metrics.uncertainty import bootstrap, paired_differences
+from chainforget.plugins import registries
 from chainforget.report.tables import Cell, chain_label, format_cell
+from chainforget.store.results import find_runs, load_run
 
-METRICS = ("forgetting", "biased_forgetting", "drift", "final")
-HEADERS_BASE = ["metric", "task", "chain", "method", "runs", "value [95% CI]"]
+METRICS = ("forgetting", "biased_forgetting", "drift", "final")  # computed from records; other names: stored values
+HEADERS_BASE = ["metric", "task", "chain", "method", "seeds", "value [95% CI]"]
 
 
 class _RunView:
-    """Per-example primary scores of one run, indexed by task and score-matrix row."""
+    """One run's per-example views (the metrics room's), indexed by task."""
 
     def __init__(self, run: dict):
         if not isinstance(run, dict) or not isinstance(run.get("result"), dict):
@@ -46,78 +54,70 @@ class _RunView:
             raise DataError(f"{self.where} has no evaluation records; compare needs them: rerun the run to write them")
         self.chain = chain_label(self.result)
         self.seed = self.result.get("spec", {}).get("seed")
-        self.last = len(self.result["stages"]) - 1
-        info = self.result.get("task_info", {})
-        self.scores: dict[tuple[str, int], dict[str, float]] = {}
-        self.groups: dict[str, dict[str, str]] = {}
-        for rec in run["records"]:
-            task = rec["task"]
-            primary = rec.get("primary") or info.get(task, {}).get("primary_metric")
-            score = (rec.get("scores") or {}).get(primary, rec.get("correct"))
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not np.isfinite(score):
-                continue
-            self.scores.setdefault((task, rec["step"]), {})[rec["id"]] = float(score)
-            self.groups.setdefault(task, {})[rec["id"]] = rec.get("group") or "all"
+        self.inputs = build_inputs(run["records"], self.result["task_info"], self.result["stages"],
+                                   self.result.get("eval_tasks"))
+        self.last = self.inputs.last
 
     def kind(self, task: str) -> str | None:
         return self.result.get("task_info", {}).get(task, {}).get("kind")
 
-    def per_example(self, metric: str, task: str) -> dict[str, float] | None:
-        """id -> the example's contribution to ``metric`` (forgetting difference or final score)."""
-        last = self.scores.get((task, self.last))
-        if last is None:
+    def per_example(self, metric: str, task: str):
+        """(ids, values, groups, clusters) of the example-level quantity whose mean is ``metric``, or None."""
+        if task not in self.inputs.views:
             return None
+        view = self.inputs.views[task]
         if metric == "final":
-            return last
-        info = self.result.get("task_info", {}).get(task, {})
-        trained_at = info.get("trained_at")
-        if metric == "drift":
-            trained_at = 0 if trained_at is None else None
-        elif trained_at is not None and trained_at >= self.last:
-            trained_at = None  # no later stage: nothing to forget yet (as in chainforget.metrics)
-        start = None if trained_at is None else self.scores.get((task, trained_at))
-        if start is None:
+            before = None
+        else:
+            trained_at = self.inputs.trained_at(task)
+            if metric == "drift":
+                before = 0 if trained_at is None else None
+            else:  # forgetting, biased_forgetting: trained tasks with a later stage
+                before = trained_at if trained_at is not None and trained_at < self.last else None
+            if before is None:
+                return None
+        if before is None:
+            keep = ~np.isnan(view.values[:, self.last])
+            values = view.values[keep, self.last]
+        else:
+            values, keep = paired_differences(view.values, before, self.last, self.inputs.sign(task))
+        if not keep.any():
             return None
-        sign = 1.0 if info.get("higher_is_better", True) else -1.0
-        return {i: sign * (start[i] - last[i]) for i in start.keys() & last.keys()}
+        ids = [i for i, k in zip(view.ids, keep) if k]
+        groups = [g for g, k in zip(view.groups, keep) if k]
+        clusters = None if view.clusters is None else [c for c, k in zip(view.clusters, keep) if k]
+        return ids, values, groups, clusters
 
 
-def _aggregator(metric: str, min_group_size: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """(group means [..., G], group sizes [G]) -> metric [...]: the example mean, or the range over big groups."""
-    if metric != "biased_forgetting":
-        return lambda means, sizes: means @ sizes / sizes.sum()
-
-    def spread(means: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        keep = sizes >= min_group_size
-        if keep.sum() < 2:
-            return np.full(means.shape[:-1], np.nan)
-        return means[..., keep].max(-1) - means[..., keep].min(-1)
-
-    return spread
-
-
-def _unit(vectors: list[dict[str, float]], groups: dict[str, str], agg, rng, n_boot: int):
-    """Point values and bootstrap replicates [n_boot] of ``agg`` for aligned per-example vectors of one unit.
-
-    Example ids are resampled within each group, with the same draw for every vector (pairing).
-    """
-    ids = sorted(set.intersection(*(set(v) for v in vectors)))
-    if not ids:
+def _aligned(vectors: list) -> tuple[np.ndarray, list[str], list[str] | None] | None:
+    """Per-example values of several runs on their common examples: ``[K, n]``, groups, clusters."""
+    common = set.intersection(*(set(v[0]) for v in vectors))
+    if not common:
         return None
-    by_group: dict[str, list[str]] = {}
-    for i in ids:
-        by_group.setdefault(groups.get(i, "all"), []).append(i)
-    names = sorted(by_group)
-    sizes = np.array([len(by_group[g]) for g in names], dtype=float)
-    points, reps = [], []
-    draws = [rng.integers(0, len(by_group[g]), size=(n_boot, len(by_group[g]))) for g in names]
+    first = vectors[0]
+    order = [j for j, i in enumerate(first[0]) if i in common]
+    ids = [first[0][j] for j in order]
+    stacked = []
     for v in vectors:
-        arrays = [np.array([v[i] for i in by_group[g]]) for g in names]
-        full = np.array([a.mean() for a in arrays])
-        boot = np.stack([a[d].mean(axis=1) for a, d in zip(arrays, draws)], axis=-1)
-        points.append(float(agg(full, sizes)))
-        reps.append(agg(boot, sizes))
-    return points, reps
+        where = {i: j for j, i in enumerate(v[0])}
+        stacked.append(np.asarray(v[1])[[where[i] for i in ids]])
+    groups = [first[2][j] for j in order]
+    clusters = None if first[3] is None else [first[3][j] for j in order]
+    return np.stack(stacked), groups, clusters
+
+
+def _unit(vectors: list, rng, n_boot: int):
+    """Point means and joint bootstrap replicates ``[K, n_boot]`` of aligned per-example vectors of one run (pair).
+
+    Clusters (templates) are resampled within groups by the metrics room's bootstrap, with the same draw for every
+    vector (pairing).
+    """
+    aligned = _aligned(vectors)
+    if aligned is None:
+        return None
+    values, groups, clusters = aligned
+    boot = bootstrap(values.T, groups, n_boot, rng, clusters).overall  # [n_boot, K]
+    return list(values.mean(axis=1)), [boot[:, k] for k in range(values.shape[0])]
 
 
 def _over_units(points: list[float], reps: list[np.ndarray], rng, n_boot: int):
@@ -143,6 +143,11 @@ def _rng(seed: int, *key: Any) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
+def known_metrics() -> list[str]:
+    """What compare can show: the record-based metrics, then every registered metric (plugins included)."""
+    return list(dict.fromkeys([*METRICS, *registries("metrics").names()]))
+
+
 def _check(groups: dict, baseline_label: str, metrics: Sequence[str]) -> None:
     if not groups:
         raise ConfigError("compare needs at least one set of runs")
@@ -150,11 +155,13 @@ def _check(groups: dict, baseline_label: str, metrics: Sequence[str]) -> None:
         close = difflib.get_close_matches(str(baseline_label), list(groups), n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"unknown baseline {baseline_label!r}; {hint}sets: {', '.join(groups)}")
+    known = known_metrics()
     for m in metrics:
-        if m not in METRICS:
-            close = difflib.get_close_matches(str(m), METRICS, n=1, cutoff=0.5)
+        if m not in known:
+            close = difflib.get_close_matches(str(m), known, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"compare cannot compute metric {m!r}; {hint}choose from {', '.join(METRICS)}")
+            raise ConfigError(f"compare cannot compute metric {m!r}; {hint}choose from {', '.join(known)} "
+                              f"(see `chainforget list metrics`)")
     for label, runs in groups.items():
         if not runs:
             raise ConfigError(f"run set {label!r} is empty; pass at least one complete run")
@@ -183,7 +190,10 @@ def compare_runs(
     min_group_size: int = 20,
     digits: int = 3,
 ) -> tuple[list[str], list[list[Cell]]]:
-    """Headers and rows comparing each run set (``load_run`` dicts or run directories) with the baseline set."""
+    """Headers and rows comparing each run set (``load_run`` dicts or run directories) with the baseline set.
+
+    ``seeds`` counts the runs of a cell; with one seed its intervals are conditional on that one trained model.
+    """
     _check(groups, baseline_label, metrics)
     views = {label: _views(runs, label) for label, runs in groups.items()}
     order = [baseline_label] + [label for label in groups if label != baseline_label]
@@ -193,38 +203,41 @@ def compare_runs(
     tasks = list(dict.fromkeys(t for v in all_views for t in v.result["eval_tasks"]))
     rows: list[list[Cell]] = []
     for metric in metrics:
-        agg = _aggregator(metric, min_group_size)
         for task in tasks:
             for chain in chains:
                 base = {k[1]: v for k, v in views[baseline_label].items() if k[0] == chain}
                 for label in order:
                     mine = {k[1]: v for k, v in views[label].items() if k[0] == chain}
-                    mine = {s: v for s, v in mine.items() if task in v.result["eval_tasks"]
-                            and (metric == "final" or v.kind(task) == "safety")
-                            and v.per_example(metric, task) is not None}
+                    mine = {s: v for s, v in mine.items() if _defined(v, metric, task)}
                     if not mine:
                         continue
-                    row = _row(metric, task, chain, label, label == baseline_label, mine, base, agg,
-                               n_boot, seed, digits)
-                    rows.append(row)
+                    args = (metric, task, chain, label, label == baseline_label, mine, base, n_boot, seed, digits)
+                    rows.append(_spread_row(*args, min_group_size) if metric == "biased_forgetting"
+                                else _row(*args) if metric in METRICS else _stored_row(*args))
     return headers, rows
 
 
-def _row(metric, task, chain, label, is_base, mine, base, agg, n_boot, seed, digits) -> list[Cell]:
+def _defined(view: _RunView, metric: str, task: str) -> bool:
+    if task not in view.result["eval_tasks"]:
+        return False
+    if metric in METRICS:
+        return (metric == "final" or view.kind(task) == "safety") and view.per_example(metric, task) is not None
+    entry = view.result.get("metrics", {}).get(metric, {}).get(task)
+    return isinstance(entry, dict) and isinstance(entry.get("value"), (int, float))
+
+
+def _head(metric, task, chain, label, n) -> list[Cell]:
+    return [Cell(metric), Cell(task), Cell(chain), Cell(label), Cell(str(n), n)]
+
+
+def _row(metric, task, chain, label, is_base, mine, base, n_boot, seed, digits) -> list[Cell]:
     rng = _rng(seed, metric, task, chain, label)
-    units = [_unit([vec], v.groups.get(task, {}), agg, rng, n_boot)
-             for v in mine.values() if (vec := v.per_example(metric, task))]
+    units = [_unit([vec], rng, n_boot) for v in mine.values() if (vec := v.per_example(metric, task))]
     units = [u for u in units if u is not None]
     value = None
     if units:
-        point, boot = _over_units([u[0][0] for u in units], [u[1][0] for u in units], rng, n_boot)
-        value = _ci(point, boot)
-        if metric == "biased_forgetting" and value is not None and value[1] is not None:
-            from chainforget.metrics.groups import bias_corrected_range_ci
-
-            value = (point, *bias_corrected_range_ci(boot, point)[:2])  # as in result.json (docs/metrics.md)
-    row = [Cell(metric), Cell(task), Cell(chain), Cell(label), Cell(str(len(mine)), len(mine)),
-           format_cell(value, digits)]
+        value = _ci(*_over_units([u[0][0] for u in units], [u[1][0] for u in units], rng, n_boot))
+    row = _head(metric, task, chain, label, len(mine)) + [format_cell(value, digits)]
     if is_base:
         return row + [Cell(""), Cell(""), Cell("")]
     diffs = []
@@ -234,7 +247,7 @@ def _row(metric, task, chain, label, is_base, mine, base, agg, n_boot, seed, dig
             continue
         vec_m, vec_b = v.per_example(metric, task), b.per_example(metric, task)
         if vec_m and vec_b:
-            unit = _unit([vec_m, vec_b], v.groups.get(task, {}), agg, rng, n_boot)
+            unit = _unit([vec_m, vec_b], rng, n_boot)
             if unit is not None:
                 diffs.append((unit[0][0] - unit[0][1], unit[1][0] - unit[1][1]))
     diff = None
@@ -242,6 +255,61 @@ def _row(metric, task, chain, label, is_base, mine, base, agg, n_boot, seed, dig
         diff = _ci(*_over_units([d[0] for d in diffs], [d[1] for d in diffs], rng, n_boot))
     significant = diff is not None and diff[1] is not None and (diff[1] > 0 or diff[2] < 0)
     return row + [Cell(str(len(diffs)), len(diffs)), format_cell(diff, digits), Cell("*" if significant else "")]
+
+
+def seeds_spread(vectors: list, min_group_size: int, n_perm: int, rng) -> dict | None:
+    """The calibrated spread (metrics.spread) of several seeds' aligned per-example forgetting, over groups with at
+    least ``min_group_size`` examples; None with fewer than two such groups."""
+    aligned = _aligned(vectors)
+    if aligned is None:
+        return None
+    values, groups, clusters = aligned
+    names, counts = np.unique(np.array(groups, dtype=object), return_counts=True)
+    used = set(names[counts >= min_group_size].tolist())
+    if len(used) < 2:
+        return None
+    mask = np.array([g in used for g in groups])
+    cl = spread_stats.collapse(values[:, mask], [g for g, m in zip(groups, mask) if m],
+                               None if clusters is None else [c for c, m in zip(clusters, mask) if m])
+    return spread_stats.spread(cl, n_perm, rng)
+
+
+def _spread_row(metric, task, chain, label, is_base, mine, base, n_boot, seed, digits, min_group_size) -> list[Cell]:
+    vectors = [vec for _, v in sorted(mine.items(), key=lambda p: str(p[0])) if (vec := v.per_example(metric, task))]
+    result = seeds_spread(vectors, min_group_size, n_boot, _rng(seed, metric, task, chain, label))
+    value = None if result is None else (result["value"], result["ci_low"], result["ci_high"])
+    p_text = "" if result is None else f"p={result['p']:.3f}" + (" *" if result["p"] < spread_stats.ALPHA else "")
+    return _head(metric, task, chain, label, len(mine)) + [format_cell(value, digits), Cell(""), Cell(""),
+                                                            Cell(p_text)]
+
+
+def _stored_row(metric, task, chain, label, is_base, mine, base, n_boot, seed, digits) -> list[Cell]:
+    """A registered metric's stored per-run values: one seed as stored, several combined by combine_seeds."""
+    spec = registries("metrics").get(metric)
+    bounds = (spec.low, spec.high)
+
+    def entry(view):
+        e = view.result["metrics"][metric][task]
+        return e["value"], e.get("ci_low"), e.get("ci_high")
+
+    def combine(entries):
+        if len(entries) == 1:
+            return entries[0]
+        return combine_seeds([e[0] for e in entries], [se_from_interval(e[1], e[2]) for e in entries], bounds)[:3]
+
+    ordered = sorted(mine.items(), key=lambda p: str(p[0]))
+    row = _head(metric, task, chain, label, len(mine)) + [format_cell(combine([entry(v) for _, v in ordered]),
+                                                                      digits)]
+    if is_base:
+        return row + [Cell(""), Cell(""), Cell("")]
+    pairs = [(entry(v), entry(base[s])) for s, v in ordered if s in base and _defined(base[s], metric, task)]
+    diff = None
+    if len(pairs) >= 2:
+        diff = combine_seeds([m[0] - b[0] for m, b in pairs], [None] * len(pairs))[:3]
+    elif pairs:
+        diff = (pairs[0][0][0] - pairs[0][1][0], None, None)  # one seed: no interval for a stored difference
+    significant = diff is not None and diff[1] is not None and (diff[1] > 0 or diff[2] < 0)
+    return row + [Cell(str(len(pairs)), len(pairs)), format_cell(diff, digits), Cell("*" if significant else "")]
 
 
 def load_groups(specs: Sequence[str]) -> tuple[dict[str, list[dict]], list[str]]:
