@@ -7,12 +7,13 @@ The estimate adds up what training holds at its peak on one device:
 - **gradients** and **optimizer state** (AdamW: two float32 moments) of the trainable parameters only;
 - **activations** saved for backward by one micro-batch of ``micro_batch_size x max_length`` tokens: per layer and
   token about ``7h + 2kv + 4i`` values in the compute dtype plus float32 norm inputs (``h`` hidden, ``kv`` key/value
-  width, ``i`` MLP width; SDPA keeps no ``seq^2`` attention matrix), or only each layer's input under gradient
-  checkpointing plus one layer recomputed;
+  width, ``i`` MLP width; SDPA keeps no ``seq^2`` attention matrix; see ``layer_activation_bytes``), or only each
+  layer's input under gradient checkpointing plus one layer recomputed;
 - **logits**: the ``tokens x vocabulary`` output, its float32 upcast in the loss and its gradient.
 
 Parameter counts are exact (safetensors headers of a model directory, or the architecture built on the ``meta``
-device); the activation term is an estimate, good to about 20% for Llama-style decoders. A 15% margin and 0.5 GiB
+device); the activation term is an estimate, within 25% of what autograd saves for Llama-style decoders on CPU
+(``tests/test_memory.py``; CUDA kernels may keep a little more workspace). A 15% margin and 0.5 GiB
 of runtime overhead are added before comparing with the device's free memory.
 """
 
@@ -185,6 +186,18 @@ def shape_of_model(model_spec) -> Shape:
 
 
 # ------------------------------------------------------------------------------------------------ estimate
+def layer_activation_bytes(shape: Shape, a: int, *, finetune: str, autocast: bool, lora_modules: int) -> int:
+    """Bytes one decoder layer saves for backward per token (calibrated on CPU against the tensors autograd saves,
+    tests/test_memory.py): ``7h + 2kv + 4i`` values in the compute dtype plus float32 norm inputs; autocast keeps the
+    residual stream in float32; a frozen (LoRA) base saves ~30% less, plus peft's float32 copy of each adapted
+    input when the base is half precision."""
+    h, i, kv = shape.hidden, shape.intermediate, shape.kv_width
+    base = (7 * h + 2 * kv + 4 * i) * a + 8 * h + (8 * h if autocast else 0)
+    if finetune != "lora":
+        return base
+    return int(0.7 * base) + (lora_modules * h * 4 if a < 4 else 0)
+
+
 def estimate(shape: Shape, precision: Precision, *, finetune: str, micro_batch_size: int, max_length: int,
              gradient_checkpointing: bool = False, lora_r: int = 8, lora_targets: list[str] | None = None,
              processes: int = 1, sharded: bool = False) -> MemoryEstimate:
@@ -201,10 +214,9 @@ def estimate(shape: Shape, precision: Precision, *, finetune: str, micro_batch_s
     gradients = trainable * 4 // share
     optimizer = trainable * 8 // share
     tokens = micro_batch_size * max_length
-    h, i, kv, layers = shape.hidden, shape.intermediate, shape.kv_width, shape.layers
-    per_layer = (7 * h + 2 * kv + 4 * i) * a + 2 * h * 4
-    if finetune == "lora":
-        per_layer += len(lora_targets or []) * h * 4  # peft saves a float32 copy of each adapted input
+    per_layer = layer_activation_bytes(shape, a, finetune=finetune, autocast=precision.autocast != "no",
+                                       lora_modules=len(lora_targets or []))
+    h, layers = shape.hidden, shape.layers
     if gradient_checkpointing:
         activations = tokens * (layers * h * a + per_layer)
     else:
