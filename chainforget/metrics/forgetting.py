@@ -215,3 +215,12 @@ def fwt(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
         out["overall"] = (missing("a task's forward transfer is undefined") if None in values
                           else {"value": float(np.mean(values))})
     return out
+
+
+def matrix_drop(row: list[float | None], ref: int, last: int, higher_is_better: bool = True) -> float | None:
+    """``sign * (row[ref] - row[last])`` from a stored score-matrix column (or a group's row): forgetting when ``ref``
+    is the training row, drift when it is 0. For readers of result.json that have no stored metric entry."""
+    if ref is None or len(row) <= max(ref, last) or row[ref] is None or row[last] is None:
+        return None
+    return (1.0 if higher_is_better else -1.0) * (row[ref] - row[last])
+

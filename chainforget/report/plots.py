@@ -20,8 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from chainforget.store.atomic import atomic_write_bytes
+from chainforget.metrics.forgetting import matrix_drop
 from chainforget.report.tables import aggregate, chain_label, metric_entry, strategy_name
+from chainforget.store.atomic import atomic_write_bytes
 
 MIN_GROUP_SIZE = 20
 
@@ -58,8 +59,13 @@ def _col(result: dict, task: str) -> int | None:
     return tasks.index(task) if task in tasks else None
 
 
+def _higher_is_better(result: dict, task: str) -> bool:
+    return bool(result.get("task_info", {}).get(task, {}).get("higher_is_better", True))
+
+
 def forgetting_of(result: dict, task: str) -> tuple[Any, Any, Any]:
-    """(value, ci_low, ci_high): the stored metric, else R[a] - R[last] from the score matrix without a CI."""
+    """(value, ci_low, ci_high): the stored metric, else the metrics room's forgetting of the score matrix (with the
+    lower-is-better sign flip) without a CI."""
     stored = metric_entry(result, "forgetting", task)
     if stored[0] is not None:
         return stored
@@ -67,8 +73,8 @@ def forgetting_of(result: dict, task: str) -> tuple[Any, Any, Any]:
     a = result.get("task_info", {}).get(task, {}).get("trained_at")
     if col is None or a is None or not matrix:
         return (None, None, None)
-    start, end = matrix[a][col], matrix[-1][col]
-    return (None if start is None or end is None else start - end, None, None)
+    column = [row[col] for row in matrix]
+    return (matrix_drop(column, a, len(column) - 1, _higher_is_better(result, task)), None, None)
 
 
 def score_heatmap(result: dict, out_dir: str | Path) -> list[Path]:
@@ -109,8 +115,9 @@ def group_forgetting(result: dict, task: str) -> dict[str, tuple[Any, Any, Any]]
         return {}  # trained in the last stage: nothing to forget yet
     out = {}
     for group, scores in rows.items():
-        if len(scores) > a and scores[a] is not None and scores[-1] is not None:
-            out[group] = (scores[a] - scores[-1], None, None)
+        value = matrix_drop(scores, a, len(scores) - 1, _higher_is_better(result, task))
+        if value is not None:
+            out[group] = (value, None, None)
     return out
 
 
@@ -148,7 +155,7 @@ def gain_lost(result: dict, task: str) -> tuple[float | None, float | None]:
     a = result.get("task_info", {}).get(task, {}).get("trained_at")
     if col is None or a is None or len(matrix) <= a or matrix[0][col] is None or matrix[a][col] is None:
         return forgot, None
-    return forgot, matrix[a][col] - matrix[0][col]
+    return forgot, -matrix_drop([row[col] for row in matrix], 0, a, _higher_is_better(result, task))
 
 
 def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
@@ -212,7 +219,7 @@ def tradeoff_point(result: dict) -> tuple[float | None, float | None]:
         if not matrix or matrix[0][col] is None or matrix[-1][col] is None:
             continue
         if kind == "capability":
-            gained.append(matrix[-1][col] - matrix[0][col])
+            gained.append(-matrix_drop([row[col] for row in matrix], 0, len(matrix) - 1, _higher_is_better(result, task)))
         elif kind == "safety" and info[task].get("trained_at") is not None:
             retained.append(-forgetting_of(result, task)[0] if forgetting_of(result, task)[0] is not None else None)
     return _mean(gained), _mean(retained)
