@@ -89,8 +89,9 @@ class StageRunner:
         with ranks.main_holds(self.prefix.lock(key)):
             if ranks.on_main(lambda: self.prefix.complete(key)):
                 self.echo(f"stage {k} ({stage.label}): identical prefix already trained, reusing {key}")
-                self.prefix.load_weights(key, self.model)
-                self.template.skip_training(exp)
+                # the hooks see what training would show them: the starting weights at before_training_exp, the
+                # stored ones at after_training_exp; weight edits made during the walk are undone (docs/plugins.md)
+                self.template.skip_training(exp, restore=lambda: self.prefix.load_weights(key, self.model))
                 self.timings["reused"][str(k)] = key
                 records = self._finish_restored(k, key)
             else:

@@ -17,7 +17,7 @@ import contextlib
 import math
 import time
 import warnings
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from avalanche.training.templates import SupervisedTemplate
@@ -96,6 +96,7 @@ class CausalLMTemplate(SupervisedTemplate):
         self.optimizer_steps_total = 0
         self.trained_experiences = 0
         self.skipped_experiences = 0
+        self.stage_restored = False  # True while skip_training walks a stage whose weights are stored
         self.last_loss = float("nan")
         self.last_grad_norm = float("nan")
         self.step_losses: list[float] = []
@@ -363,20 +364,34 @@ class CausalLMTemplate(SupervisedTemplate):
         self.optimizer_steps_total += 1
 
     # ------------------------------------------------------------------------------------------ prefix reuse
-    def skip_training(self, experiences, **kwargs) -> None:
+    def skip_training(self, experiences, restore: Callable[[], None] | None = None, **kwargs) -> None:
         """Walk experiences as ``train`` would (datasets, dataloader, fresh optimizer, every experience-level hook)
-        but run no epoch: for weights loaded from a checkpoint, so plugins (replay, EWC, LwF) build their
-        post-experience state exactly as after real training."""
+        but run no epoch: for a stage whose trained weights are stored, so plugins (replay, EWC, LwF) build their
+        post-experience state exactly as after real training.
+
+        ``restore()`` loads the stored weights: after ``before_training_exp`` (which, as in training, sees the
+        weights the stage starts from) and again after ``after_training_exp``, so the walk ends with the stored
+        weights bit for bit even if a callback edited them. ``stage_restored`` is True during the walk: a plugin
+        that edits weights at the end of a step skips its edit then (the stored weights already hold it).
+        """
         exps = list(experiences) if isinstance(experiences, Iterable) else [experiences]
         self.is_training, self._stop_training = True, False
         self.model.train()
         self._eval_streams = []
-        self._before_training(**kwargs)
-        for self.experience in exps:
-            self._before_training_exp(**kwargs)
-            self.skipped_experiences += 1
-            self._after_training_exp(**kwargs)
-        self._after_training(**kwargs)
+        self.stage_restored = True
+        try:
+            self._before_training(**kwargs)
+            for self.experience in exps:
+                self._before_training_exp(**kwargs)
+                if restore is not None:
+                    restore()
+                self.skipped_experiences += 1
+                self._after_training_exp(**kwargs)
+                if restore is not None:
+                    restore()
+            self._after_training(**kwargs)
+        finally:
+            self.stage_restored = False
         self._train_cleanup()
 
     def engine_state(self) -> dict[str, Any]:
