@@ -1,0 +1,382 @@
+"""``--dry-run``: what a run or a leaderboard would train, reuse and score, and about how long it would take.
+
+Nothing is trained and nothing is written under ``--out``: the plan is read from the specs and the prefix store
+(``PrefixStore.complete`` only reads), the token counts come from the same tokenisation and batch plan as a real run
+(``engine.collate`` for training, ``engine.prefix_tree`` packing for scoring), and the time estimate from a short
+throughput probe of this machine: one micro-batch of training and one batch of scoring per task, timed after a
+small warm-up. Stages that an earlier run of the same plan trains count as reused by the later ones, as they are in
+a real leaderboard. Generation (``exact_match``) is counted at its ``max_new_tokens`` bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from chainforget.benchmark.plan import ResolvedRun, common_key, plan_stages, resolve_run, stage_data_id
+from chainforget.benchmark.streams import build_benchmark
+from chainforget.config.spec import RunSpec
+from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
+from chainforget.engine.loglik import encode_requests
+from chainforget.engine.prefix_tree import group_requests, pack
+from chainforget.engine.generation import greedy_generate
+from chainforget.engine.scoring import generation_settings, score_examples
+from chainforget.engine.training import (apply_finetune, make_optimizer, target_logits, target_logits_loss,
+                                         target_mask, target_tokens)
+from chainforget.store import results as store
+from chainforget.store.prefix import PrefixStore, base_key, stage_key
+
+# Work a strategy adds on top of plain training, as a multiple of its training cost (measured on smollm2-135m):
+# LwF runs a teacher forward after the first chain step, SAM a second forward and backward every step.
+STRATEGY_COST = {"lwf": 1.35, "sam": 2.0}
+GENERATE = " (generate)"  # work key suffix of a task's generation
+PROBE_NEW_TOKENS = 16  # tokens generated per prompt by the probe
+RUN_OVERHEAD_S = 3.0  # per run not yet complete: template set-up, metrics with their bootstrap, writing files
+
+
+@dataclass
+class Work:
+    """Examples and tokens of one kind of work on one task."""
+
+    examples: int = 0
+    tokens: int = 0
+    steps: int = 0
+
+    def add(self, other: "Work") -> None:
+        self.examples += other.examples
+        self.tokens += other.tokens
+        self.steps += other.steps
+
+
+@dataclass
+class StagePlan:
+    label: str
+    key: str
+    reused: bool
+    train: dict[str, Work] = field(default_factory=dict)  # task -> work (replay adds earlier tasks)
+    cost: float = 1.0  # strategy multiplier of the training time
+
+
+@dataclass
+class RunPlan:
+    run_id: str
+    title: str
+    complete: bool
+    base_reused: bool = True
+    stages: list[StagePlan] = field(default_factory=list)
+    score: dict[str, Work] = field(default_factory=dict)  # one evaluation: task -> work
+    bounded: bool = False  # generation counted at its max_new_tokens bound
+
+    @property
+    def evaluations(self) -> int:
+        """Evaluations to run: the base model unless reused, and every stage that is trained."""
+        if self.complete:
+            return 0
+        return int(not self.base_reused) + sum(not s.reused for s in self.stages)
+
+
+def train_work(tokenizer, examples: Sequence[Any], cfg) -> Work:
+    """Examples, tokens and optimizer steps that the template processes for these examples (one process)."""
+    encoded = encode_examples(tokenizer, list(examples), cfg.max_length)
+    if not encoded:
+        return Work()
+    batches = TrainBatches(encoded, batch_size=cfg.batch_size, micro_batch_size=cfg.micro_batch_size,
+                           seed=data_seed(cfg.seed, encoded), sort_by_length=cfg.sort_by_length, pad_id=0)
+    total = len(batches) * cfg.epochs if cfg.max_steps is None else min(len(batches) * cfg.epochs, cfg.max_steps)
+    work, steps = Work(), 0
+    for epoch in range(cfg.epochs):
+        for batch in batches.plan(epoch):
+            if steps >= total:
+                return work
+            steps += 1
+            work.add(Work(len(batch), sum(len(encoded[i].input_ids) for i in batch), 1))
+    return work
+
+
+def by_task(examples: Sequence[Any], default: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for ex in examples:
+        out.setdefault(getattr(ex, "task", "") or default, []).append(ex)
+    return out
+
+
+def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | None) -> dict[str, Work]:
+    """Tokens the scorer runs for one evaluation of a task: ``{task: packed log-likelihood rows}`` (as
+    ``engine.prefix_tree`` packs them) and, for ``exact_match``, ``{task + GENERATE: prompts + max_new_tokens}``
+    (generation counted at its bound)."""
+    names = {m.name for m in task_spec.metrics}
+    out: dict[str, Work] = {}
+    if task_spec.format == "multiple_choice":
+        conts = [list(ex.options) for ex in examples]
+    elif "gold_logprob" in names:
+        conts = [[ex.target] for ex in examples]
+    else:
+        conts = None
+    if conts is not None:
+        requests = encode_requests(tokenizer, [ex.prompt for ex in examples], conts, max_length)
+        out[task_spec.name] = Work(len(examples), sum(pack([requests[i] for i in g]).length
+                                                      for g in group_requests(requests)))
+    if task_spec.format == "generation" and "exact_match" in names:
+        max_new = generation_settings(task_spec)[0]
+        prompts = tokenizer([ex.prompt for ex in examples])["input_ids"] if examples else []
+        out[task_spec.name + GENERATE] = Work(0 if conts is not None else len(examples),  # examples counted once
+                                              sum(len(p) for p in prompts) + max_new * len(examples))
+    return out
+
+
+class Planner:
+    """Plans runs against one ``--out``; stages planned for training count as reused by later runs."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out = Path(out_dir)
+        self.prefix = PrefixStore(self.out)
+        self.planned: set[str] = set()
+        self._models: dict[str, tuple[Any, Any, float]] = {}
+
+    def _available(self, key: str) -> bool:
+        return key in self.planned or self.prefix.complete(key)
+
+    def model(self, resolved: ResolvedRun) -> tuple[Any, Any, float]:
+        """``(model, tokenizer, load seconds)`` of the run's model, loaded once per model name."""
+        name = resolved.model_spec.name
+        if name not in self._models:
+            start = time.perf_counter()
+            model, tok = resolved.model_spec.load()
+            self._models[name] = (model, tok, time.perf_counter() - start)
+        return self._models[name]
+
+    def tokenizer(self, resolved: ResolvedRun):
+        return self.model(resolved)[1]
+
+    def plan(self, spec: RunSpec) -> tuple[RunPlan, ResolvedRun, Any]:
+        resolved = resolve_run(spec)
+        spec = resolved.spec
+        run_id = spec.run_id()
+        title = f"{spec.strategy} on {' -> '.join(spec.chain)} (seed {spec.seed})"
+        plan = RunPlan(run_id, title, store.is_complete(self.out / run_id))
+        bench = build_benchmark([resolved.tasks[n] for n in spec.chain],
+                                [resolved.tasks[n] for n in spec.all_eval_tasks],
+                                spec.limit_train_for, spec.limit_eval_for)
+        train_examples = {n: list(exp.dataset) for n, exp in zip(bench.train_task_names, bench.train_stream)}
+        stages, ctx = plan_stages(resolved, train_examples)
+        tok = self.tokenizer(resolved)
+        max_length = getattr(resolved.model_spec, "max_length", None)
+        for name, exp in zip(bench.eval_task_names, bench.test_stream):
+            plan.score.update(score_work(tok, resolved.tasks[name].spec, list(exp.dataset), max_length))
+        plan.bounded = any(key.endswith(GENERATE) for key in plan.score)
+        if plan.complete:
+            return plan, resolved, bench
+        common = common_key(resolved)
+        key = base_key(common)
+        plan.base_reused = self._available(key)
+        self.planned.add(key)
+        plugins = list(resolved.strategy.make_plugins(resolved.params, ctx))
+        steps: list[dict[str, Any]] = []
+        for k, stage in enumerate(stages, start=1):
+            steps.append({"data": stage_data_id(stage, resolved), "signature": stage.signature})
+            key = stage_key(common, steps)
+            sp = StagePlan(stage.label, key, self._available(key))
+            self.planned.add(key)
+            current = stage.trained_tasks[0] if len(stage.trained_tasks) == 1 else stage.label
+            examples = list(stage.examples)
+            for plugin in plugins:  # replay: its buffer joins the stage's training data
+                if hasattr(plugin, "buffer_examples"):
+                    examples += plugin.buffer_examples(min(k - 1, len(spec.chain)), current)
+            total = train_work(tok, examples, resolved.train_cfg)
+            for task, exs in by_task(examples, current).items():
+                work = train_work(tok, exs, resolved.train_cfg)
+                work.steps = total.steps  # steps are shared; tokens split per task for the per-task throughput
+                sp.train[task] = work
+            factor = STRATEGY_COST.get(spec.strategy, 1.0)
+            sp.cost = factor if (spec.strategy != "lwf" or k > 1) else 1.0
+            plan.stages.append(sp)
+        return plan, resolved, bench
+
+
+@dataclass
+class Throughput:
+    train: dict[str, float]  # task -> tokens/s
+    score: dict[str, float]  # task -> tokens/s
+    load_s: float
+    seconds: float
+
+
+def probe(resolved: ResolvedRun, bench, model, tokenizer, load_s: float, train_tasks: Sequence[str],
+          score_tasks: Sequence[str]) -> Throughput:
+    """Tokens/s of one training micro-batch and one scoring batch per task on this machine (after a warm-up); the
+    model is made trainable as the run would (LoRA adapters added in place) but never updated."""
+    import torch
+
+    t0 = time.perf_counter()
+    cfg = resolved.train_cfg
+    model = apply_finetune(model, cfg)
+    opt = make_optimizer(model, cfg)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train_sets = {n: list(exp.dataset) for n, exp in zip(bench.train_task_names, bench.train_stream)}
+    test_sets = {n: list(exp.dataset) for n, exp in zip(bench.eval_task_names, bench.test_stream)}
+
+    def step(examples) -> tuple[float, int]:
+        batch = collate(encode_examples(tokenizer, examples, cfg.max_length), pad)
+        start = time.perf_counter()
+        keep = target_mask(batch["labels"])
+        loss = target_logits_loss(target_logits(model, batch, keep), target_tokens(batch["labels"], keep))
+        loss.backward()
+        opt.zero_grad(set_to_none=True)  # no update: the probe leaves the weights as they were
+        return time.perf_counter() - start, batch["n_tokens"]
+
+    train_tps, score_tps = {}, {}
+    model.train()
+    first = next((train_sets[t] for t in train_tasks if train_sets.get(t)), None)
+    if first:
+        step(first[:1])  # warm-up: thread pool, allocator
+    for task in train_tasks:
+        exs = train_sets.get(task) or []
+        if exs:
+            seconds, tokens = step(exs[:cfg.micro_batch_size])
+            train_tps[task] = tokens / max(seconds, 1e-6)
+    eval_bs = resolved.spec.eval_batch_size
+    model.eval()
+    with torch.no_grad():
+        for i, key in enumerate(score_tasks):
+            task = key[:-len(GENERATE)] if key.endswith(GENERATE) else key
+            sample = (test_sets.get(task) or [])[:eval_bs]
+            if not sample:
+                continue
+            if key.endswith(GENERATE):  # decode speed from a short generation; the run's is max_new_tokens long
+                start = time.perf_counter()
+                greedy_generate(model, tokenizer, [ex.prompt for ex in sample], max_new_tokens=PROBE_NEW_TOKENS,
+                                stop=[], batch_size=eval_bs)
+                tokens = sum(len(p) for p in tokenizer([ex.prompt for ex in sample])["input_ids"])
+                score_tps[key] = (tokens + PROBE_NEW_TOKENS * len(sample)) / max(time.perf_counter() - start, 1e-6)
+                continue
+            tspec = resolved.tasks[task].spec
+            if i == 0:
+                score_examples(model, tokenizer, tspec, sample[:2], batch_size=eval_bs)  # warm-up
+            work = score_work(tokenizer, tspec, sample, None)[task]
+            start = time.perf_counter()
+            score_examples(model, tokenizer, _loglik_only(tspec), sample, batch_size=eval_bs)
+            score_tps[key] = work.tokens / max(time.perf_counter() - start, 1e-6)
+    return Throughput(train_tps, score_tps, load_s, load_s + time.perf_counter() - t0)
+
+
+def _loglik_only(task_spec):
+    """The task without ``exact_match``: its log-likelihood scoring alone (generation is probed apart)."""
+    metrics = tuple(m for m in task_spec.metrics if m.name != "exact_match")
+    if len(metrics) == len(task_spec.metrics):
+        return task_spec
+    return dataclasses.replace(task_spec, metrics=metrics, primary_metric=metrics[0].name)
+
+
+def memory_estimate(resolved: ResolvedRun) -> str | None:
+    """Seam for issue 17's ``chainforget.engine.memory`` estimate (params, weights, optimizer state,
+    activations): not in the tree yet, so the dry run prints none."""
+    return None
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class DryRun:
+    runs: list[RunPlan]
+    estimate_s: float
+    parts: dict[str, float]
+    throughput: Throughput | None
+    lines: list[str]
+
+
+def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: bool = True,
+            echo: Callable[[str], None] | None = None) -> DryRun:
+    """Plan ``specs`` against ``out_dir``, probe this machine and estimate the wall time; trains and writes nothing."""
+    import torch
+
+    planner = Planner(out_dir)
+    planned = [planner.plan(spec) for spec in specs]
+    runs = [p for p, _, _ in planned]
+    lines: list[str] = []
+    for plan in runs:
+        lines.append(f"{plan.title} [{plan.run_id}]")
+        if plan.complete:
+            lines.append("  complete: nothing to train or score")
+            continue
+        lines.append(f"  base model evaluation: {'reused from the prefix store' if plan.base_reused else 'to score'}")
+        for k, sp in enumerate(plan.stages, start=1):
+            if sp.reused:
+                lines.append(f"  stage {k} {sp.label}: reused ({sp.key})")
+            else:
+                w = Work()
+                for work in sp.train.values():
+                    w.add(work)
+                lines.append(f"  stage {k} {sp.label}: train {w.examples} examples, {w.tokens:,} tokens, "
+                             f"{max(work.steps for work in sp.train.values()) if sp.train else 0} optimizer steps")
+        one = Work()
+        for work in plan.score.values():
+            one.add(work)
+        lines.append(f"  each evaluation: {one.examples} examples, {one.tokens:,} tokens; evaluations to run: "
+                     f"{plan.evaluations}")
+    todo = [(p, r, b) for p, r, b in planned if not p.complete]
+    train_tot, score_tot = Work(), Work()
+    train_by_task: dict[str, int] = {}
+    score_by_task: dict[str, int] = {}
+    trained = reused = 0
+    for plan, _, _ in todo:
+        for sp in plan.stages:
+            if sp.reused:
+                reused += 1
+                continue
+            trained += 1
+            for task, work in sp.train.items():
+                train_tot.add(work)
+                train_by_task[task] = train_by_task.get(task, 0) + int(work.tokens * sp.cost)
+        for task, work in plan.score.items():
+            for _ in range(plan.evaluations):
+                score_tot.add(Work(work.examples, work.tokens))
+                score_by_task[task] = score_by_task.get(task, 0) + work.tokens
+    lines.append(f"runs: {len(runs)} ({len(runs) - len(todo)} complete); stages to train: {trained}, reused from "
+                 f"the prefix store: {reused}")
+    lines.append(f"to train: {train_tot.examples:,} examples, {train_tot.tokens:,} tokens; to score: "
+                 f"{score_tot.examples:,} examples, {score_tot.tokens:,} tokens"
+                 + (" (generation counted at max_new_tokens)" if any(p.bounded for p, _, _ in todo) else ""))
+    throughput, parts = None, {}
+    if probe_machine and todo:
+        plan, resolved, bench = todo[0]
+        model, tok, load_s = planner.model(resolved)
+        throughput = probe(resolved, bench, model, tok, load_s, sorted(train_by_task), sorted(score_by_task))
+
+        def rate(table: dict[str, float], task: str) -> float:
+            return table.get(task) or (sum(table.values()) / len(table) if table else 1.0)
+
+        parts = {"train": sum(t / rate(throughput.train, k) for k, t in train_by_task.items()),
+                 "score": sum(t / rate(throughput.score, k) for k, t in score_by_task.items()),
+                 "setup": len(todo) * (throughput.load_s + RUN_OVERHEAD_S)}
+        lines.append(f"throughput probe ({throughput.seconds:.1f} s; {_cpu_model()}, {torch.get_num_threads()} "
+                     f"threads): train " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in throughput.train.items())
+                     + "; score " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in throughput.score.items()))
+    estimate = sum(parts.values())
+    if parts:
+        lines.append(f"estimated wall time: {_fmt_time(estimate)} (train {_fmt_time(parts['train'])}, score "
+                     f"{_fmt_time(parts['score'])}, model loads and set-up {_fmt_time(parts['setup'])})")
+    memory = memory_estimate(todo[0][1]) if todo else None
+    if memory:
+        lines.append(memory)
+    lines.append("dry run: nothing was trained or written")
+    if echo:
+        for line in lines:
+            echo(line)
+    return DryRun(runs, estimate, parts, throughput, lines)
