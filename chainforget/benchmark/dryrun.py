@@ -22,6 +22,7 @@ from chainforget.benchmark.streams import build_benchmark
 from chainforget.config.spec import RunSpec
 from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
 from chainforget.engine.loglik import encode_requests
+from chainforget.engine.memory import estimate_run
 from chainforget.engine.prefix_tree import group_requests, pack
 from chainforget.engine.generation import greedy_generate
 from chainforget.engine.scoring import generation_settings, score_examples
@@ -271,10 +272,11 @@ def _loglik_only(task_spec):
     return dataclasses.replace(task_spec, metrics=metrics, primary_metric=metrics[0].name)
 
 
-def memory_estimate(resolved: ResolvedRun) -> str | None:
-    """Seam for issue 17's ``chainforget.engine.memory`` estimate (params, weights, optimizer state,
-    activations): not in the tree yet, so the dry run prints none."""
-    return None
+def memory_estimate(resolved: ResolvedRun) -> list[str]:
+    """Issue 17's device-memory estimate (``engine.memory``) for the run's model and training settings, as lines;
+    none for a plugin model that cannot be sized before loading."""
+    est = estimate_run(resolved.model_spec, resolved.train_cfg, getattr(resolved.spec, "dtype", "auto"))
+    return [] if est is None else ["memory estimate (training, per device):", *("  " + x for x in est.lines())]
 
 
 def _fmt_time(seconds: float) -> str:
@@ -372,9 +374,8 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
     if parts:
         lines.append(f"estimated wall time: {_fmt_time(estimate)} (train {_fmt_time(parts['train'])}, score "
                      f"{_fmt_time(parts['score'])}, model loads and set-up {_fmt_time(parts['setup'])})")
-    memory = memory_estimate(todo[0][1]) if todo else None
-    if memory:
-        lines.append(memory)
+    if todo:
+        lines += memory_estimate(todo[0][1])
     lines.append("dry run: nothing was trained or written")
     if echo:
         for line in lines:
