@@ -1,6 +1,6 @@
 """The task model: frozen configs, examples with demographic groups, deterministic group-stratified splits.
 
-Contracts other rooms rely on (see shared DESIGN.md):
+Contracts other rooms rely on (see docs/architecture.md and docs/contracts.md):
 - ``Example.id`` is unique within a task, ``group`` is never empty, ``gold`` is an option index (multiple choice)
   or a string (generation).
 - A training pair is ``(example.prompt, example.target)``: the loss is taken on the target tokens only.
