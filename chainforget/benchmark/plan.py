@@ -9,7 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from chainforget.config.spec import RunSpec, short_hash
+from chainforget.config.spec import HASH_OMITS, RunSpec, short_hash
+from chainforget.engine import precision
 from chainforget.engine.models import resolve_model
 from chainforget.engine.training import TrainConfig
 from chainforget.errors import ConfigError, did_you_mean
@@ -58,7 +59,9 @@ def resolve_run(spec: RunSpec) -> ResolvedRun:
     train_cfg = TrainConfig.from_mapping({**spec.train, "seed": spec.seed})
     model_spec = resolve_model(spec.model)
     train = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "seed"}
-    resolved = dataclasses.replace(spec, strategy_params=params, train=train)
+    # auto -> the concrete dtype of this machine, so a bf16 GPU run and a float32 CPU run get different ids
+    dtype = precision.plan(spec.dtype, train_cfg.finetune, train_cfg.mixed_precision).dtype
+    resolved = dataclasses.replace(spec, strategy_params=params, train=train, dtype=dtype)
     return ResolvedRun(resolved, tasks, strategy, params, train_cfg, model_spec)
 
 
@@ -110,6 +113,8 @@ def common_key(resolved: ResolvedRun) -> dict[str, Any]:
                         "metrics": [m.name for m in resolved.tasks[name].spec.metrics]}
                  for name in spec.all_eval_tasks},
         "sharpness": spec.sharpness,
+        # later settings, only when they change what is computed (older prefix keys stay valid)
+        **{k: getattr(spec, k) for k in ("dtype", "chat_template") if getattr(spec, k) not in HASH_OMITS[k]},
     }
 
 

@@ -16,6 +16,10 @@ from typing import Any, Mapping
 from chainforget.errors import ConfigError
 
 SPEC_VERSION = 1
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Settings added after run ids were first published: left out of the hash at these values, so older ids stay valid.
+# dtype is hashed once resolved (auto -> float32 on CPU, bfloat16 on a GPU); float32 was the only dtype before.
+HASH_OMITS = {"dtype": ("auto", "float32"), "chat_template": (False,), "trust_remote_code": (False,)}
 
 
 def canonical_json(obj: Any) -> str:
@@ -40,6 +44,9 @@ class RunSpec:
     task_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sharpness: bool = False
     eval_batch_size: int = 16
+    dtype: str = "auto"  # weights/compute dtype (engine.precision); resolved by the plan before hashing
+    chat_template: bool = False  # wrap prompts in the tokenizer's chat template (training and scoring)
+    trust_remote_code: bool = False  # let a model directory's own Python code run
 
     def __post_init__(self) -> None:
         for name in ("strategy", "model"):
@@ -54,8 +61,12 @@ class RunSpec:
                                   f"got {options!r}")
         if "seed" in self.train:
             raise ConfigError("seed belongs at the top level of a run (--seed or `seed:`), not under train")
-        if not isinstance(self.sharpness, bool):
-            raise ConfigError(f"sharpness must be true or false, got {self.sharpness!r}")
+        for name in ("sharpness", "chat_template", "trust_remote_code"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {'|'.join(DTYPES)}, got {self.dtype!r}; pass --dtype "
+                              f"{'|'.join(DTYPES)}")
         if isinstance(self.eval_batch_size, bool):
             raise ConfigError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
         chain = tuple(self.chain)
@@ -117,7 +128,8 @@ class RunSpec:
         """Readable prefix + hash of the canonical spec: the same config always maps to the same directory."""
         label = "-".join(self.chain) + f"_{self.strategy}_s{self.seed}"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        return f"{safe}_{short_hash({'v': SPEC_VERSION, **self.to_dict()}, 10)}"
+        d = {k: v for k, v in self.to_dict().items() if v not in HASH_OMITS.get(k, ())}
+        return f"{safe}_{short_hash({'v': SPEC_VERSION, **d}, 10)}"
 
 
 def _check_limit(name: str, value: Any) -> None:

@@ -27,7 +27,7 @@ from chainforget.tasks.resolve import TASK_FILE_SUFFIXES, resolve_task
 
 SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",
               "train", "eval_tasks", "task_options", "sharpness", "eval_batch_size", "metric_options",
-              "description"}
+              "description", "dtype", "chat_template", "trust_remote_code"}
 
 
 def load_suite_file(path: str | Path) -> dict[str, Any]:
@@ -129,7 +129,8 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
             strategy_params=params, train=train, eval_tasks=eval_tasks,
             limit_train=limits["limit_train"][chain], limit_eval=limits["limit_eval"][chain],
             task_options=task_options[chain], sharpness=bool(suite.get("sharpness", False)),
-            eval_batch_size=suite.get("eval_batch_size", 16)))
+            eval_batch_size=suite.get("eval_batch_size", 16),
+            **{k: suite[k] for k in ("dtype", "chat_template", "trust_remote_code") if k in suite}))
     return specs
 
 

@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from chainforget.engine.distributed import launched_world_size
 from chainforget.engine.precision import BYTES, Precision
+from chainforget.engine.precision import plan as precision_plan
 from chainforget.errors import ConfigError, ModelError
 
 GIB = 1024 ** 3
@@ -288,7 +290,7 @@ def check_fit(est: MemoryEstimate, device: DeviceMemory, *, lora_r: int = 8,
         "combine --finetune lora, --gradient-checkpointing, a smaller --micro-batch-size and sharding "
         "(accelerate launch --use_fsdp over more GPUs)")
     raise ConfigError(f"this run needs about {gib(est.required)} on {device.name} but {gib(device.free)} is free "
-                      f"({parts}); {how}")
+                      f"({parts}); {how} (CHAINFORGET_NO_FIT_CHECK=1 skips this check)")
 
 
 def _advice(est, device, shape, precision, lora_r, lora_targets) -> list[str]:
@@ -323,3 +325,31 @@ def _lora_precision(precision: Precision) -> Precision:
         return precision
     return replace(precision, weights=precision.dtype)
 
+
+
+# ------------------------------------------------------------------------------------------------ a run
+def fsdp_launch() -> bool:
+    """Launched with accelerate's FSDP (``accelerate launch --use_fsdp`` or a config that enables it)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").strip().lower() == "true"
+
+
+def estimate_run(model_spec, train_cfg, dtype: str = "auto", device=None) -> MemoryEstimate | None:
+    """The estimate for one run on this launch (process count, FSDP), or None for a plugin model that declares
+    neither ``config`` nor ``directory`` (it cannot be sized before loading). ``--dry-run`` prints ``.lines()``."""
+    if getattr(model_spec, "directory", None) is None and getattr(model_spec, "config", None) is None:
+        return None
+    prec = precision_plan(dtype, train_cfg.finetune, train_cfg.mixed_precision, device)
+    return estimate_for(model_spec, train_cfg, prec, processes=launched_world_size(), sharded=fsdp_launch())
+
+
+def check_run_fits(model_spec, train_cfg, dtype: str = "auto", device=None) -> MemoryEstimate | None:
+    """Stop a run that cannot fit the visible device before its weights are loaded (one-line ConfigError).
+    ``CHAINFORGET_NO_FIT_CHECK=1`` skips the check (an estimate can be wrong; the device then decides)."""
+    if os.environ.get("CHAINFORGET_NO_FIT_CHECK", "").strip() in ("1", "true", "yes"):
+        return None
+    est = estimate_run(model_spec, train_cfg, dtype, device)
+    if est is not None:
+        prec = precision_plan(dtype, train_cfg.finetune, train_cfg.mixed_precision, device)
+        check_fit(est, visible_device(device), lora_r=train_cfg.lora_r, lora_targets=train_cfg.lora_target_list,
+                  shape=shape_of_model(model_spec), precision=prec)
+    return est

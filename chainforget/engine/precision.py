@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from chainforget.config.spec import DTYPES  # one list of names, checked by the run spec too
 from chainforget.errors import ConfigError
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 _AUTOCAST = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
