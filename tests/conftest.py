@@ -23,3 +23,15 @@ def tiny_model():
     from chainforget.engine.models import load_tiny
 
     return load_tiny(seed=0)
+
+
+# Process-level tests (real subprocesses: `accelerate launch`, SIGKILL schedules, pip installs, Ray) are the slowest
+# part of the suite. `make test` (and CI) runs them too; `make test-fast` leaves them out for a quick local loop.
+PROCESS_MODULES = {"test_distributed.py", "test_reliability_processes.py", "test_plugin_example_install.py",
+                   "test_ray_launcher.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in PROCESS_MODULES:
+            item.add_marker(pytest.mark.process)
