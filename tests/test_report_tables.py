@@ -12,6 +12,7 @@ import pytest
 from chainforget.errors import ConfigError
 from chainforget.report.tables import (
     FORMATS,
+    SEEDS_HEADER,
     aggregate,
     leaderboard_rows,
     render_table,
@@ -38,7 +39,7 @@ def _by(headers, rows, strategy, chain):
 
 def test_rows_and_columns_one_seed():
     headers, rows = leaderboard_rows(_grid())
-    assert headers == ["strategy", "chain", "seeds", "bbq forgetting", "bbq biased forgetting",
+    assert headers == ["strategy", "chain", SEEDS_HEADER, "bbq forgetting", "bbq biased forgetting", "bbq group p",
                        "gsm8k final", "gsm8k vs naive"]
     assert [(r[0], r[1]) for r in rows] == [("naive", "bbq,gsm8k"), ("replay", "bbq,gsm8k"),
                                            ("naive", "gsm8k,bbq"), ("replay", "gsm8k,bbq")]
@@ -58,8 +59,9 @@ def test_seeds_aggregate_with_t_interval_and_cost_pairs_by_seed():
                 for s, f, c in ((0, 0.1, 0.38), (1, 0.1, 0.47), (2, 0.1, 0.44))]
     headers, rows = leaderboard_rows(results)
     naive = _by(headers, rows, "naive", "bbq,gsm8k")
-    half = 4.303 * 0.1 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
-    assert naive["seeds"] == "3"
+    # between seeds: t(0.975, 2)^2 * sd^2 / n; evaluation: the stored CIs' standard error (0.02 / 1.96), whole
+    half = math.sqrt(4.303 ** 2 * 0.1 ** 2 / 3 + 1.96 ** 2 * (0.02 / 1.96) ** 2)
+    assert naive[SEEDS_HEADER] == "3"
     assert naive["bbq forgetting"] == f"0.300 [{0.3 - half:.3f}, {0.3 + half:.3f}]"
     cost = _by(headers, rows, "replay", "bbq,gsm8k")["gsm8k vs naive"]
     assert cost.value == pytest.approx(-0.02)  # per-seed differences -0.02, -0.03, -0.01
@@ -72,7 +74,7 @@ def test_varying_fields_become_columns_and_naive_is_matched_on_them():
     results = [make_result("naive", SF, 0, finetune=ft, cap_final=c) for ft, c in (("full", 0.4), ("lora", 0.3))]
     results += [make_result("ewc", SF, 0, finetune=ft, cap_final=c) for ft, c in (("full", 0.35), ("lora", 0.32))]
     headers, rows = leaderboard_rows(results)
-    assert headers[:4] == ["strategy", "chain", "finetune", "seeds"]
+    assert headers[:4] == ["strategy", "chain", "finetune", SEEDS_HEADER]
     costs = {r[2]: dict(zip(headers, r))["gsm8k vs naive"] for r in rows if r[0] == "ewc"}
     assert costs == {"full": "-0.050", "lora": "0.020"}
 
@@ -147,7 +149,19 @@ def test_runner_shaped_results_group_on_resolved_training_settings():
                 r["sharpness"] = None
                 results.append(r)
     headers, rows = leaderboard_rows(results)
-    assert headers[:4] == ["strategy", "chain", "finetune", "seeds"]
+    assert headers[:4] == ["strategy", "chain", "finetune", SEEDS_HEADER]
     assert sorted((r[0], r[2], r[3]) for r in rows) == [("naive", "full", "2"), ("naive", "lora", "2"),
                                                         ("replay", "full", "2"), ("replay", "lora", "2")]
     assert {dict(zip(headers, r))["gsm8k vs naive"] for r in rows if r[0] == "replay"} == {"-0.100 [-0.100, -0.100]"}
+
+
+def test_across_seed_interval_stays_in_the_declared_range_and_metric_columns():
+    results = [make_result("naive", SF, s, biased=b) for s, b in ((0, 0.0), (1, 0.05))]
+    for r, rel in zip(results, (0.4, 0.6)):
+        r["metrics"]["relative_forgetting"] = {"bbq": {"value": rel, "ci_low": rel - 0.1, "ci_high": rel + 0.1}}
+    headers, rows = leaderboard_rows(results, columns=["relative_forgetting"])
+    row = dict(zip(headers, rows[0]))
+    assert row["bbq biased forgetting"].low == 0.0  # a spread is never negative: the interval is clipped at 0
+    assert row["bbq relative_forgetting"].value == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="did you mean 'relative_forgetting'"):
+        leaderboard_rows(results, columns=["relative_forgeting"])

@@ -26,6 +26,8 @@ import re
 from typing import Any, Iterable, Sequence
 
 from chainforget.errors import ConfigError
+from chainforget.metrics.replicates import combine_seeds, se_from_interval
+from chainforget.plugins import registries
 
 FORMATS = ("github", "latex", "csv", "json", "html", "plain")
 _TABULATE_FMT = {"github": "github", "latex": "latex_booktabs", "html": "html", "plain": "simple"}
@@ -58,20 +60,18 @@ def t_quantile_975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df
 
 
-def aggregate(entries: Iterable[tuple[Any, Any, Any]]) -> tuple[float, float | None, float | None] | None:
-    """(value, ci_low, ci_high) over seeds: the single entry as stored, or the mean and across-seed t interval."""
+def aggregate(entries: Iterable[tuple[Any, Any, Any]], bounds: tuple[float | None, float | None] = (None, None)
+              ) -> tuple[float, float | None, float | None] | None:
+    """(value, ci_low, ci_high) over seeds: the single entry as stored (conditional on one trained model), or the
+    mean with an interval holding both between-seed and evaluation variance (``metrics.replicates.combine_seeds``),
+    clipped to the metric's declared ``bounds``."""
     clean = [(_num(v), _num(lo), _num(hi)) for v, lo, hi in entries]
     clean = [e for e in clean if e[0] is not None]
     if not clean:
         return None
     if len(clean) == 1:
         return clean[0]
-    values = [e[0] for e in clean]
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    return combine_seeds([e[0] for e in clean], [se_from_interval(e[1], e[2]) for e in clean], bounds)[:3]
 
 
 def format_cell(agg: tuple[float, float | None, float | None] | None, digits: int = 3) -> Cell:
@@ -187,8 +187,32 @@ def _strategy_labels(results: Sequence[dict]) -> list[str]:
     return labels
 
 
-def leaderboard_rows(results: Sequence[dict], digits: int = 3) -> tuple[list[str], list[list[Cell]]]:
-    """Headers and rows of the leaderboard (see the module docstring for columns and aggregation)."""
+SEEDS_HEADER = "seeds (*: CIs conditional on one trained model)"
+
+
+def _bounds(metric: str) -> tuple[float | None, float | None]:
+    spec = registries("metrics").get(metric)
+    return spec.low, spec.high
+
+
+def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(metric, key) pairs of the extra ``--columns`` metrics (plugins included), for every key any run has."""
+    known = registries("metrics").names()
+    out = []
+    for metric in columns:
+        if metric not in known:
+            close = difflib.get_close_matches(str(metric), known, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown metric column {metric!r}; {hint}registered metrics: {', '.join(known)}")
+        keys = dict.fromkeys(k for r in results for k in (r.get("metrics", {}).get(metric) or {}))
+        out += [(metric, k) for k in keys]
+    return out
+
+
+def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence[str] = ()
+                     ) -> tuple[list[str], list[list[Cell]]]:
+    """Headers and rows of the leaderboard (see the module docstring for columns and aggregation); ``columns`` adds
+    one column per registered metric name and task key (``"<key> <metric>"``)."""
     results = list(results)
     fields = _varying_fields(results)
     labels = _strategy_labels(results)
@@ -204,19 +228,26 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3) -> tuple[list[str
     naive = {(chain_label(r), r.get("spec", {}).get("seed"), axes(r)): r
              for r in results if strategy_name(r) == "naive"}
 
-    headers = ["strategy", "chain", *fields, "seeds"]
-    headers += [h for t in safety for h in (f"{t} forgetting", f"{t} biased forgetting")]
+    extra = _metric_columns(results, columns)
+    headers = ["strategy", "chain", *fields, SEEDS_HEADER]
+    headers += [h for t in safety for h in (f"{t} forgetting", f"{t} biased forgetting", f"{t} group p")]
     headers += [f"{t} final" for t in capability] + [f"{t} vs naive" for t in capability]
+    headers += [f"{key} {metric}" for metric, key in extra]
 
     chain_order = list(dict.fromkeys(chain_label(r) for r in results))
     keys = sorted(groups, key=lambda k: (chain_order.index(k[1]), k[0] != "naive", k[0], k[2:]))
     rows = []
     for key in keys:
         runs = groups[key]
-        row = [Cell(key[0]), Cell(key[1]), *map(Cell, key[2:]), Cell(str(len(runs)), len(runs))]
+        seeds = f"{len(runs)}*" if len(runs) == 1 else str(len(runs))
+        row = [Cell(key[0]), Cell(key[1]), *map(Cell, key[2:]), Cell(seeds, len(runs))]
         for t in safety:
-            row.append(format_cell(aggregate(metric_entry(r, "forgetting", t) for r in runs), digits))
-            row.append(format_cell(aggregate(metric_entry(r, "biased_forgetting", t) for r in runs), digits))
+            row.append(format_cell(aggregate((metric_entry(r, "forgetting", t) for r in runs),
+                                             _bounds("forgetting")), digits))
+            row.append(format_cell(aggregate((metric_entry(r, "biased_forgetting", t) for r in runs),
+                                             _bounds("biased_forgetting")), digits))
+            p = metric_entry(runs[0], "group_effect_pvalue", t)[0] if len(runs) == 1 else None
+            row.append(Cell("" if p is None else f"{p:.3f}", p))
         for t in capability:
             row.append(format_cell(aggregate((final_score(r, t), None, None) for r in runs), digits))
         for t in capability:
@@ -227,6 +258,8 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3) -> tuple[list[str
                 if strategy_name(r) != "naive" and mine is not None and theirs is not None:
                     diffs.append((mine - theirs, None, None))
             row.append(format_cell(aggregate(diffs), digits))
+        for metric, k in extra:
+            row.append(format_cell(aggregate((metric_entry(r, metric, k) for r in runs), _bounds(metric)), digits))
         rows.append(row)
     return headers, rows
 
