@@ -353,3 +353,15 @@ def check_run_fits(model_spec, train_cfg, dtype: str = "auto", device=None) -> M
         check_fit(est, visible_device(device), lora_r=train_cfg.lora_r, lora_targets=train_cfg.lora_target_list,
                   shape=shape_of_model(model_spec), precision=prec)
     return est
+
+
+def eval_batch_size_for(shape: Shape, precision: Precision, free: int, length: int, limit: int = 256) -> int:
+    """The largest scoring batch (rows of ``length`` tokens) that fits ``free`` bytes next to the weights: no
+    gradients are kept, so a row costs one layer's transient activations, its 4-D attention mask and its kept
+    logits. Scores do not depend on the batch size (tests/test_scoring.py, tests/test_dtype.py)."""
+    a = BYTES[precision.compute]
+    weights = shape.params * BYTES[precision.weights]
+    per_row = length * (12 * shape.hidden + 3 * shape.intermediate) * a + length * length * (a + 1) \
+        + length * shape.vocab * (a + 4) // 4
+    room = int((free - weights - OVERHEAD) / MARGIN)
+    return max(1, min(limit, room // max(1, per_row)))

@@ -30,6 +30,8 @@ from chainforget.engine.training import (TrainConfig, apply_finetune, make_optim
                                          target_tokens, trainable_parameters)
 from chainforget.errors import ConfigError, DataError, TrainingError
 
+SYNC_EVERY = 16  # optimizer steps between host reads of the loss on an accelerator (a read waits for the device)
+
 
 def _accelerator(cfg: TrainConfig, device):
     from accelerate import Accelerator
@@ -100,6 +102,9 @@ class CausalLMTemplate(SupervisedTemplate):
         self.last_loss = float("nan")
         self.last_grad_norm = float("nan")
         self.step_losses: list[float] = []
+        # Host reads of loss and gradient norm (a device sync) happen every `sync_every` optimizer steps.
+        self.sync_every = 1 if self.accelerator.device.type == "cpu" else SYNC_EVERY
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.train_stats: dict[str, float] = {}
         self.truncated_examples = 0
         self._stream_tasks: dict[tuple[str, int], str] = {}
@@ -198,12 +203,13 @@ class CausalLMTemplate(SupervisedTemplate):
     def _train_exp(self, experience, eval_streams=None, **kwargs):
         from tqdm.auto import tqdm
 
-        self.exp_step, self.step_losses = 0, []
+        self.exp_step, self.step_losses, self._pending = 0, [], []
         self._tokens, self._t0 = 0, time.perf_counter()
         self._pbar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True, disable=not self.progress,
                           desc=f"train {self.clock.train_exp_counter + 1}:{self.task_name}")
         try:
             super()._train_exp(experience, eval_streams, **kwargs)
+            self._read_pending(self.exp_step)  # a run stopped early by a plugin still reads its last losses
         finally:
             self._pbar.close()
             self._pbar = None
@@ -335,33 +341,49 @@ class CausalLMTemplate(SupervisedTemplate):
             self.mbatch, self.mb_output, self.loss, self.mb_target_mask, self.mb_targets, self.mb_logits = saved
         return total
 
-    def _fault(self, what: str, value: float) -> str:
+    def _fault(self, what: str, value: float, step: int | None = None) -> str:
+        step = self.exp_step + 1 if step is None else step
+        held = "weights were not updated" if step == self.exp_step + 1 else "training stopped"
         return (f"non-finite {what} ({value}) in experience {self.clock.train_exp_counter + 1} (task "
-                f"{self.task_name}) at optimizer step {self.exp_step + 1}; lower --lr or --max-grad-norm, or "
-                f"check that task's data; weights were not updated and the last complete checkpoint is kept")
+                f"{self.task_name}) at optimizer step {step}; lower --lr or --max-grad-norm, or "
+                f"check that task's data; {held} and the last complete checkpoint is kept")
 
     def optimizer_step(self):
-        """Clip, refuse non-finite loss or gradient norm (weights untouched), step AdamW and the schedule."""
+        """Clip, step AdamW and the schedule. Loss and gradient norm stay on the device and are read on the host
+        every ``sync_every`` steps (and at an experience's last step): a non-finite one stops training before that
+        step's update. ``sync_every`` is 1 on a CPU, where reading costs nothing, so there no update ever sees one."""
         cfg = self.train_cfg
-        step_loss = self._step_loss
+        step_loss = self._step_loss.detach()
         if self.accelerator.num_processes > 1:  # every process sees the batch's loss (and stops together on NaN)
-            step_loss = self.accelerator.reduce(step_loss.detach().clone(), reduction="sum")
-        loss = float(step_loss) / self.accelerator.num_processes
-        if not math.isfinite(loss):
-            raise TrainingError(self._fault("loss", loss))
+            step_loss = self.accelerator.reduce(step_loss.clone(), reduction="sum")
         if cfg.max_grad_norm > 0:
             norm = self.accelerator.clip_grad_norm_(self._params, cfg.max_grad_norm)
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in self._params if p.grad is not None])
-        norm = float(norm)
-        if not math.isfinite(norm) and cfg.mixed_precision != "fp16":  # fp16: the grad scaler skips the step
-            raise TrainingError(self._fault("gradient norm", norm))
+        self._pending.append((step_loss / self.accelerator.num_processes, torch.as_tensor(norm)))
+        if len(self._pending) >= self.sync_every or self.exp_step + 1 >= self.total_steps:
+            self._read_pending(self.exp_step + 1)
         self.optimizer.step()
         self.scheduler.step()
-        self.last_loss, self.last_grad_norm = loss, norm
-        self.step_losses.append(loss)
         self.exp_step += 1
         self.optimizer_steps_total += 1
+
+    def _read_pending(self, current: int) -> None:
+        """One host read of the pending steps' losses and gradient norms (the last one is step ``current``); the
+        first non-finite one raises."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        device = pending[0][0].device
+        values = torch.stack([torch.stack([loss.float(), norm.float().to(device)]) for loss, norm in pending]).tolist()
+        first = current + 1 - len(pending)
+        for k, (loss, norm) in enumerate(values):
+            if not math.isfinite(loss):
+                raise TrainingError(self._fault("loss", loss, first + k))
+            if not math.isfinite(norm) and self.train_cfg.mixed_precision != "fp16":  # fp16: the scaler skips it
+                raise TrainingError(self._fault("gradient norm", norm, first + k))
+            self.step_losses.append(loss)
+        self.last_loss, self.last_grad_norm = values[-1]
 
     # ------------------------------------------------------------------------------------------ prefix reuse
     def skip_training(self, experiences, restore: Callable[[], None] | None = None, **kwargs) -> None:

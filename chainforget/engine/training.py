@@ -202,8 +202,9 @@ def trainable_parameters(model) -> list[tuple[str, Any]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def make_optimizer(model, cfg: TrainConfig):
-    """AdamW over the trainable parameters; weight decay on matrices only (norm weights and biases are exempt)."""
+def make_optimizer(model, cfg: TrainConfig, fused: bool | None = None):
+    """AdamW over the trainable parameters; weight decay on matrices only (norm weights and biases are exempt).
+    ``fused`` (default: when every trainable parameter is on a CUDA device) updates all of them in one kernel."""
     import torch
 
     params = trainable_parameters(model)
@@ -214,7 +215,9 @@ def make_optimizer(model, cfg: TrainConfig):
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
     if rest:
         groups.append({"params": rest, "weight_decay": 0.0})
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    if fused is None:
+        fused = all(p.is_cuda for _, p in params)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, **({"fused": True} if fused else {}))
 
 
 def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
