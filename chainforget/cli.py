@@ -6,13 +6,14 @@ stay fast.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
 
 from chainforget import __version__
 from chainforget.config.defaults import SHARPNESS_DEFAULTS, TABLE_FORMATS
-from chainforget.errors import ChainforgetError
+from chainforget.errors import ChainforgetError, brief
 
 KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets", "launchers"]
 
@@ -29,11 +30,32 @@ def _say(text: str = "", err: bool = False) -> None:
         click.echo(text, err=err)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm, Kubernetes and `kill` send) raised as an interrupt, so it stops like Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 class _Group(click.Group):
     """Turns user errors into one line and exit status 2 (``--debug`` shows the traceback): ChainforgetError, a bad
-    flag (click's usage errors) and OSError (full disk, permissions: the environment, not a bug)."""
+    flag (click's usage errors) and OSError (full disk, permissions: the environment, not a bug). Ctrl-C exits 130
+    and SIGTERM 143, each with a line saying how to continue; writes in flight remove their temporary files. Any
+    other exception is a bug: one line asking for the --debug traceback, exit status 1."""
 
     def invoke(self, ctx):
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (an embedding application): leave its handler alone
+            previous = None
+        try:
+            return self._invoke(ctx)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _invoke(self, ctx):
         debug = lambda: bool(ctx.obj and ctx.obj.get("debug"))  # noqa: E731
         try:
             return super().invoke(ctx)
@@ -56,9 +78,20 @@ class _Group(click.Group):
 
             _say(f"error: {describe_os_error(exc)}", err=True)
             ctx.exit(2)
+        except Terminated:
+            _say("terminated (SIGTERM); rerun the same command (with --resume for `run`) to continue", err=True)
+            ctx.exit(143)
         except KeyboardInterrupt:
             _say("interrupted; rerun the same command (with --resume for `run`) to continue", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback without --debug
+            if debug():
+                raise
+            _say(f"error: internal error ({type(exc).__name__}: {brief(str(exc), 160)}); this is a bug in "
+                 f"chainforget: rerun with --debug and report the traceback", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -168,7 +201,15 @@ class _RunCommand(click.Command):
 @click.option("--chain", help="Comma-separated tasks in training order, e.g. bbq,gsm8k (or a task file path).")
 @click.option("--strategy", default=None, help="Strategy name (see `chainforget list strategies`).  [default: naive]")
 @click.option("--model", default=None,
-              help="Registered model name or a local Hugging Face model directory.  [default: smollm2-135m]")
+              help="Registered model name, a local Hugging Face model directory, or hf:ORG/NAME[@REVISION] (Hub "
+                   "cache; HF_HUB_OFFLINE=1 uses the cache only).  [default: smollm2-135m]")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+              help="Weights/compute dtype: auto = float32 on CPU, bfloat16 on a GPU that supports it; LoRA keeps "
+                   "float32 adapters, full fine-tuning float32 master weights under autocast.  [default: auto]")
+@click.option("--chat-template/--no-chat-template", default=None,
+              help="Wrap every prompt in the tokenizer's chat template (training and scoring).  [default: off]")
+@click.option("--trust-remote-code", is_flag=True, default=None,
+              help="Let the model directory's own Python code run (only for code you trust).")
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 0]")
 @click.option("--eval-tasks", default=None, help="Extra tasks evaluated after every stage (comma-separated).")
 @click.option("--limit-train", type=int, default=None, help="Training examples per task (stratified by group).")
@@ -182,16 +223,31 @@ class _RunCommand(click.Command):
 @click.option("--resume", is_flag=True, help="Continue from the run's own last checkpoint (plugin states included).")
 @click.option("--log", "log", default="", help="Avalanche loggers: comma-separated text,csv,tensorboard,wandb.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
+@click.option("--dry-run", is_flag=True, help="Print the stages to train and reuse, the examples and tokens, and "
+                                              "an estimated wall time from a short probe; train and write nothing.")
 @train_options
 def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, sets, config_path, sharpness, out,
-            resume, log, quiet, **train_flags):
+            resume, log, quiet, dry_run, **train_flags):
     """Train one chain with one strategy, evaluating every task after every stage; writes runs/<run-id>/."""
-    from chainforget.commands.runs import run_command
+    from chainforget.commands.runs import build_run_spec, run_command
+
+    model_options = {k: v for k in ("dtype", "chat_template", "trust_remote_code")
+                     if (v := train_flags.pop(k)) is not None}
+
+    if dry_run:
+        from chainforget.benchmark.dryrun import dry_run as plan_only
+
+        spec, _ = build_run_spec(chain=chain, strategy=strategy, model=model, seed=seed, eval_tasks=eval_tasks,
+                                 limit_train=limit_train, limit_eval=limit_eval, sets=sets, config_path=config_path,
+                                 sharpness=sharpness, train=_train_overrides(**train_flags),
+                                 model_options=model_options)
+        plan_only([spec], out, echo=_say)
+        return
 
     result = run_command(chain=chain, strategy=strategy, model=model, seed=seed, eval_tasks=eval_tasks,
                          limit_train=limit_train, limit_eval=limit_eval, sets=sets, config_path=config_path,
                          sharpness=sharpness, train=_train_overrides(**train_flags), out=out, resume=resume,
-                         log=log, quiet=quiet, echo=_echo(quiet))
+                         log=log, quiet=quiet, echo=_echo(quiet), model_options=model_options)
     from chainforget.report.summary import run_summary
 
     _say(run_summary(result))
@@ -211,13 +267,23 @@ def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, s
 @click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
               default="github", show_default=True, help="Table format.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
-def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, quiet):
+@click.option("--dry-run", is_flag=True, help="Print the stages to train and reuse, the examples and tokens, and "
+                                              "an estimated wall time from a short probe; train and write nothing.")
+def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, quiet, dry_run):
     """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
     from chainforget.commands.runs import leaderboard_command
 
+    if dry_run:
+        from chainforget.benchmark.dryrun import dry_run as plan_only
+        from chainforget.config.suite import expand_suite, parse_shard, resolve_suite, shard_specs
+
+        plan_only(shard_specs(expand_suite(resolve_suite(suite_path or preset)), parse_shard(shard)), out,
+                  echo=_say)
+        return
+
     _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
                              no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
-                             echo=_echo(quiet)))
+                             echo=_echo(quiet), warn=lambda msg: _say(f"warning: {msg}", err=True)))
 
 
 @main.command("metrics")

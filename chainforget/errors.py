@@ -8,13 +8,30 @@ Anything a user can cause (bad name, bad config value, malformed data file, miss
 from __future__ import annotations
 
 
+MAX_MESSAGE = 600  # characters: a message quoting a hostile value must stay one readable line
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: what every message shows of a user's value (a huge or deeply
+    nested value must not flood the terminal or exhaust memory while the message is formatted)."""
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 20:
+        value = type(value).__name__ + f" of {len(value)} items"
+        return value
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ChainforgetError(Exception):
-    """A problem the user can fix; the message is one line."""
+    """A problem the user can fix; the message is one line (cut at ``MAX_MESSAGE`` characters)."""
 
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        text = " ".join(str(message).split())
+        super().__init__(text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "...")
 
 
 class ConfigError(ChainforgetError):

@@ -143,14 +143,8 @@ class ForkServer:
 
 # ------------------------------------------------------------------------------------------------- file checks
 def digest(path: Path) -> str:
-    """sha256 of a file's bytes; for safetensors of its header with sorted keys plus its data, because the
-    library writes the ``__metadata__`` map in a per-process random (hash map) order."""
-    data = Path(path).read_bytes()
-    if path.suffix == ".safetensors":
-        n = int.from_bytes(data[:8], "little")
-        header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True).encode()
-        data = header + data[8 + n:]
-    return hashlib.sha256(data).hexdigest()
+    """sha256 of a file's bytes (safetensors included: the store writes their header with sorted keys)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def snapshot(root: Path, skip: tuple[str, ...] = (".lock",)) -> dict[str, str]:
@@ -160,8 +154,17 @@ def snapshot(root: Path, skip: tuple[str, ...] = (".lock",)) -> dict[str, str]:
             if p.is_file() and not p.name.endswith(skip) and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
 
 
+def every_file(root: Path) -> dict[str, str]:
+    """``digest`` of every file under ``root``, nothing excluded (for "byte-identical, nothing added")."""
+    return {str(p.relative_to(root)): digest(p) for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
 def temp_files(root: Path) -> list[Path]:
-    return sorted(p for p in Path(root).rglob(".*.tmp"))
+    """Every file under an --out directory that the store's layout does not name: temporary files of any name
+    (ours, ``.<name>.<random>.tmp``, or a library's own), orphans, strays."""
+    from chainforget.store.layout import is_layout_file
+
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and not is_layout_file(root, p))
 
 
 def check_no_half_files(root: Path) -> int:
@@ -173,6 +176,7 @@ def check_no_half_files(root: Path) -> int:
 
     from chainforget.store import results as store
     from chainforget.store.atomic import read_jsonl_gz
+    from chainforget.store.markers import verify_marker
 
     n = 0
     for p in sorted(Path(root).rglob("*")):
@@ -190,10 +194,12 @@ def check_no_half_files(root: Path) -> int:
         elif p.name == "DONE":
             d = p.parent
             if d.parent.name == "_prefix":  # a prefix entry: records + meta, and weights for trained stages
+                assert verify_marker(d) is None, (d, verify_marker(d))
                 read_jsonl_gz(d / "records.jsonl.gz")
                 json.loads((d / "meta.json").read_text())
                 assert d.name.startswith("base-") or (d / "weights.safetensors").is_file(), d
             elif d.parent.name == "checkpoints":
+                assert verify_marker(d, ["state.json"]) is None, (d, verify_marker(d))
                 assert json.loads((d / "state.json").read_text())["step"] == int(d.name.split("-")[1])
             else:
                 result = store.load_result(d)

@@ -114,11 +114,15 @@ def _chain_of_kills(server, args, out: str, specs: list[str], between=None) -> d
     log = server.workdir / f"{out}.faults"
     remaining, stats = list(specs), {"tried": 0, "fired": 0, "survived": 0, "lost": 0}
     outdir = server.workdir / out
+    kinds = {"train": 0, "eval": 0, "write": 0, "weights": 0}
     while remaining:
         stats["tried"] += 1
         rc, _, err = server.run(args + ["--out", out],
                                 env={"CHAINFORGET_CRASH_AT": ",".join(remaining), "CHAINFORGET_FAULT_LOG": str(log)})
         fired = [ln.split()[2] for ln in log.read_text().splitlines()] if log.exists() else []
+        for spec in (s for s in remaining if s in fired):
+            kinds[spec.split("/")[0]] += 1
+            kinds["weights"] += spec.endswith(".safetensors")
         remaining = [s for s in remaining if s not in fired]
         if rc == 0:
             break
@@ -130,9 +134,9 @@ def _chain_of_kills(server, args, out: str, specs: list[str], between=None) -> d
             between(stats["fired"])
     rc, table, err = server.run(args + ["--out", out])
     assert rc == 0, err[-3000:]
-    assert not temp_files(outdir)
+    assert temp_files(outdir) == []  # no temporary (or any other unnamed) file survives the rerun
     stats["unfired"] = len(remaining)
-    return stats | {"table": table}
+    return stats | {"kinds": kinds, "table": table}
 
 
 def _pick(rng: random.Random, timeline: list[str], n_writes: int) -> list[str]:
@@ -148,11 +152,15 @@ def _pick(rng: random.Random, timeline: list[str], n_writes: int) -> list[str]:
 
 RUN_TIMELINE = [
     "write/*/spec.json", "eval/0", "write/base-*/records.jsonl.gz", "write/base-*/DONE",
-    "write/records/step-0.jsonl.gz", "train/1", "eval/1", "write/s1-*/records.jsonl.gz", "write/s1-*/meta.json",
-    "write/s1-*/DONE", "write/step-1/state.json", "write/step-1/DONE", "write/records/step-1.jsonl.gz", "train/2",
-    "eval/2", "write/s2-*/meta.json", "write/s2-*/DONE", "write/step-2/DONE", "write/records/step-2.jsonl.gz",
-    "write/*/result.json", "write/bbq-gsm8k_*/DONE",
+    "write/records/step-0.jsonl.gz", "train/1", "eval/1", "write/s1-*/weights.safetensors",
+    "write/s1-*/records.jsonl.gz", "write/s1-*/meta.json", "write/s1-*/DONE", "write/step-1/*.safetensors",
+    "write/step-1/state.json", "write/step-1/DONE", "write/records/step-1.jsonl.gz", "train/2", "eval/2",
+    "write/s2-*/weights.safetensors", "write/s2-*/meta.json", "write/s2-*/DONE", "write/step-2/*.safetensors",
+    "write/step-2/DONE", "write/records/step-2.jsonl.gz", "write/*/result.json", "write/bbq-gsm8k_*/DONE",
 ]
+# Always armed: a weights file and a plugin state (safetensors, through the same atomic writer as everything else)
+# and the records file between the stages (where the NaN is planted).
+FIXED_RUN_POINTS = {"write/records/step-1.jsonl.gz", "write/s2-*/weights.safetensors", "write/step-1/*.safetensors"}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -181,8 +189,8 @@ def test_run_killed_at_random_points_ends_identical(server, board, seed):
             assert not list(out.glob("_prefix/s2-*/DONE")) and not list(out.glob("*/DONE"))
             extra["nan"] += 1
 
-    # seeded-random points, plus one fixed point between stage 1 and stage 2 (where the NaN is planted)
-    specs = sorted(set(_pick(random.Random(seed), RUN_TIMELINE, 5)) | {"write/records/step-1.jsonl.gz"},
+    # seeded-random points, plus the fixed ones
+    specs = sorted(set(_pick(random.Random(seed), RUN_TIMELINE, 5)) | FIXED_RUN_POINTS,
                    key=lambda spec: RUN_TIMELINE.index(spec.split("+")[0]))
     stats = _chain_of_kills(server, RUN, name, specs, between)
     ref, got = run_dir(board[0], "ewc"), run_dir(out, "ewc")
@@ -202,7 +210,7 @@ def _kept(before: dict[str, str], after: dict[str, str]) -> bool:
 
 
 LEADERBOARD_TIMELINE = [
-    "eval/0", "train/1", "write/s1-*/DONE", "train/2", "write/s2-*/records.jsonl.gz", "write/*naive*/result.json",
+    "eval/0", "train/1", "write/s1-*/weights.safetensors", "write/s1-*/DONE", "train/2", "write/s2-*/records.jsonl.gz", "write/*naive*/result.json",
     "write/bbq-gsm8k_naive_*/DONE", "write/step-1/DONE", "train/2:2", "eval/2", "write/bbq-gsm8k_ewc_*/DONE",
 ]
 

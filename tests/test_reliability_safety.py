@@ -20,7 +20,7 @@ FORBIDDEN = {
     r"\bfrom\s+(c?pickle|dill|shelve|marshal|joblib)\s+import\b": "a pickle module",
     r"\bpickle\.loads?\(": "pickle.load",
     # yaml.load only with chainforget's SafeLoader subclass that also refuses duplicate keys (config/suite.py)
-    r"\byaml\.(load(?![^\n]*Loader=_unique_key_loader\(\))|unsafe_load|full_load|load_all)\(":
+    r"\byaml\.(load(?![^\n]*Loader=_bounded_loader\(\))|unsafe_load|full_load|load_all)\(":
         "yaml.load (use yaml.safe_load)",
     r"Loader\s*=\s*yaml\.(Loader|UnsafeLoader|FullLoader)": "an unsafe YAML loader",
     r"trust_remote_code\s*[:=]\s*(bool\s*=\s*)?True": "trust_remote_code on by default",
@@ -101,7 +101,7 @@ def test_weights_and_plugin_states_never_unpickle(tmp_path, tiny_model):
     names a class outside chainforget is refused too."""
     import torch
 
-    from chainforget.engine import state
+    from chainforget.store import state
 
     model, _ = tiny_model
     pwned = tmp_path / "PWNED"

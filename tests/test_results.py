@@ -35,6 +35,13 @@ def _enospc(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+def write_complete(run_dir, result):
+    """A complete run as the runner leaves it: one records file per score-matrix row, then the result."""
+    for step in range(len(result["stages"])):
+        write_records(run_dir, step, [])
+    return write_result(run_dir, result)
+
+
 def _one_line(exc: BaseException) -> str:
     msg = str(exc)
     assert "\n" not in msg
@@ -132,18 +139,21 @@ def test_write_then_load_result_roundtrip(tmp_path):
     run_dir = tmp_path / "runs" / "abc"
     result = make_result(strategy="replay", forgetting=0.05)
     assert not is_complete(run_dir)
-    write_result(run_dir, result)
+    write_complete(run_dir, result)
     assert is_complete(run_dir)
     loaded = load_result(run_dir)
     assert loaded["schema_version"] == SCHEMA_VERSION
     assert loaded["metrics"] == result["metrics"] and loaded["score_matrix"] == result["score_matrix"]
-    assert sorted(os.listdir(run_dir)) == ["DONE", "result.json"]
+    assert sorted(os.listdir(run_dir)) == ["DONE", "records", "result.json"]
+    marker = json.loads((run_dir / "DONE").read_text())
+    assert sorted(marker["sha256"]) == ["records/step-0.jsonl.gz", "records/step-1.jsonl.gz",
+                                        "records/step-2.jsonl.gz", "result.json"]
 
 
 def test_done_marker_written_after_result(tmp_path, monkeypatch):
     """If writing the result fails, no DONE marker exists; a previously complete run becomes incomplete."""
     run_dir = tmp_path / "run"
-    write_result(run_dir, make_result())
+    write_complete(run_dir, make_result())
     monkeypatch.setattr(atomic.os, "replace", _enospc)
     with pytest.raises(DataError, match="no space left"):
         write_result(run_dir, make_result(forgetting=0.3))
@@ -156,7 +166,7 @@ def test_done_marker_written_after_result(tmp_path, monkeypatch):
 
 def test_missing_done_marker_is_incomplete(tmp_path):
     run_dir = tmp_path / "x"
-    write_result(run_dir, make_result())
+    write_complete(run_dir, make_result())
     (run_dir / "DONE").unlink()
     with pytest.raises(DataError, match="incomplete run: rerun the same command to finish it"):
         load_result(run_dir)
@@ -164,15 +174,12 @@ def test_missing_done_marker_is_incomplete(tmp_path):
 
 def test_schema_version_mismatch(tmp_path):
     run_dir = tmp_path / "runs" / "x"
-    write_result(run_dir, make_result())
+    write_complete(run_dir, make_result())
     data = json.loads((run_dir / "result.json").read_text())
     data["schema_version"] = 2
     text = json.dumps(data)
     (run_dir / "result.json").write_text(text)
-    # keep the marker consistent so only the version is wrong
-    import hashlib
-    (run_dir / "DONE").write_text(json.dumps({"schema_version": 2,
-                                              "result_sha256": hashlib.sha256(text.encode()).hexdigest()}))
+    (run_dir / "DONE").write_text("from another version\n")  # the version is reported first, whatever the marker
     with pytest.raises(DataError) as info:
         load_result(run_dir)
     assert _one_line(info.value) == (
@@ -183,7 +190,7 @@ def test_schema_version_mismatch(tmp_path):
 
 def test_optional_fields_may_be_null_where_the_runner_writes_null(tmp_path):
     result = {**make_result(), "sharpness": None, "git": None, "train_config": {"finetune": "full"}}
-    write_result(tmp_path / "r", result)
+    write_complete(tmp_path / "r", result)
     assert load_result(tmp_path / "r")["sharpness"] is None
     with pytest.raises(DataError, match="field 'sharpness' must be a list or null, got str"):
         write_result(tmp_path / "s", {**result, "sharpness": "high"})
@@ -191,7 +198,7 @@ def test_optional_fields_may_be_null_where_the_runner_writes_null(tmp_path):
 
 def test_edited_or_invalid_result_is_rejected(tmp_path):
     run_dir = tmp_path / "x"
-    write_result(run_dir, make_result())
+    write_complete(run_dir, make_result())
     (run_dir / "result.json").write_text((run_dir / "result.json").read_text().replace('"bbq"', '"bqq"', 1))
     with pytest.raises(DataError, match="does not match its completion marker"):
         load_result(run_dir)
@@ -224,7 +231,7 @@ def test_records_roundtrip_and_validation(tmp_path):
 def test_find_runs_nested_globs_and_incomplete(tmp_path):
     base = tmp_path / "runs"
     for name in ("a", "b", "suite/c"):
-        write_result(base / name, make_result())
+        write_complete(base / name, make_result())
     write_records(base / "d", 0, [{"task": "bbq", "step": 0, "id": "1", "group": "g"}])  # killed before result
     atomic_write_json(base / "e" / "spec.json", {"chain": ["bbq"]})  # killed before the first evaluation
     prefix = base / "_prefix" / "s1-abc"  # shared-prefix store: DONE + records file, but not a run
@@ -255,3 +262,33 @@ def test_written_files_get_the_normal_umask_permissions(tmp_path):
     path = tmp_path / "f.json"
     atomic_write_json(path, {})
     assert path.stat().st_mode & 0o777 == 0o666 & ~atomic._current_umask()
+
+
+# ---------------------------------------------------------------- checksummed markers (issue 19, item 6)
+
+
+def test_a_marker_without_checksums_is_refused(tmp_path):
+    """Editing result.json and writing {} (or the old "ok") into DONE must not bypass the tamper check."""
+    run_dir = tmp_path / "x"
+    write_complete(run_dir, make_result())
+    for marker in ("{}", "ok\n", '{"schema_version": 1, "sha256": {}}', '{"sha256": {"result.json": "abc"}}'):
+        (run_dir / "DONE").write_text(marker)
+        with pytest.raises(DataError, match="holds no checksums, so nothing vouches for its result") as info:
+            load_result(run_dir)
+        _one_line(info.value)
+
+
+def test_a_complete_run_must_hold_every_step_it_claims(tmp_path):
+    run_dir = tmp_path / "x"
+    write_complete(run_dir, make_result())
+    (run_dir / "records" / "step-1.jsonl.gz").unlink()
+    with pytest.raises(DataError, match=r"records/step-1\.jsonl\.gz is missing, but the run claims 3 score-matrix "
+                                        r"rows; delete the run directory and rerun"):
+        load_result(run_dir)
+    write_records(run_dir, 1, [{"task": "bbq", "step": 1, "id": "1", "group": "g"}])  # other bytes than marked
+    with pytest.raises(DataError, match=r"step-1\.jsonl\.gz does not match its completion marker"):
+        load_result(run_dir)
+    assert results.run_damage(run_dir).startswith(str(run_dir / "records"))
+    write_complete(tmp_path / "ok", make_result())
+    assert results.run_damage(tmp_path / "ok") is None
+

@@ -22,7 +22,7 @@ def test_run_id_is_stable_and_config_sensitive():
     ({"chain": ("bbq", "bbq")}, "appears twice"),
     ({"chain": ("bbq",), "limit_train": 0}, "positive integer"),
     ({"chain": ("bbq",), "limit_eval": {"gsm8k": 3}}, "not in this run"),
-    ({"chain": ("bbq",), "seed": -1}, "non-negative"),
+    ({"chain": ("bbq",), "seed": -1}, r"seed must be an integer in \[0, 4294967295\], got -1"),
 ])
 def test_bad_specs(kwargs, message):
     with pytest.raises(ConfigError, match=message):

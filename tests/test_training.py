@@ -166,7 +166,7 @@ def test_trainable_round_trip_lora_saves_adapters_only(tiny_model, tmp_path):
 
 def test_weights_reach_the_disk_before_their_name(tiny_model, tmp_path, monkeypatch):
     """Checkpoint weights are fsynced before the rename and the directory after it (power-loss safety)."""
-    from chainforget.engine import state
+    from chainforget.store import state
 
     events = []
     real_fsync, real_replace = os.fsync, os.replace

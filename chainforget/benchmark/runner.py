@@ -21,9 +21,11 @@ from chainforget.benchmark.stage_runner import StageRunner
 from chainforget.config.metric_options import metric_options_from
 from chainforget.config.spec import RunSpec
 from chainforget.engine.distributed import Ranks
-from chainforget.errors import ConfigError
+from chainforget.engine.memory import check_run_fits
+from chainforget.errors import ConfigError, DataError
 from chainforget.store import results as store
 from chainforget.store.atomic import atomic_write_json, remove_stale_temps
+from chainforget.store.layout import CHECKPOINTS_DIR, RECORDS_DIR, RunLayout
 from chainforget.store.prefix import PrefixStore, base_key, stage_key
 from chainforget.store.provenance import provenance
 from chainforget.metrics.compute import compute_all
@@ -48,18 +50,28 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
         echo, progress, loggers = (lambda msg: None), False, ()
     run_id = resolved.spec.run_id()
     run_dir = Path(out_dir) / run_id
+    layout = RunLayout(run_dir)
     held: list[Any] = []
 
     def claim():
-        """Main process: lock the run; its result if complete, else None (stale temp files cleared)."""
+        """Main process: the result of a complete run (verified; no lock, so a read-only --out works), else lock the
+        run and return its result if it became complete meanwhile, else None (stale temp files cleared)."""
+        if store.is_complete(run_dir):
+            try:
+                result = store.load_result(run_dir)
+            except DataError:
+                pass  # perhaps being rewritten: decide under the lock
+            else:
+                check_same_data(result, resolved, run_dir)
+                return result
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            lock = FileLock(str(run_dir / ".lock"), timeout=-1 if wait else 0)
+            lock = FileLock(str(layout.lock), timeout=-1 if wait else 0)
             if wait and lock.is_locked:
                 echo(f"{run_id}: another process is computing it; waiting")
             lock.acquire()
         except Timeout:
-            raise ConfigError(f"run {run_id} is being computed by another process (lock {run_dir / '.lock'}); "
+            raise ConfigError(f"run {run_id} is being computed by another process (lock {layout.lock}); "
                               f"wait for it to finish or pass a different --out") from None
         held.append(lock)
         if store.is_complete(run_dir):
@@ -85,8 +97,9 @@ def _execute(resolved: ResolvedRun, run_dir: Path, *, resume: bool, progress: bo
              metric_options: dict[str, Any], loggers: tuple[str, ...], ranks) -> dict[str, Any]:
 
     spec = resolved.spec
+    check_run_fits(resolved.model_spec, resolved.train_cfg, spec.dtype)  # before any weights are loaded
     if ranks.is_main:
-        atomic_write_json(run_dir / "spec.json", spec.to_dict())
+        atomic_write_json(RunLayout(run_dir).spec, spec.to_dict())
     t_start = time.time()
     stage_runner = StageRunner(resolved, run_dir, PrefixStore(run_dir.parent), progress=progress, echo=echo, loggers=loggers,
                      ranks=ranks)
@@ -130,8 +143,8 @@ def _finish(resolved: ResolvedRun, run_dir: Path, stage_runner, stages: list[Sta
         "metric_options": options,
         **computed,
         "sharpness": stage_runner.sharpness if spec.sharpness else None,
-        "records": "records/",
-        "checkpoints": "checkpoints/",
+        "records": f"{RECORDS_DIR}/",
+        "checkpoints": f"{CHECKPOINTS_DIR}/",
         "complete": True,
     }
     store.write_result(run_dir, result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,13 @@ from typing import Any
 from chainforget.benchmark.plan import plan_stages, seed_everything
 from chainforget.benchmark.streams import build_benchmark, experience_from_examples
 from chainforget.config.defaults import SHARPNESS_DEFAULTS
+from chainforget.engine import chat, precision
 from chainforget.engine.distributed import Ranks
+from chainforget.engine.models import load_model
 from chainforget.metrics.sharpness import model_sharpness
-from chainforget.store.atomic import atomic_write_json, atomic_write_text, read_json, remove_stale_temps
+from chainforget.store.atomic import atomic_write_json, read_json
+from chainforget.store.layout import STATE_FILE, RunLayout
+from chainforget.store.markers import verify_marker, write_marker
 from chainforget.store.prefix import PrefixStore
 from chainforget.store.state import load_plugin_states, save_plugin_states
 from chainforget.testing import faults
@@ -24,26 +29,34 @@ class StageRunner:
         from chainforget.engine.template import CausalLMTemplate, make_loggers
 
         self.resolved, self.run_dir, self.prefix, self.echo, self.progress = resolved, run_dir, prefix, echo, progress
+        self.layout = RunLayout(run_dir)
         # Under a launch every rank trains and scores its share; the main rank alone locks, decides and writes
         # (decisions reach the others through ranks.on_main), non-main ranks return no records.
         self.ranks = ranks or Ranks()
         spec = resolved.spec
         self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}}
         self.sharpness: list[dict[str, Any] | None] = [None]
+        prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
+        with self.ranks.main_first():  # a first use converts the model into the cache once
+            model, self.tokenizer = load_model(resolved.model_spec, dtype=prec.torch_weights,
+                                               trust_remote_code=spec.trust_remote_code)
+        if spec.chat_template:  # every consumer of examples (training, scoring, replay, EWC, sharpness) sees it
+            chat.check(self.tokenizer, spec.model)
+            resolved = self.resolved = dataclasses.replace(resolved, tasks=chat.chat_tasks(resolved.tasks,
+                                                                                          self.tokenizer))
         train_tasks = [resolved.tasks[n] for n in spec.chain]
         eval_tasks = [resolved.tasks[n] for n in spec.all_eval_tasks]
         self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train_for, spec.limit_eval_for)
         self.train_examples = {n: list(exp.dataset) for n, exp in zip(self.bench.train_task_names,
                                                                       self.bench.train_stream)}
-        with self.ranks.main_first():  # a first use converts the model into the cache once
-            model, self.tokenizer = resolved.model_spec.load()
         self.stages, ctx = plan_stages(resolved, self.train_examples)  # the run's stages, planned once
         self.plugins = list(resolved.strategy.make_plugins(resolved.params, ctx))
         seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
         self.template = CausalLMTemplate(
-            model, self.tokenizer, resolved.train_cfg, plugins=self.plugins, eval_batch_size=spec.eval_batch_size,
+            model, self.tokenizer, precision.train_config(resolved.train_cfg, prec), plugins=self.plugins,
+            eval_batch_size=spec.eval_batch_size,
             progress=progress, task_specs={n: t.spec for n, t in resolved.tasks.items()},
-            loggers=make_loggers(loggers, run_dir / "logs") if loggers else ())
+            loggers=make_loggers(loggers, self.layout.logs) if loggers else ())
         self.template.use_benchmark(self.bench)
         self.model = self.template.model
 
@@ -62,13 +75,12 @@ class StageRunner:
     def base_records(self, key: str) -> list[dict]:
         ranks = self.ranks
         with ranks.main_holds(self.prefix.lock(key)):
-            if ranks.on_main(lambda: self.prefix.complete(key)):
+            if ranks.on_main(lambda: self.prefix.usable(key, self.echo)):  # verified; a damaged entry is removed
                 self.timings["reused"]["0"] = key
                 return self.prefix.load_records(key) if ranks.is_main else []
             self.echo(f"evaluating the base model on {', '.join(self.bench.eval_task_names)}")
             records = self.evaluate(0)
             if ranks.is_main:
-                remove_stale_temps(self.prefix.path(key))  # a killed writer's leftovers; we hold the key's lock
                 self.prefix.save(key, self.model, records, {"stage": "base"}, with_weights=False)
             return records
 
@@ -76,18 +88,18 @@ class StageRunner:
     def run_stage(self, k: int, stage, key: str, *, resume: bool) -> list[dict]:
         """Restore (``--resume``), reuse (identical prefix) or train stage ``k``; its evaluation records."""
         ranks = self.ranks
-        ckpt = self.run_dir / "checkpoints" / f"step-{k}"
+        ckpt = self.layout.checkpoint(k)
         exp = self._experience(k, stage)
-        if ranks.on_main(lambda: resume and (ckpt / "DONE").exists() and self.prefix.complete(key)):
-            self.echo(f"stage {k} ({stage.label}): resumed from {ckpt}")
+        if ranks.on_main(lambda: resume and self._checkpoint_usable(k, key)):
+            self.echo(f"stage {k} ({stage.label}): resumed from {ckpt.root}")
             self.prefix.load_weights(key, self.model)
-            load_plugin_states(self.plugins, ckpt)
+            load_plugin_states(self.plugins, ckpt.root)
             self.template.clock.train_exp_counter = k  # as after a walked stage: errors name the right experience
             self.timings["reused"][str(k)] = key
             return self._finish_restored(k, key)
         seed_everything(self.resolved.spec.seed, k)
         with ranks.main_holds(self.prefix.lock(key)):
-            if ranks.on_main(lambda: self.prefix.complete(key)):
+            if ranks.on_main(lambda: self.prefix.usable(key, self.echo)):  # verified; a damaged entry is removed
                 self.echo(f"stage {k} ({stage.label}): identical prefix already trained, reusing {key}")
                 # the hooks see what training would show them: the starting weights at before_training_exp, the
                 # stored ones at after_training_exp; weight edits made during the walk are undone (docs/plugins.md)
@@ -108,19 +120,36 @@ class StageRunner:
                     if self.resolved.spec.sharpness:
                         meta["sharpness"] = self._sharpness(stage)
                         self.sharpness.append(meta["sharpness"])
-                    remove_stale_temps(self.prefix.path(key))
                     self.prefix.save(key, self.model, records, meta)
         if ranks.is_main:
             self._checkpoint(k, stage, key)
         return records
 
     def _checkpoint(self, k: int, stage, key: str) -> None:
-        """The run's own marker that stage ``k`` is done (weights live in the prefix store), plugin states with it."""
-        ckpt = self.run_dir / "checkpoints" / f"step-{k}"
-        ckpt.mkdir(parents=True, exist_ok=True)
-        save_plugin_states(self.plugins, ckpt)
-        atomic_write_json(ckpt / "state.json", {"prefix": key, "stage": stage.label, "step": k})
-        atomic_write_text(ckpt / "DONE", "ok\n")
+        """The run's own marker that stage ``k`` is done (weights live in the prefix store), plugin states with it;
+        the DONE marker, written last, holds the sha256 of each file."""
+        ckpt = self.layout.checkpoint(k)
+        ckpt.root.mkdir(parents=True, exist_ok=True)
+        ckpt.done.unlink(missing_ok=True)  # a rewrite never pairs an old marker with new files
+        keys = save_plugin_states(self.plugins, ckpt.root)
+        atomic_write_json(ckpt.state, {"prefix": key, "stage": stage.label, "step": k})
+        write_marker(ckpt.root, [p.name for key in keys for p in ckpt.plugin_files(key)] + [STATE_FILE])
+
+    def _checkpoint_usable(self, k: int, key: str) -> bool:
+        """``--resume`` restores stage ``k`` only from an intact checkpoint of this very prefix entry (checksums
+        verified); a damaged one is said and ignored, and the stage is reused or retrained instead."""
+        ckpt = self.layout.checkpoint(k)
+        if not ckpt.done.exists():
+            return False
+        problem = verify_marker(ckpt.root, [STATE_FILE])
+        if problem is None:
+            state = read_json(ckpt.state)
+            if not isinstance(state, dict) or state.get("prefix") != key:
+                problem = "state.json names another prefix entry"
+        if problem is not None:
+            self.echo(f"checkpoint {ckpt.root} is damaged ({problem}); not resuming from it")
+            return False
+        return self.prefix.complete(key)
 
     def _poison(self) -> None:
         """A planted numerical fault (CHAINFORGET_NAN_AT): NaN in the trainable weights, so the first loss is NaN."""
@@ -136,7 +165,7 @@ class StageRunner:
         if not self.ranks.is_main:
             return []
         if self.resolved.spec.sharpness:
-            self.sharpness.append(read_json(self.prefix.path(key) / "meta.json").get("sharpness"))
+            self.sharpness.append(self.prefix.load_meta(key).get("sharpness"))
         return self.prefix.load_records(key)
 
     def _experience(self, k: int, stage):

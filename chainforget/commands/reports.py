@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from chainforget.config.ranges import check_number
 from chainforget.errors import ConfigError
 from chainforget.report.compare import METRICS, compare_runs, load_groups
 from chainforget.report.plots import plot_all
@@ -13,8 +14,8 @@ from chainforget.store.results import find_runs, load_result, load_run
 
 def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, metrics: Sequence[str],
                     n_boot: int, seed: int, fmt: str) -> tuple[str, list[str]]:
-    if n_boot < 1:
-        raise ConfigError(f"--n-boot must be >= 1, got {n_boot}")
+    check_number("n_boot", n_boot)
+    check_number("seed", seed)
     if by == "strategy":
         paths = [s.partition("=")[2] or s for s in run_sets]
         runs, warnings = find_runs(paths)

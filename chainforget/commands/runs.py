@@ -11,13 +11,15 @@ from chainforget.benchmark.suite_runner import collect_results, run_suite
 from chainforget.config.files import load_config_file
 from chainforget.config.spec import RunSpec, check_keys, parse_set_options, parse_task_list
 from chainforget.config.suite import parse_shard, resolve_suite
+from chainforget.engine.logs import check_wandb, parse_logger_names
 from chainforget.errors import ConfigError
 from chainforget.metrics.compute import recompute_run
 from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
 from chainforget.store.results import load_result
 
 RUN_CONFIG_KEYS = {"chain", "strategy", "model", "seed", "strategy_params", "train", "eval_tasks", "limit_train",
-                   "limit_eval", "task_options", "sharpness", "eval_batch_size", "metric_options"}
+                   "limit_eval", "task_options", "sharpness", "eval_batch_size", "metric_options", "dtype",
+                   "chat_template", "trust_remote_code"}
 
 
 def _load_run_config(path: str, what: str) -> dict[str, Any]:
@@ -27,7 +29,8 @@ def _load_run_config(path: str, what: str) -> dict[str, Any]:
 
 
 def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tasks=None, limit_train=None,
-                   limit_eval=None, sets=(), config_path=None, sharpness=None, train=None) -> tuple[RunSpec, dict]:
+                   limit_eval=None, sets=(), config_path=None, sharpness=None, train=None,
+                   model_options=None) -> tuple[RunSpec, dict]:
     """Config file first, then flags; returns the spec and the metric options."""
     cfg: dict[str, Any] = _load_run_config(config_path, "run config") if config_path else {}
     for key in ("metric_options", "strategy_params", "train", "task_options"):
@@ -35,7 +38,8 @@ def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tas
             raise ConfigError(f"{config_path}: {key} must be a mapping of keys to values, got {cfg[key]!r}")
     metric_options = dict(cfg.pop("metric_options", None) or {})
     flags = {"chain": chain, "strategy": strategy, "model": model, "seed": seed, "eval_tasks": eval_tasks,
-             "limit_train": limit_train, "limit_eval": limit_eval, "sharpness": sharpness}
+             "limit_train": limit_train, "limit_eval": limit_eval, "sharpness": sharpness,
+             **(model_options or {})}  # dtype, chat_template, trust_remote_code
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if not cfg.get("chain"):
         raise ConfigError("no chain given; pass --chain bbq,gsm8k (see `chainforget list tasks`)")
@@ -56,18 +60,24 @@ def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tas
 def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable[[str], None], **spec_args) -> dict:
     spec, metric_options = build_run_spec(**spec_args)
     loggers = tuple(x.strip() for x in log.split(",") if x.strip()) if log else ()
+    if "wandb" in parse_logger_names(loggers):
+        check_wandb()  # before any work, not after the model has loaded
     return run(spec, out, resume=resume, progress=not quiet, echo=echo, metric_options=metric_options,
                loggers=loggers)
 
 
 def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,
                         no_run: bool, sort_key: str | None, ascending: bool, fmt: str, quiet: bool,
-                        echo: Callable[[str], None]) -> str:
+                        echo: Callable[[str], None], warn: Callable[[str], None] | None = None) -> str:
+    warn = warn or echo
     suite = resolve_suite(suite_path or preset)
     shard_t = parse_shard(shard)
     if not no_run:
-        run_suite(suite, out, shard=shard_t, progress=not quiet, echo=echo, launcher=launcher)
-    results, missing = collect_results(suite, out)
+        run_suite(suite, out, shard=shard_t, progress=not quiet, echo=echo, launcher=launcher,
+                  warn=lambda msg: None)  # the damaged runs are reported once, below
+    results, missing, damaged = collect_results(suite, out)
+    for line in damaged:
+        warn(f"damaged run left out of the table: {line}")
     if missing:
         echo(f"{len(missing)} run(s) of this suite are not complete yet (other shards?): {', '.join(missing[:5])}"
              + (" ..." if len(missing) > 5 else ""))

@@ -2,40 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 from tabulate import tabulate
 
 from chainforget.benchmark.plan import plan_stages, resolve_run
 from chainforget.config.defaults import SHARPNESS_DEFAULTS
+from chainforget.config.ranges import check_number
 from chainforget.config.spec import RunSpec
+from chainforget.engine import chat, precision
+from chainforget.engine.models import load_model
 from chainforget.engine.training import apply_finetune
 from chainforget.errors import DataError
 from chainforget.metrics.sharpness import model_sharpness
 from chainforget.store.atomic import read_json
+from chainforget.store.layout import STATE_FILE, RunLayout
+from chainforget.store.markers import verify_marker
 from chainforget.store.prefix import PrefixStore
-from chainforget.store.results import load_result
+from chainforget.store.results import REDO, load_result
 
 
 def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS["batch_size"],
                     max_iter: int = SHARPNESS_DEFAULTS["max_iter"], tol: float = SHARPNESS_DEFAULTS["tol"]) -> list[dict]:
     """One row per trained stage: the stage's weights (from the prefix store) on a probe of its own training data."""
+    check_number("probe_size", probe_size)
+    check_number("max_iter", max_iter)
+    check_number("tol", tol)
     run_dir = Path(run_dir)
     result = load_result(run_dir)
     resolved = resolve_run(RunSpec.from_dict(result["spec"]))
+    spec = resolved.spec
+    prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
+    model, tokenizer = load_model(resolved.model_spec, dtype=prec.torch_weights,
+                                  trust_remote_code=spec.trust_remote_code)
+    if spec.chat_template:  # the probe reads the prompts the run trained on
+        resolved = dataclasses.replace(resolved, tasks=chat.chat_tasks(resolved.tasks, tokenizer))
     train_examples = {n: resolved.tasks[n].train_examples(resolved.spec.limit_train_for(n)) for n in resolved.spec.chain}
     stages, _ = plan_stages(resolved, train_examples)
-    model, tokenizer = resolved.model_spec.load()
     model = apply_finetune(model, resolved.train_cfg)
-    store = PrefixStore(run_dir.parent)
+    store, layout = PrefixStore(run_dir.parent), RunLayout(run_dir)
+    fix = f"{REDO} (damaged prefix entries are recomputed), then rerun sharpness"
     rows = []
     for k, stage in enumerate(stages, start=1):
-        state_file = run_dir / "checkpoints" / f"step-{k}" / "state.json"
-        if not state_file.exists():
-            raise DataError(f"{state_file} is missing; the run's checkpoints were deleted, rerun it to recreate them")
-        key = read_json(state_file)["prefix"]
-        if not store.complete(key):
-            raise DataError(f"the checkpoint {store.path(key)} of stage {k} is missing; rerun the run to recreate it")
+        ckpt = layout.checkpoint(k)
+        if not ckpt.state.exists():
+            raise DataError(f"{ckpt.state} is missing; the run's checkpoints were deleted: {fix}")
+        problem = verify_marker(ckpt.root, [STATE_FILE])
+        state = read_json(ckpt.state, "checkpoint file", fix=fix) if problem is None else None
+        key = state.get("prefix") if isinstance(state, dict) else None
+        if problem is None and not (isinstance(key, str) and re.fullmatch(r"s\d+-[0-9a-f]{16}", key)):
+            problem = "its state.json names no prefix entry"
+        if problem is not None:
+            raise DataError(f"checkpoint {ckpt.root} of stage {k} is damaged ({problem}); {fix}")
+        problem = store.damage(key)
+        if problem is not None:
+            raise DataError(f"the stored weights {store.path(key)} of stage {k} are damaged or missing ({problem}); "
+                            f"{fix}")
         store.load_weights(key, model)
         value, iters, converged = model_sharpness(model, tokenizer, stage.examples, batch_size=probe_size,
                                                   seed=resolved.spec.seed, max_iter=max_iter, tol=tol)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from chainforget.config.defaults import METRIC_OPTION_DEFAULTS
+from chainforget.config.ranges import check_number
 from chainforget.config.spec import check_keys
-from chainforget.errors import ConfigError
 
 
 def metric_options_from(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -14,7 +14,5 @@ def metric_options_from(options: Mapping[str, Any] | None) -> dict[str, Any]:
     options = dict(options or {})
     check_keys(options, set(METRIC_OPTION_DEFAULTS), "metric option")
     for key, value in options.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
-            raise ConfigError(f"metric option {key} must be a {'non-negative' if key == 'seed' else 'positive'} "
-                              f"integer, got {value!r}")
+        check_number(key, value, "metric option ")
     return {**METRIC_OPTION_DEFAULTS, **options}

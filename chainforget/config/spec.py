@@ -13,7 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from chainforget.errors import ConfigError
+from chainforget.config.ranges import check_number, check_train_bounds
+from chainforget.errors import ConfigError, brief
 
 SPEC_VERSION = 1
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -51,30 +52,30 @@ class RunSpec:
     def __post_init__(self) -> None:
         for name in ("strategy", "model"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ConfigError(f"{name} must be a name (text), got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a name (text), got {brief(getattr(self, name))}")
         for name in ("strategy_params", "train", "task_options"):
             if not isinstance(getattr(self, name), Mapping):
-                raise ConfigError(f"{name} must be a mapping of keys to values, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a mapping of keys to values, got {brief(getattr(self, name))}")
         for task, options in self.task_options.items():
             if not isinstance(options, Mapping):
                 raise ConfigError(f"task_options.{task} must be a mapping such as {{primary_metric: gold_logprob}}, "
-                                  f"got {options!r}")
+                                  f"got {brief(options)}")
         if "seed" in self.train:
             raise ConfigError("seed belongs at the top level of a run (--seed or `seed:`), not under train")
         for name in ("sharpness", "chat_template", "trust_remote_code"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be true or false, got {brief(getattr(self, name))}")
         if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {'|'.join(DTYPES)}, got {self.dtype!r}; pass --dtype "
+            raise ConfigError(f"dtype must be one of {'|'.join(DTYPES)}, got {brief(self.dtype)}; pass --dtype "
                               f"{'|'.join(DTYPES)}")
         if isinstance(self.eval_batch_size, bool):
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
+            raise ConfigError(f"eval_batch_size must be a positive integer, got {brief(self.eval_batch_size)}")
         chain = tuple(self.chain)
         if not chain:
             raise ConfigError("a chain needs at least one task; pass e.g. --chain bbq,gsm8k")
         dupes = sorted({t for t in chain if chain.count(t) > 1})
         if dupes:
-            raise ConfigError(f"task {dupes[0]!r} appears twice in the chain {','.join(chain)}; "
+            raise ConfigError(f"task {brief(dupes[0])} appears twice in the chain {','.join(chain)}; "
                               f"each task may be trained once per chain")
         object.__setattr__(self, "chain", chain)
         object.__setattr__(self, "eval_tasks", tuple(t for t in dict.fromkeys(self.eval_tasks) if t not in chain))
@@ -85,15 +86,16 @@ class RunSpec:
                 object.__setattr__(self, name, value)
                 for task, n in value.items():
                     if task != "default" and task not in self.all_eval_tasks:
-                        raise ConfigError(f"{name} names task {task!r}, which is not in this run; "
+                        raise ConfigError(f"{name} names task {brief(task)}, which is not in this run; "
                                           f"use the chain's task names or 'default'")
                     _check_limit(name, n)
             else:
                 _check_limit(name, value)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_number("seed", self.seed)
         if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
+            raise ConfigError(f"eval_batch_size must be a positive integer, got {brief(self.eval_batch_size)}")
+        check_number("eval_batch_size", self.eval_batch_size)
+        check_train_bounds(self.train)
         object.__setattr__(self, "strategy_params", dict(sorted(dict(self.strategy_params).items())))
         object.__setattr__(self, "train", dict(sorted(dict(self.train).items())))
         object.__setattr__(self, "task_options", {k: dict(v) for k, v in sorted(dict(self.task_options).items())})
@@ -134,7 +136,10 @@ class RunSpec:
 
 def _check_limit(name: str, value: Any) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ConfigError(f"{name} must be a positive integer (or a mapping task -> positive integer), got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer (or a mapping task -> positive integer), got "
+                          f"{brief(value)}")
+    if value is not None:
+        check_number(name, value)
 
 
 def limit_for(limits: int | Mapping[str, int] | None, task: str) -> int | None:
@@ -150,7 +155,7 @@ def check_keys(d: Mapping[str, Any], known: set[str], what: str) -> None:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown {what} key {key!r}; {hint}known keys: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown {what} key {brief(key)}; {hint}known keys: {', '.join(sorted(known))}")
 
 
 def parse_task_list(value: Any, what: str = "chain") -> list[str]:
@@ -160,9 +165,9 @@ def parse_task_list(value: Any, what: str = "chain") -> list[str]:
     elif isinstance(value, (list, tuple)):
         items = [v.strip() if isinstance(v, str) else v for v in value]
     else:
-        raise ConfigError(f"{what} must be a comma-separated string or a list of task names, got {value!r}")
+        raise ConfigError(f"{what} must be a comma-separated string or a list of task names, got {brief(value)}")
     if not all(isinstance(v, str) and v for v in items):
-        raise ConfigError(f"{what} has an empty or non-text task name: {value!r}; write e.g. bbq,gsm8k")
+        raise ConfigError(f"{what} has an empty or non-text task name: {brief(value)}; write e.g. bbq,gsm8k")
     return items
 
 
@@ -176,7 +181,7 @@ def parse_set_options(pairs: list[str] | tuple[str, ...]) -> tuple[dict[str, dic
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or "." not in key or not value.strip():
-            raise ConfigError(f"--set expects STRATEGY.PARAM=VALUE or train.KEY=VALUE, got {pair!r}; "
+            raise ConfigError(f"--set expects STRATEGY.PARAM=VALUE or train.KEY=VALUE, got {brief(pair)}; "
                               f"e.g. --set replay.fraction=0.05")
         owner, _, param = key.strip().partition(".")
         if owner == "train":

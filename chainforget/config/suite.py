@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from chainforget.config.files import load_config_file
 from chainforget.config.spec import RunSpec, check_keys, parse_task_list
 from chainforget.plugins import registries
-from chainforget.errors import ConfigError, did_you_mean
+from chainforget.errors import ConfigError, brief, did_you_mean
 from chainforget.tasks.resolve import TASK_FILE_SUFFIXES, resolve_task
 
 SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",
@@ -60,11 +60,11 @@ def _strategy_entries(value: Any) -> list[tuple[str, dict[str, Any]]]:
         elif isinstance(item, Mapping) and len(item) == 1:
             (name, params), = item.items()
             if params is not None and not isinstance(params, Mapping):
-                raise ConfigError(f"strategy entry {item!r} must map a strategy name to its hyper-parameters, "
+                raise ConfigError(f"strategy entry {brief(item)} must map a strategy name to its hyper-parameters, "
                                   f"e.g. {{replay: {{fraction: 0.05}}}}")
             out.append((str(name), dict(params or {})))
         else:
-            raise ConfigError(f"bad strategies entry {item!r}; use a name or {{name: {{param: value}}}}")
+            raise ConfigError(f"bad strategies entry {brief(item)}; use a name or {{name: {{param: value}}}}")
     return out
 
 
@@ -103,7 +103,7 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
         raise ConfigError("a suite needs at least `chains:` and `strategies:`")
     for key in ("train", "task_options", "metric_options"):
         if suite.get(key) is not None and not isinstance(suite[key], Mapping):
-            raise ConfigError(f"suite key {key!r} must be a mapping of keys to values, got {suite[key]!r}")
+            raise ConfigError(f"suite key {key!r} must be a mapping of keys to values, got {brief(suite[key])}")
     chains = [tuple(parse_task_list(c, "chains entry")) for c in _as_list(suite["chains"], "chains")]
     strategies = _strategy_entries(suite["strategies"])
     seeds = _as_list(suite.get("seeds", [0]), "seeds")
@@ -128,7 +128,7 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
             chain=chain, strategy=strategy, model=suite.get("model", "smollm2-135m"), seed=seed,
             strategy_params=params, train=train, eval_tasks=eval_tasks,
             limit_train=limits["limit_train"][chain], limit_eval=limits["limit_eval"][chain],
-            task_options=task_options[chain], sharpness=bool(suite.get("sharpness", False)),
+            task_options=task_options[chain], sharpness=suite.get("sharpness", False),
             eval_batch_size=suite.get("eval_batch_size", 16),
             **{k: suite[k] for k in ("dtype", "chat_template", "trust_remote_code") if k in suite}))
     return specs
@@ -140,7 +140,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ConfigError(f"--shard must look like I/N (e.g. 1/2), got {text!r}") from None
+        raise ConfigError(f"--shard must look like I/N (e.g. 1/2), got {brief(text)}") from None
     if n < 1 or not 1 <= i <= n:
         raise ConfigError(f"--shard {text}: need 1 <= I <= N")
     return i, n

@@ -84,6 +84,22 @@ def parse_logger_names(names: str | Sequence[str] | None) -> list[str]:
     return out
 
 
+def check_wandb() -> None:
+    """``--log wandb`` needs wandb, in a release that still has what Avalanche's WandBLogger calls
+    (``wandb.util.generate_id``, removed in recent wandb releases); checked before any work."""
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("--log wandb needs the wandb package; pip install wandb") from None
+    if not callable(getattr(getattr(wandb, "util", None), "generate_id", None)):
+        from importlib.metadata import version
+
+        raise ConfigError(f"--log wandb: the installed wandb {getattr(wandb, '__version__', '?')} lacks "
+                          f"wandb.util.generate_id, which avalanche-lib {version('avalanche-lib')}'s WandBLogger "
+                          f"calls; install a wandb release that still provides it, or log with --log "
+                          f"text,csv,tensorboard")
+
+
 def make_loggers(names: str | Sequence[str] | None, log_dir: str | Path) -> list:
     """Avalanche loggers writing under ``log_dir``: text -> log.txt, csv -> csv/, tensorboard -> tb/, wandb."""
     wanted = parse_logger_names(names)
@@ -109,10 +125,7 @@ def make_loggers(names: str | Sequence[str] | None, log_dir: str | Path) -> list
 
             loggers.append(TensorboardLogger(tb_log_dir=str(log_dir / "tb")))
         else:
-            try:
-                import wandb  # noqa: F401
-            except ImportError:
-                raise ConfigError("--log wandb needs the wandb package; pip install wandb") from None
+            check_wandb()
             from avalanche.logging import WandBLogger
 
             loggers.append(WandBLogger(project_name="chainforget", run_name=log_dir.name, dir=str(log_dir)))

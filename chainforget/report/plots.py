@@ -337,7 +337,17 @@ def sharpness_vs_forgetting(results: Sequence[dict], out_dir: str | Path) -> lis
 
 
 def plot_all(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
-    """Every figure that the runs support: heatmaps and group bars per run, then the cross-run figures."""
+    """Every figure that the runs support: heatmaps and group bars per run, then the cross-run figures.
+
+    Every label is plain text: a task or group named with TeX-like characters (``x$\\frac{$``) is drawn as written,
+    never parsed as mathtext (which fails on it)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _plot_all(results, out_dir)
+
+
+def _plot_all(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
     paths: list[Path] = []
     for r in results:
         paths += score_heatmap(r, out_dir)

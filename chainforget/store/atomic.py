@@ -1,6 +1,6 @@
-"""Crash-safe file writes and strict readers for the files a run leaves on disk.
+"""Crash-safe file writes and strict readers for the files a run leaves on disk: the package's one atomic writer.
 
-Every result file is written to a temporary file in the same directory, flushed and fsynced, then moved over the
+Every file (results, records, markers, weights, plugin states) is written to a temporary file in the same directory, flushed and fsynced, then moved over the
 target with ``os.replace`` (atomic on POSIX and Windows) and the directory is fsynced. A crash, SIGKILL or full disk
 at any moment leaves either the old file or the new one, never a half-written one; on an error the temporary file is
 removed and the old file stays intact. Readers turn truncated or malformed files into one-line ``DataError``s that
@@ -21,8 +21,9 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from chainforget.testing import faults
 from chainforget.errors import DataError
+from chainforget.store.layout import TEMP_PATTERN, is_temp
+from chainforget.testing import faults
 
 _HINTS = {
     errno.ENOSPC: "no space left on device; free space and rerun",
@@ -102,13 +103,16 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
 def remove_stale_temps(directory: str | os.PathLike) -> int:
     """Delete the ``.<name>.*.tmp`` files that writers killed mid-write left under ``directory``; return how many.
 
-    Call it only while holding the lock that guards ``directory``: another live writer's temp file looks the same.
+    Every file chainforget writes goes through ``atomic_open`` (weights and plugin states too: they are serialized
+    to bytes first), so this is every temporary name a killed writer can leave. Call it only while holding the lock
+    that guards ``directory``: another live writer's temp file looks the same.
     """
     removed = 0
-    for tmp in Path(directory).rglob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed += 1
+    for tmp in Path(directory).rglob(TEMP_PATTERN):
+        if is_temp(tmp) and tmp.is_file():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
     return removed
 
 
@@ -160,24 +164,29 @@ def write_jsonl_gz(path: str | os.PathLike, rows: Iterable[dict]) -> None:
             text.detach()
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
-    """Load a JSON file; a missing or malformed file is a one-line ``DataError``."""
+FIX = "delete the directory that holds it and rerun the command that wrote it"
+
+
+def read_json(path: str | os.PathLike, what: str = "file", fix: str = FIX) -> Any:
+    """Load a JSON file; a missing or malformed file is a one-line ``DataError`` ending in ``fix``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"could not read {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; the {what} is corrupt: {fix}") from None
+    except OSError as exc:
+        raise DataError(f"could not read {path}: {exc.strerror or exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path} line {exc.lineno}: bad JSON ({exc.msg}); the {what} is corrupt: delete it and rerun"
-        ) from None
+        raise DataError(f"{path} line {exc.lineno}: bad JSON ({exc.msg}); the {what} is corrupt: {fix}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply; the {what} is corrupt: {fix}") from None
 
 
-def read_jsonl_gz(path: str | os.PathLike) -> list[dict]:
+def read_jsonl_gz(path: str | os.PathLike, fix: str = FIX) -> list[dict]:
     """Read a gzip JSON-lines file into a list of dicts.
 
     A truncated or corrupt gzip stream, or a line that is not a JSON object, raises a ``DataError`` naming the file
@@ -193,22 +202,20 @@ def read_jsonl_gz(path: str | os.PathLike) -> list[dict]:
         raise DataError(f"{path} does not exist; check the path") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         line = b"".join(chunks).count(b"\n") + 1
-        raise DataError(f"{path} line {line}: truncated or corrupt gzip ({exc}); delete the file and rerun") from None
+        raise DataError(f"{path} line {line}: truncated or corrupt gzip ({exc}); {fix}") from None
     except OSError as exc:
-        raise DataError(f"could not read {path}: {exc}") from None
+        raise DataError(f"could not read {path}: {exc.strerror or exc}") from None
     rows: list[dict] = []
     for lineno, raw in enumerate(b"".join(chunks).split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            msg = getattr(exc, "msg", None) or "not UTF-8"
-            raise DataError(f"{path} line {lineno}: bad JSON ({msg}); the file is corrupt: delete it and rerun") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            msg = getattr(exc, "msg", None) or ("nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8")
+            raise DataError(f"{path} line {lineno}: bad JSON ({msg}); the file is corrupt: {fix}") from None
         if not isinstance(row, dict):
-            raise DataError(
-                f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}; "
-                f"the file is corrupt: delete it and rerun"
-            )
+            raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}; "
+                            f"the file is corrupt: {fix}")
         rows.append(row)
     return rows

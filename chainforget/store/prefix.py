@@ -4,17 +4,23 @@ The weights after training stage k depend only on the model, the training settin
 0..k and what the strategy did at each of them (its *training signature*). Their hash names a directory under
 ``<runs>/_prefix/`` holding the trainable weights after that stage and the evaluation records of that model on the
 run's evaluation set. Any later run whose prefix hashes the same loads them instead of training. A file lock per key
-keeps two processes from training the same prefix at once; a ``DONE`` marker written last means complete.
+keeps two processes from training the same prefix at once. A ``DONE`` marker written last, holding the sha256 of every
+file of the entry, means complete; an entry whose files do not match it is damaged, never reused, and recomputed.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from chainforget.config.spec import short_hash
+from chainforget.store.atomic import atomic_write_json, read_json, read_jsonl_gz, remove_stale_temps, write_jsonl_gz
+from chainforget.store.layout import META_FILE, PREFIX_DIR, PREFIX_RECORDS_FILE, WEIGHTS_FILE, PrefixLayout
+from chainforget.store.markers import verify_marker, write_marker
+from chainforget.store.state import load_trainable, save_trainable
 
-PREFIX_DIR = "_prefix"
+__all__ = ["PREFIX_DIR", "PrefixStore", "base_key", "stage_key"]
 
 
 def base_key(common: Mapping[str, Any]) -> str:
@@ -28,41 +34,64 @@ def stage_key(common: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> 
 
 
 class PrefixStore:
+    """The entries under ``<out>/_prefix/``; an entry is reusable only when its DONE marker's checksums match."""
+
     def __init__(self, runs_dir: Path):
-        self.root = Path(runs_dir) / PREFIX_DIR
+        self.layout = PrefixLayout(runs_dir)
+        self.root = self.layout.root
 
     def path(self, key: str) -> Path:
-        return self.root / key
+        return self.layout.entry(key).root
+
+    def _required(self, key: str) -> list[str]:
+        return ([] if key.startswith("base-") else [WEIGHTS_FILE]) + [PREFIX_RECORDS_FILE, META_FILE]
+
+    def damage(self, key: str) -> str | None:
+        """None when the entry is complete and every file matches its checksum, else what is wrong."""
+        return verify_marker(self.path(key), self._required(key))
 
     def complete(self, key: str) -> bool:
-        return (self.path(key) / "DONE").exists()
+        """True for a complete, intact entry (every file verified against the DONE marker's sha256)."""
+        return self.layout.entry(key).done.exists() and self.damage(key) is None
+
+    def usable(self, key: str, echo=None) -> bool:
+        """Under the key's lock: True for an intact entry; a damaged one is removed (and said so), so the caller
+        recomputes it: a damaged prefix is never reused. Stale temp files of a killed writer are cleared."""
+        entry = self.layout.entry(key)
+        if entry.done.exists():
+            problem = self.damage(key)
+            if problem is None:
+                return True
+            if echo:
+                echo(f"prefix entry {entry.root} is damaged ({problem}); recomputing it")
+            shutil.rmtree(entry.root, ignore_errors=True)
+        elif entry.root.is_dir():
+            remove_stale_temps(entry.root)  # a killed writer's leftovers; the caller holds the key's lock
+        return False
 
     def lock(self, key: str, timeout: float = -1):
         from filelock import FileLock
 
         self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / f"{key}.lock"), timeout=timeout)
+        return FileLock(str(self.layout.lock(key)), timeout=timeout)
 
     def save(self, key: str, model, records: list[dict], meta: Mapping[str, Any], with_weights: bool = True) -> None:
-        """Write weights (optional: the base entry has none), records and meta; DONE last."""
-        from chainforget.store.atomic import atomic_write_json, atomic_write_text, write_jsonl_gz
-
-        d = self.path(key)
-        d.mkdir(parents=True, exist_ok=True)
+        """Write weights (optional: the base entry has none), records and meta; then DONE with their checksums."""
+        entry = self.layout.entry(key)
+        entry.root.mkdir(parents=True, exist_ok=True)
+        entry.done.unlink(missing_ok=True)  # a rewrite never pairs an old marker with new files
         if with_weights:
-            from chainforget.store.state import save_trainable
-
-            save_trainable(model, d / "weights.safetensors")
-        write_jsonl_gz(d / "records.jsonl.gz", records)
-        atomic_write_json(d / "meta.json", dict(meta))
-        atomic_write_text(d / "DONE", "ok\n")
+            save_trainable(model, entry.weights)
+        write_jsonl_gz(entry.records, records)
+        atomic_write_json(entry.meta, dict(meta))
+        write_marker(entry.root, self._required(key) if with_weights else [PREFIX_RECORDS_FILE, META_FILE])
 
     def load_weights(self, key: str, model) -> None:
-        from chainforget.store.state import load_trainable
-
-        load_trainable(model, self.path(key) / "weights.safetensors")
+        load_trainable(model, self.layout.entry(key).weights)
 
     def load_records(self, key: str) -> list[dict]:
-        from chainforget.store.atomic import read_jsonl_gz
+        return list(read_jsonl_gz(self.layout.entry(key).records))
 
-        return list(read_jsonl_gz(self.path(key) / "records.jsonl.gz"))
+    def load_meta(self, key: str) -> dict:
+        meta = read_json(self.layout.entry(key).meta, "prefix meta")
+        return meta if isinstance(meta, dict) else {}

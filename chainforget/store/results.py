@@ -3,12 +3,13 @@
 Why a store of its own: leaderboard, compare and plot read result files only, so these files are the product. They
 are JSON (never pickle), written atomically, validated against the schema on read, and a run counts as complete only
 when its ``DONE`` marker exists, which ``write_result`` writes last. A run killed at any moment is therefore either
-complete or visibly incomplete, never half-read.
+complete or visibly incomplete, never half-read. The marker holds the sha256 of ``result.json`` and of every records
+file; a reader verifies them, so an edited result, a damaged or deleted records file is refused, not read.
 
-Layout::
+Layout (all paths from ``store/layout.py``)::
 
     runs/<run-id>/result.json                 the schema-versioned result (``write_result``)
-    runs/<run-id>/DONE                        completion marker: {"schema_version", "result_sha256"}
+    runs/<run-id>/DONE                        completion marker: {"schema_version", "sha256": {file: hex}}
     runs/<run-id>/records/step-<t>.jsonl.gz   per-example evaluation records of score-matrix row t
 """
 
@@ -18,26 +19,20 @@ import glob
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from chainforget.store.atomic import (
-    atomic_write_json,
-    atomic_write_text,
-    dumps_json,
-    read_jsonl_gz,
-    write_error,
-    write_jsonl_gz,
-)
 from chainforget.errors import DataError
+from chainforget.store.atomic import atomic_write_text, dumps_json, read_jsonl_gz, write_error, write_jsonl_gz
+from chainforget.store.layout import DONE_FILE, RECORDS_DIR, RESULT_FILE, SPEC_FILE, RunLayout
+from chainforget.store.markers import file_sha256, read_marker, write_marker
+
+__all__ = ["DONE_FILE", "RECORDS_DIR", "RESULT_FILE", "SCHEMA_VERSION", "SPEC_FILE", "find_runs", "is_complete",
+           "load_records", "load_result", "load_run", "record_steps", "records_path", "run_damage",
+           "validate_result", "write_records", "write_result"]
 
 SCHEMA_VERSION = 1
-RESULT_FILE = "result.json"
-DONE_FILE = "DONE"
-RECORDS_DIR = "records"
-SPEC_FILE = "spec.json"
-_STEP_RE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
+REDO = "delete the run directory and rerun"
 
 # key -> (allowed types, description); required keys first, then optional ones checked when present
 _REQUIRED: dict[str, tuple[tuple[type, ...], str]] = {
@@ -66,7 +61,7 @@ _RECORD_KEYS: dict[str, tuple[type, ...]] = {"task": (str,), "step": (int,), "id
 
 
 def _corrupt(where: str, what: str) -> DataError:
-    return DataError(f"{where}: {what}; the file is corrupt or was edited: delete the run directory and rerun")
+    return DataError(f"{where}: {what}; the file is corrupt or was edited: {REDO}")
 
 
 def _is_number(x: Any) -> bool:
@@ -118,64 +113,108 @@ def validate_result(result: Any, where: str = "result.json") -> dict:
 
 
 def result_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / RESULT_FILE
+    return RunLayout(run_dir).result
 
 
 def write_result(run_dir: str | os.PathLike, result: dict) -> Path:
     """Validate and write ``result.json`` atomically, then the ``DONE`` marker last; return the result path.
 
+    The marker holds the sha256 of ``result.json`` and of every records file of the run's score-matrix rows.
     ``schema_version`` is filled in when absent. An existing marker is removed first, so a rewrite interrupted at
     any point leaves the run incomplete rather than pairing the old marker with a new result.
     """
-    run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
     result = {"schema_version": SCHEMA_VERSION, **result}
     result.setdefault("records", f"{RECORDS_DIR}/")
     result.setdefault("complete", True)
-    validate_result(json.loads(dumps_json(result)), str(result_path(run_dir)))
-    marker = run_dir / DONE_FILE
+    validate_result(json.loads(dumps_json(result)), str(layout.result))
     try:
-        marker.unlink(missing_ok=True)
+        layout.done.unlink(missing_ok=True)
     except OSError as exc:
-        raise write_error(marker, exc) from exc
-    text = dumps_json(result) + "\n"
-    atomic_write_text(result_path(run_dir), text)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    atomic_write_json(marker, {"schema_version": SCHEMA_VERSION, "result_sha256": digest})
-    return result_path(run_dir)
+        raise write_error(layout.done, exc) from exc
+    atomic_write_text(layout.result, dumps_json(result) + "\n")
+    records = [layout.records_name(t) for t in range(len(result["stages"])) if layout.records(t).is_file()]
+    write_marker(layout.root, [RESULT_FILE, *records])
+    return layout.result
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:
-    """True when the run's result and its completion marker both exist."""
-    run_dir = Path(run_dir)
-    return (run_dir / DONE_FILE).is_file() and result_path(run_dir).is_file()
+    """True when the run's result and its completion marker both exist (``load_result`` verifies them)."""
+    layout = RunLayout(run_dir)
+    return layout.done.is_file() and layout.result.is_file()
+
+
+def _check_version(result: Any, where: str) -> None:
+    version = result.get("schema_version") if isinstance(result, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        fix = "upgrade chainforget or rerun into a new --out" if version > SCHEMA_VERSION else (
+            "rerun into a new --out (or read it with the older chainforget that wrote it)"
+        )
+        raise DataError(
+            f"{where} was written by schema version {version}; this chainforget reads version {SCHEMA_VERSION}: {fix}"
+        )
 
 
 def load_result(run_dir: str | os.PathLike) -> dict:
-    """Read and validate ``result.json`` of a complete run (one-line DataError otherwise)."""
-    run_dir = Path(run_dir)
+    """Read and verify ``result.json`` of a complete run (one-line DataError otherwise).
+
+    Verified: the marker's checksums of ``result.json`` and of the records of every score-matrix row the result
+    claims, then the schema. Reading needs no write access to the run directory.
+    """
+    layout = RunLayout(run_dir)
+    run_dir = layout.root
     if not run_dir.is_dir():
         raise DataError(f"{run_dir} is not a run directory; check the path")
     if not is_complete(run_dir):
         raise DataError(f"{run_dir}: incomplete run: rerun the same command to finish it")
-    raw = result_path(run_dir).read_bytes()
     try:
-        marker = json.loads((run_dir / DONE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        marker = None  # an unreadable marker still marks completion; the result itself is validated below
-    if isinstance(marker, dict) and marker.get("result_sha256") not in (None, hashlib.sha256(raw).hexdigest()):
-        raise DataError(
-            f"{result_path(run_dir)} does not match its completion marker (changed after the run finished); "
-            f"delete the run directory and rerun"
-        )
+        raw = layout.result.read_bytes()
+    except OSError as exc:
+        raise DataError(f"could not read {layout.result}: {exc.strerror or exc}") from None
     try:
         result = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _corrupt(str(result_path(run_dir)), f"bad JSON ({getattr(exc, 'msg', exc)})") from None
-    return validate_result(result, str(run_dir))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        result, bad_json = None, getattr(exc, "msg", None) or type(exc).__name__
+    else:
+        bad_json = None
+    _check_version(result, str(run_dir))
+    marker, problem = read_marker(run_dir)
+    if marker is None:
+        raise DataError(f"{run_dir}: {problem}, so nothing vouches for its result (an older chainforget wrote it, "
+                        f"or it was edited); {REDO}")
+    sums = marker["sha256"]
+    if sums.get(RESULT_FILE) != hashlib.sha256(raw).hexdigest():
+        raise DataError(f"{layout.result} does not match its completion marker (changed after the run finished); "
+                        f"{REDO}")
+    if bad_json is not None:
+        raise _corrupt(str(layout.result), f"bad JSON ({bad_json})")
+    validate_result(result, str(run_dir))
+    for step in range(len(result["stages"])):
+        name = layout.records_name(step)
+        if name not in sums or not layout.records(step).is_file():
+            raise DataError(f"{run_dir}: {name} is missing, but the run claims {len(result['stages'])} score-matrix "
+                            f"rows; {REDO}")
+        try:
+            same = file_sha256(layout.records(step)) == sums[name]
+        except OSError as exc:
+            raise DataError(f"could not read {layout.records(step)}: {exc.strerror or exc}") from None
+        if not same:
+            raise DataError(f"{layout.records(step)} does not match its completion marker (damaged or changed "
+                            f"after the run finished); {REDO}")
+    return result
+
+
+def run_damage(run_dir: str | os.PathLike) -> str | None:
+    """None when a complete run loads and verifies, else the one-line reason (leaderboards report and go on)."""
+    try:
+        load_result(run_dir)
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def records_path(run_dir: str | os.PathLike, step: int) -> Path:
-    return Path(run_dir) / RECORDS_DIR / f"step-{int(step)}.jsonl.gz"
+    return RunLayout(run_dir).records(step)
 
 
 def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[dict]) -> Path:
@@ -187,10 +226,7 @@ def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[dict]
 
 def record_steps(run_dir: str | os.PathLike) -> list[int]:
     """The score-matrix rows whose records are on disk, ascending."""
-    folder = Path(run_dir) / RECORDS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_RE.match(p.name)))
+    return RunLayout(run_dir).record_steps()
 
 
 def load_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> list[dict]:
@@ -199,7 +235,7 @@ def load_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None)
     out: list[dict] = []
     for step in wanted:
         path = records_path(run_dir, step)
-        for lineno, rec in enumerate(read_jsonl_gz(path), start=1):
+        for lineno, rec in enumerate(read_jsonl_gz(path, fix=REDO), start=1):
             for key, types in _RECORD_KEYS.items():
                 if not isinstance(rec.get(key), types) or isinstance(rec.get(key), bool):
                     raise _corrupt(f"{path} line {lineno}", f"record field {key!r} is missing or has the wrong type")
@@ -219,9 +255,7 @@ def load_run(run_dir: str | os.PathLike, with_records: bool = True) -> dict:
 
 
 def _looks_like_run(path: Path) -> bool:
-    """A run directory has its spec, its records or its result (a DONE marker alone is not enough: the
-    ``_prefix`` store of shared chain prefixes has those too)."""
-    return any((path / name).exists() for name in (RESULT_FILE, SPEC_FILE, RECORDS_DIR))
+    return RunLayout(path).looks_like_run()
 
 
 def find_runs(paths_or_globs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:

@@ -1,7 +1,8 @@
 """Checkpoint primitives: trainable weights, optimizer + schedule, RNG states and plugin states, written atomically.
 
-Every file is written to a temporary sibling and moved into place with ``os.replace``, so a killed run never leaves
-a half-written file under the final name. Loading uses safetensors or ``torch.load(weights_only=True)``: a checkpoint
+Every file goes through the package's one atomic writer (``store/atomic.py``): serialized in memory, written to a
+temporary sibling, fsynced and moved into place, so a killed run never leaves a half-written file under the final
+name nor a temporary name the next run does not clean up. Loading uses safetensors or ``torch.load(weights_only=True)``: a checkpoint
 can never execute code.
 """
 
@@ -10,65 +11,61 @@ from __future__ import annotations
 import base64
 import dataclasses
 import importlib
+import io
 import json
 import os
 import random
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from chainforget.errors import DataError, PluginError
-
-
-def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
-    """Flush a written file (or a directory's entries) to the disk; best effort where a directory cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    except OSError:
-        if directory:
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:  # some file systems refuse fsync on directories (EINVAL): the rename is still atomic
-            raise
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temp file name next to ``path``; on success it is fsynced and replaces ``path`` atomically (the
-    directory fsynced too, so the rename survives a power cut), on error it vanishes."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, final)
-        _fsync(final.parent, directory=True)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from chainforget.store.atomic import atomic_write_bytes, atomic_write_text
+from chainforget.store.atomic import read_json as atomic_read_json
+from chainforget.store.layout import plugin_state_files
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True)
+    """A checkpoint JSON file (sorted keys, so reruns write identical bytes), atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    return atomic_read_json(path, "checkpoint file", fix="delete that checkpoint directory to retrain the step")
+
+
+def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
+    """Serialize to bytes in memory, then the package's atomic writer: one temp-file scheme, one kill point
+    (``write/<folder>/<name>.safetensors``), and a full disk is an OSError like any other write."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, _canonical_safetensors(save(dict(tensors), metadata=dict(metadata))))
+
+
+def _canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: the library writes its maps in a per-process random order,
+    and a rerun must write the same bytes (so checksums and byte comparisons of weights agree). Data offsets are
+    relative to the end of the header, so the tensor bytes stay as they are."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data starts 8-byte aligned, as the library writes it
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
+
+
+def read_safetensors(path: str | os.PathLike, what: str, fix: str) -> dict[str, Any]:
+    """All tensors of a safetensors file; a truncated or foreign file is a one-line DataError."""
+    from safetensors.torch import load
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read checkpoint file {path}: {type(exc).__name__}; delete that checkpoint "
-                        f"directory to retrain the step") from None
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} is missing; {fix}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}; {fix}") from None
+    try:
+        return load(data)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        reason = " ".join(str(exc).split())[:120]
+        raise DataError(f"cannot read {what} {path}: {reason}; {fix}") from None
 
 
 # ------------------------------------------------------------------------------------------------ model weights
@@ -81,23 +78,16 @@ def _named_trainable(model) -> dict[str, Any]:
 
 def save_trainable(model, path: str | os.PathLike) -> int:
     """Save the trainable parameters (LoRA: adapters only; full: every weight, tied ones once) as safetensors."""
-    from safetensors.torch import save_file
-
     tensors = {n: p.detach().to("cpu").contiguous().clone() for n, p in _named_trainable(model).items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt", "chainforget": "trainable"})
+    write_safetensors(path, tensors, {"format": "pt", "chainforget": "trainable"})
     return len(tensors)
 
 
 def load_trainable(model, path: str | os.PathLike) -> int:
     """Copy saved trainable parameters into ``model`` in place (tied weights follow); names and shapes must match."""
     import torch
-    from safetensors.torch import load_file
 
-    try:
-        saved = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise DataError(f"cannot read weights {path}: {exc}; delete that checkpoint directory to retrain") from None
+    saved = read_safetensors(path, "weights", "delete that checkpoint directory to retrain")
     params = dict(model.named_parameters())
     expected = _named_trainable(model)
     unknown = [n for n in saved if n not in params]
@@ -121,8 +111,9 @@ def save_optimizer(optimizer, scheduler, path: str | os.PathLike) -> None:
     import torch
 
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_optimizer(optimizer, scheduler, path: str | os.PathLike) -> None:
@@ -225,24 +216,39 @@ def _decode(value: Any, tensors: Mapping[str, Any]) -> Any:
     if not isinstance(value, dict):
         return value
     if set(value) == {"__tensor__"}:
+        if value["__tensor__"] not in tensors:
+            raise DataError(f"plugin state refers to tensor {str(value['__tensor__'])[:80]!r}, which its "
+                            f"safetensors file lacks")
         return tensors[value["__tensor__"]]
     if set(value) == {"__tuple__"}:
         return tuple(_decode(v, tensors) for v in value["__tuple__"])
     if set(value) == {"__items__"}:
         return {_decode(k, tensors): _decode(v, tensors) for k, v in value["__items__"]}
     if set(value) == {"__dataclass__", "fields"}:
-        module, _, qualname = value["__dataclass__"].partition(":")
+        name = str(value["__dataclass__"])[:120]
+        module, _, qualname = name.partition(":")
         if not module.startswith("chainforget."):
-            raise DataError(f"plugin state names class {value['__dataclass__']}, outside chainforget; refusing it")
-        cls = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
+            raise DataError(f"plugin state names class {name}, outside chainforget; refusing it")
+        try:
+            cls = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError, ValueError):
+            raise DataError(f"plugin state names class {name}, which does not exist") from None
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)) or not isinstance(value["fields"], dict):
+            raise DataError(f"plugin state names class {name}, which is not a dataclass; refusing it")
         kwargs = {k: _decode(v, tensors) for k, v in value["fields"].items()}
         hints = {f.name: f for f in dataclasses.fields(cls)}
+        if set(kwargs) != set(hints):
+            raise DataError(f"plugin state for {name} has fields {sorted(kwargs)[:8]}, the class has "
+                            f"{sorted(hints)[:8]}")
         for k, v in kwargs.items():  # JSON turned the tuples the dataclass declares into lists
             if isinstance(v, list) and "tuple" in str(hints[k].type):
                 kwargs[k] = tuple(v)
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"plugin state for {name} does not fit the class ({str(exc)[:100]})") from None
     return {k: _decode(v, tensors) for k, v in value.items()}
 
 
@@ -252,32 +258,39 @@ def stateful_plugins(plugins: Sequence[Any]) -> list[tuple[str, Any]]:
 
 
 def save_plugin_states(plugins: Sequence[Any], directory: str | os.PathLike) -> list[str]:
-    """Per stateful plugin: ``<key>.json`` (structure and JSON values) + ``<key>.safetensors`` (its tensors)."""
-    from safetensors.torch import save_file
-
+    """Per stateful plugin: ``<key>.json`` (structure and JSON values) + ``<key>.safetensors`` (its tensors).
+    Returns the keys written."""
     directory = Path(directory)
     keys = []
     for key, plugin in stateful_plugins(plugins):
         tensors: dict[str, Any] = {}
         tree = _encode(plugin.state_dict(), tensors, "", key)
-        with atomic_path(directory / f"{key}.safetensors") as tmp:
-            save_file(tensors, tmp, metadata={"format": "pt"})
-        write_json({"plugin": type(plugin).__name__, "state": tree}, directory / f"{key}.json")
+        meta, weights = plugin_state_files(directory, key)
+        write_safetensors(weights, tensors, {"format": "pt"})
+        write_json({"plugin": type(plugin).__name__, "state": tree}, meta)
         keys.append(key)
     return keys
 
 
 def load_plugin_states(plugins: Sequence[Any], directory: str | os.PathLike) -> list[str]:
-    """Give every stateful plugin the state saved under its key; a missing file is a DataError."""
-    from safetensors.torch import load_file
-
+    """Give every stateful plugin the state saved under its key; a missing or damaged file is a DataError."""
     directory = Path(directory)
+    fix = "delete that checkpoint directory to retrain the step"
     keys = []
     for key, plugin in stateful_plugins(plugins):
-        meta, weights = directory / f"{key}.json", directory / f"{key}.safetensors"
+        meta, weights = plugin_state_files(directory, key)
         if not meta.is_file() or not weights.is_file():
             raise DataError(f"checkpoint {directory} has no state for plugin {key}; it was written by another "
                             f"strategy: delete it to retrain")
-        plugin.load_state_dict(_decode(read_json(meta)["state"], load_file(str(weights))))
+        saved = read_json(meta)
+        if not isinstance(saved, dict) or "state" not in saved:
+            raise DataError(f"checkpoint file {meta} holds no plugin state; {fix}")
+        try:
+            state = _decode(saved["state"], read_safetensors(weights, "plugin state", fix))
+        except DataError as exc:
+            raise DataError(f"checkpoint {directory}: {exc}; {fix}") from None
+        except (TypeError, KeyError, ValueError, AttributeError, RecursionError) as exc:
+            raise DataError(f"checkpoint file {meta} is damaged ({type(exc).__name__}); {fix}") from None
+        plugin.load_state_dict(state)
         keys.append(key)
     return keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chainforget.errors import UnknownNameError
+from chainforget.errors import ConfigError, UnknownNameError
 from chainforget.tasks.task import Task
 
 TASK_FILE_SUFFIXES = (".yaml", ".yml", ".toml")
@@ -16,9 +16,14 @@ def resolve_task(name_or_path: str | Path | Task) -> Task:
         return name_or_path
     text = str(name_or_path)
     if text.lower().endswith(TASK_FILE_SUFFIXES):
+        from chainforget.plugins import registries
         from chainforget.tasks.userfile import load_task_file
 
-        return load_task_file(text)
+        task = load_task_file(text)
+        if task.name in registries("tasks"):  # it would silently stand in for the registered task in the run
+            raise ConfigError(f"task file {text} names its task {task.name!r}, which is a registered task; give the "
+                              f"file's task another name (e.g. name: my-{task.name})")
+        return task
     from chainforget.plugins import registries
 
     registry = registries("tasks")

@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chainforget.errors import ConfigError, DataError
+from chainforget.config.files import parse_toml, parse_yaml, read_text_file
+from chainforget.errors import ConfigError, DataError, brief
 from chainforget.tasks.base import Example, SplitRule, TaskSpec
 from chainforget.tasks.derived import DERIVED_KEYS, derive_task_file
 from chainforget.tasks.io import read_rows
 from chainforget.tasks.task import Task, metrics_named, validate_spec
+from chainforget.tasks.taskfile_types import check_task_types
 
 TOP_KEYS = ("name", "kind", "format", "description", "prompt_template", "metrics", "primary_metric",
             "group_fields", "split", "source", "license", "notes", "generation", "data", "columns", "options",
@@ -44,33 +46,11 @@ def _section(value: Any, where: str, known: tuple[str, ...], example: str) -> di
 
 
 def read_task_file(path: Path) -> dict[str, Any]:
-    """Parse YAML (``yaml.safe_load``) or TOML into a mapping; syntax errors name the line."""
+    """Parse YAML (bounded safe loader) or TOML into a mapping; errors name the file and line."""
     if not path.is_file():
         raise ConfigError(f"task file {path} not found; check the path")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ImportError:
-                raise ConfigError(f"{path}: reading TOML on Python 3.10 needs tomli; pip install tomli, "
-                                  f"or write the task file in YAML") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    text = read_text_file(path, "task file")
+    data = parse_toml(text, path) if path.suffix.lower() == ".toml" else parse_yaml(text, path, task_file=True)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a task file must be a mapping of keys (name, kind, data, columns, ...)")
     return data
@@ -85,7 +65,7 @@ def _data_files(cfg: dict, path: Path) -> dict[str, tuple[Path, str | None]]:
 
     def resolve(p: Any, key: str) -> Path:
         if not isinstance(p, str) or not p:
-            raise ConfigError(f"{path}: {key} must be a file path string, got {p!r}")
+            raise ConfigError(f"{path}: {key} must be a file path string, got {brief(p)}")
         q = Path(p).expanduser()
         return q if q.is_absolute() else (path.parent / q).resolve()
 
@@ -142,8 +122,17 @@ class _RowReader:
     def _text(self, value: Any, key: str, where: str, file: Path) -> str:
         if not isinstance(value, str):
             raise DataError(f"{file}: {where}: column {self.cols.get(key, key)!r} (columns.{key}) must be text, got "
-                            f"{type(value).__name__} {value!r}; quote it in the data")
+                            f"{type(value).__name__} {brief(value, 60)}; quote it in the data")
         return value
+
+    def _scalar(self, row: dict, key: str, where: str, file: Path) -> str:
+        """A group, subgroup or id: text or a number (a mapping or list there is a mistake, not a name)."""
+        value = self._col(row, key, where, file)
+        if isinstance(value, (dict, list)):
+            raise DataError(f"{file}: {where}: column {self.cols[key]!r} (columns.{key}) must be text or a number, "
+                            f"got a {'mapping' if isinstance(value, dict) else 'list'} {brief(value, 60)}; fix the "
+                            f"data or map columns.{key} to another column")
+        return str(value)
 
     def _option(self, text: str) -> str:
         return text if text[:1].isspace() else self.prefix + text
@@ -184,7 +173,7 @@ class _RowReader:
                 value = int(value)
             if not isinstance(value, int):
                 raise DataError(f"{file}: {where}: column {self.cols['gold']!r} (columns.gold) must be an integer "
-                                f"option index, got {value!r}; or map columns.answer to the right option's text")
+                                f"option index, got {brief(value, 60)}; or map columns.answer to the right option's text")
             if not 0 <= value < len(options):
                 raise DataError(f"{file}: {where}: label {value} in column {self.cols['gold']!r} is out of range for "
                                 f"{len(options)} options; use 0..{len(options) - 1}")
@@ -192,8 +181,8 @@ class _RowReader:
         answer = self._text(self._col(row, "answer", where, file), "answer", where, file).strip()
         stripped = [o.strip() for o in options]
         if answer not in stripped:
-            raise DataError(f"{file}: {where}: answer {answer!r} (columns.answer) matches none of the options "
-                            f"{stripped}; fix the row or the options")
+            raise DataError(f"{file}: {where}: answer {brief(answer, 60)} (columns.answer) matches none of the options "
+                            f"{brief(stripped, 120)}; fix the row or the options")
         return stripped.index(answer)
 
     def example(self, row: dict, where: str, file: Path, split: str, index: int) -> Example:
@@ -203,14 +192,15 @@ class _RowReader:
             try:
                 prompt = self.template.format(**row)
             except KeyError as exc:
-                raise DataError(f"{file}: {where}: prompt_template uses column {exc.args[0]!r}, which the row lacks; "
-                                f"available columns: {', '.join(sorted(map(str, row)))}") from None
-        group = str(self._col(row, "group", where, file)).strip() if "group" in self.cols else "all"
+                raise DataError(f"{file}: {where}: prompt_template uses column {brief(exc.args[0], 40)}, which the "
+                                f"row lacks; available columns: {brief(', '.join(sorted(map(str, row))), 200)}") \
+                    from None
+        group = self._scalar(row, "group", where, file).strip() if "group" in self.cols else "all"
         if not group or group == "None":
             raise DataError(f"{file}: {where}: empty group in column {self.cols['group']!r}; fill it or drop "
                             f"columns.group")
-        subgroup = str(self._col(row, "subgroup", where, file)) if "subgroup" in self.cols else ""
-        ident = str(self._col(row, "id", where, file)) if "id" in self.cols else \
+        subgroup = self._scalar(row, "subgroup", where, file) if "subgroup" in self.cols else ""
+        ident = self._scalar(row, "id", where, file) if "id" in self.cols else \
             (f"{split}/{index}" if split != "all" else str(index))
         meta_cols = self.cols.get("meta") or []
         meta = {c: row.get(c) for c in meta_cols}
@@ -279,6 +269,7 @@ def task_from_config(cfg: dict, path: Path) -> Task:
     for key in cfg:
         if key not in TOP_KEYS:
             raise _unknown(str(path), key, TOP_KEYS)
+    check_task_types(cfg, path)
     files = _data_files(cfg, path)
     try:
         spec = _spec(cfg, path, files)
