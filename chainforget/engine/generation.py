@@ -1,8 +1,10 @@
 """Greedy generation, batched with left padding, plus GSM8K-style final-number parsing.
 
 A hand-written greedy loop (rather than ``model.generate``) so that stop sequences are checked per row on the decoded
-text, rows stop independently, and the loop ends as soon as every row has stopped. Left padding with an attention
-mask and explicit position ids (``cumsum(mask) - 1``) makes a padded row compute what it would compute alone.
+text and rows stop independently: a stopped row leaves the batch at once (its KV-cache rows are dropped) and waiting
+prompts take the free slots (continuous batching), so the batch never keeps computing rows that are done while one
+long answer runs to ``max_new_tokens``. Left padding with an attention mask and explicit position ids makes a padded
+row compute what it would compute alone.
 """
 
 from __future__ import annotations
@@ -84,8 +86,40 @@ def _output_cache(out):
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
-def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, stop: Sequence[str],
-                    eos_ids: set[int], pad_id: int, device) -> list[Generation]:
+@dataclass
+class _Row:
+    index: int  # the prompt's position in the input
+    next_pos: int  # position id of the next token fed
+    gen: list[int]
+
+
+def _refillable(cache) -> bool:
+    """A cache whose per-layer key/value tensors can be padded and concatenated (plain dynamic layers)."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "keys", None) is not None
+                                for layer in layers)
+
+
+def _merge(cache, attn, new_cache, new_attn):
+    """Rows of ``new_cache`` appended to ``cache`` (both left-padded to the longer one; padding is masked)."""
+    import torch
+    import torch.nn.functional as F
+
+    T = max(attn.shape[1], new_attn.shape[1])
+
+    def left(t, n):
+        return F.pad(t, (0, 0, n, 0)) if n else t
+
+    for old, new in zip(cache.layers, new_cache.layers):
+        pa, pb = T - old.keys.shape[-2], T - new.keys.shape[-2]
+        old.keys = torch.cat([left(old.keys, pa), left(new.keys, pb)], dim=0)
+        old.values = torch.cat([left(old.values, pa), left(new.values, pb)], dim=0)
+    attn = torch.cat([F.pad(attn, (T - attn.shape[1], 0)), F.pad(new_attn, (T - new_attn.shape[1], 0))], dim=0)
+    return cache, attn
+
+
+def _prefill(model, prompt_ids: list[list[int]], pad_id: int, device):
+    """Left-padded prompts through the model: their cache, attention mask and next-token logits."""
     import torch
 
     B, P = len(prompt_ids), max(len(p) for p in prompt_ids)
@@ -95,36 +129,76 @@ def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_token
         ids[b, P - len(p):] = torch.tensor(p)
         attn[b, P - len(p):] = 1
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    ids, attn, pos = ids.to(device), attn.to(device), pos.to(device)
+    attn = attn.to(device)
+    out = model(input_ids=ids.to(device), attention_mask=attn, position_ids=pos.to(device), use_cache=True,
+                logits_to_keep=1)
+    return _output_cache(out), attn, out.logits[:, -1]
+
+
+def _generate_all(model, tokenizer, encoded: list[list[int]], order: list[int], max_new_tokens: int,
+                  stop: Sequence[str], eos_ids: set[int], pad_id: int, device, batch_size: int,
+                  on_batch: Callable[[int], None] | None) -> list[Generation]:
+    """Continuous batching: a row leaves the batch as soon as it stops, and waiting prompts take the free slots
+    (prefilled together, their cache appended to the running one) once a quarter of the batch is free."""
+    import torch
+
+    results: list = [None] * len(encoded)
+    if max_new_tokens <= 0:
+        return [Generation("", ()) for _ in encoded]
     cache_kw = _cache_kwarg(model)
     tail = max((len(s) for s in stop), default=0) + 4
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-    gen: list[list[int]] = [[] for _ in range(B)]
-    done = [max_new_tokens <= 0] * B
-    for step in range(max_new_tokens):
-        nxt = out.logits[:, -1].argmax(-1)
-        for b, tok in enumerate(nxt.tolist()):
-            if done[b]:
+    queue = list(order)
+    rows: list[_Row] = []
+    cache = attn = logits = None
+    refill_at = max(1, batch_size // 4)
+    while queue or rows:
+        free = batch_size - len(rows)
+        if queue and (not rows or (free >= refill_at and _refillable(cache))):
+            take, queue = queue[:free], queue[free:]
+            new_cache, new_attn, new_logits = _prefill(model, [encoded[i] for i in take], pad_id, device)
+            new_rows = [_Row(i, len(encoded[i]), []) for i in take]
+            if rows:
+                cache, attn = _merge(cache, attn, new_cache, new_attn)
+                logits = torch.cat([logits, new_logits], dim=0)
+                rows += new_rows
+            else:
+                cache, attn, logits, rows = new_cache, new_attn, new_logits, new_rows
+        keep, done = [], 0
+        for j, (row, tok) in enumerate(zip(rows, logits.argmax(-1).tolist())):
+            if tok not in eos_ids:
+                row.gen.append(tok)
+                stopped = bool(stop) and cut_at_stop(tokenizer.decode(row.gen[-tail:]), stop)[1]
+                if not stopped and len(row.gen) < max_new_tokens:
+                    keep.append(j)
+                    continue
+            results[row.index] = Generation(cut_at_stop(tokenizer.decode(row.gen), stop)[0], tuple(row.gen))
+            done += 1
+        if done and on_batch is not None:
+            on_batch(done)
+        if len(keep) < len(rows):
+            rows = [rows[j] for j in keep]
+            if not rows:
+                cache = attn = logits = None
                 continue
-            if tok in eos_ids:
-                done[b] = True
-                continue
-            gen[b].append(tok)
-            if stop and cut_at_stop(tokenizer.decode(gen[b][-tail:]), stop)[1]:
-                done[b] = True
-        if all(done) or step == max_new_tokens - 1:
-            break
-        attn = torch.cat([attn, attn.new_ones((B, 1))], dim=1)
-        pos = pos[:, -1:] + 1
-        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, use_cache=True,
-                    logits_to_keep=1, **{cache_kw: _output_cache(out)})
-    return [Generation(cut_at_stop(tokenizer.decode(g), stop)[0], tuple(g)) for g in gen]
+            idx = torch.tensor(keep, device=attn.device)
+            cache.batch_select_indices(idx)
+            attn = attn[idx]
+        attn = torch.cat([attn, attn.new_ones((len(rows), 1))], dim=1)
+        nxt = torch.tensor([row.gen[-1] for row in rows], device=attn.device)[:, None]
+        pos = torch.tensor([row.next_pos for row in rows], device=attn.device)[:, None]
+        for row in rows:
+            row.next_pos += 1
+        out = model(input_ids=nxt, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
+                    **{cache_kw: cache})
+        cache, logits = _output_cache(out), out.logits[:, -1]
+    return results
 
 
 def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                     stop: Sequence[str] = DEFAULT_STOP, batch_size: int = 16, device=None,
                     on_batch: Callable[[int], None] | None = None) -> list[Generation]:
-    """Greedy continuations of ``prompts`` (in input order); call under ``torch.no_grad`` in eval mode."""
+    """Greedy continuations of ``prompts`` (in input order); call under ``torch.no_grad`` in eval mode.
+    ``on_batch`` gets the number of prompts finished at each step that finishes some."""
     if device is None:
         device = next(model.parameters()).device
     encoded = [list(x) or [tokenizer.eos_token_id] for x in tokenizer(list(prompts))["input_ids"]] if prompts else []
@@ -133,13 +207,5 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     eos_ids |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
-    results: list = [None] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        outs = _generate_batch(model, tokenizer, [encoded[i] for i in idx], max_new_tokens, list(stop),
-                               eos_ids, pad_id, device)
-        for i, g in zip(idx, outs):
-            results[i] = g
-        if on_batch is not None:
-            on_batch(len(idx))
-    return results
+    return _generate_all(model, tokenizer, encoded, order, max_new_tokens, list(stop), eos_ids, pad_id, device,
+                         batch_size, on_batch)

@@ -1,0 +1,41 @@
+"""Continuous batching in greedy generation: rows leave when they stop, waiting prompts take their slots, and every
+prompt still gets exactly what it gets when generated alone."""
+
+import torch
+
+from chainforget.engine import generation
+from chainforget.engine.generation import greedy_generate
+from test_scoring import sharpen
+
+PROMPTS = ["Question: what is 2+2?\nAnswer:", "Hi", "x = 5; y =", "Natalia sold clips to 48 of her friends in April",
+           "A", "The cat sat on the", "Question: 17 apples, 5 eaten. Left?\nAnswer:", "1, 2, 3,", "zebra"]
+
+
+def test_rows_that_stop_early_are_replaced_and_results_equal_unbatched(tiny_model, monkeypatch):
+    model, tok = tiny_model
+    sharpen(model)
+    with torch.inference_mode():
+        free = [greedy_generate(model, tok, [p], max_new_tokens=14, stop=[], batch_size=1)[0] for p in PROMPTS]
+    # stop strings taken from different steps of different rows, so rows finish at different times
+    stop = sorted({tok.decode([g.token_ids[2 + i % 9]]) for i, g in enumerate(free[:4])} - {""}, key=len)[-2:]
+    with torch.inference_mode():
+        single = [greedy_generate(model, tok, [p], max_new_tokens=14, stop=stop, batch_size=1)[0] for p in PROMPTS]
+    assert len({len(g.token_ids) for g in single}) >= 3  # the test needs rows that stop at different steps
+    prefills = []
+    original = generation._prefill
+    monkeypatch.setattr(generation, "_prefill", lambda m, ids, *a: prefills.append(len(ids)) or original(m, ids, *a))
+    finished = []
+    with torch.inference_mode():
+        batched = greedy_generate(model, tok, PROMPTS, max_new_tokens=14, stop=stop, batch_size=4,
+                                  on_batch=finished.append)
+    assert [g.token_ids for g in batched] == [g.token_ids for g in single]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert len(prefills) >= 3 and sum(prefills) == len(PROMPTS)  # the free slots were refilled
+    assert sum(finished) == len(PROMPTS)
+
+
+def test_zero_new_tokens_gives_empty_generations(tiny_model):
+    model, tok = tiny_model
+    with torch.inference_mode():
+        outs = greedy_generate(model, tok, PROMPTS[:3], max_new_tokens=0, stop=[], batch_size=2)
+    assert [(g.text, g.token_ids) for g in outs] == [("", ())] * 3
