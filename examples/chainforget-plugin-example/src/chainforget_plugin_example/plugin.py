@@ -1,5 +1,7 @@
 """The module the ``chainforget`` entry point names: one hook implementation per kind of thing it adds.
 
+Every hook is marked ``@hookimpl``: chainforget warns about a ``chainforget_register_*`` function without it.
+
 chainforget's plugin manager imports this module when it starts (``chainforget list``, ``run``, ...), so it imports
 nothing heavy: the strategy imports torch inside its hooks, the task reads its data only when asked.
 """
@@ -11,15 +13,18 @@ from typing import Any, Mapping
 
 from chainforget.plugins import hookimpl
 
-TASK_FILE = Path(__file__).parent / "data" / "unit-convert.yaml"
+DATA = Path(__file__).parent / "data"  # shipped with the package (see [tool.setuptools.package-data])
+TASK_FILE = DATA / "unit-convert.yaml"
+DERIVED_TASK_FILE = DATA / "bbq-age.yaml"
 
 
-# -- a strategy ----------------------------------------------------------------------------------------------------
+# -- strategies: a regulariser and a weight-editing one ------------------------------------------------------------
 @hookimpl
 def chainforget_register_strategies(registry):
-    from chainforget_plugin_example.l2_anchor import SPEC
+    from chainforget_plugin_example import l2_anchor, wise_ft
 
-    registry.register(SPEC.name, SPEC, SPEC.description)
+    for spec in (l2_anchor.SPEC, wise_ft.SPEC):
+        registry.register(spec.name, spec, spec.description)
 
 
 # -- a metric ------------------------------------------------------------------------------------------------------
@@ -48,16 +53,20 @@ def safety_retention(inputs, options: Mapping[str, Any]) -> dict[str, dict[str, 
 def chainforget_register_metrics(registry):
     from chainforget.metrics.base import MetricSpec
 
+    # direction, range and unit are what leaderboard, compare, plot and findings read to sort, bound and label it
     spec = MetricSpec(name="safety_retention", description="last-stage score of a safety task over its score "
                       "right after training it (1 = nothing forgotten)", higher_is_better=True, low=0.0, high=None,
-                      scope="task", compute=safety_retention)
+                      scope="task", compute=safety_retention, unit="ratio")
     registry.register(spec.name, spec, spec.description)
 
 
-# -- a task --------------------------------------------------------------------------------------------------------
+# -- tasks: one from shipped data, one derived from a built-in ----------------------------------------------------
 @hookimpl
 def chainforget_register_tasks(registry):
     from chainforget.tasks import load_task_file
 
     task = load_task_file(TASK_FILE)  # reads the YAML now, the JSONL only when examples are needed
     registry.register(task.name, task, task.spec.description)
+    # `base: bbq` is looked up in the registry this hook receives (built-in tasks are registered first)
+    derived = load_task_file(DERIVED_TASK_FILE, tasks=registry)
+    registry.register(derived.name, derived, derived.spec.description)
