@@ -49,3 +49,48 @@ def test_bad_declarations_fail_at_import(kwargs, match):
     args = {"type": "float", **kwargs}
     with pytest.raises(ValueError, match=match):
         Param("alpha", args.pop("type"), args.pop("default"), "h", **args)
+
+
+# -- plugin attributes Avalanche would take for callbacks ---------------------------------------------------------
+def test_callback_list_is_avalanches():
+    from avalanche.core import SupervisedPlugin
+
+    from chainforget.strategies.base import CALLBACKS
+
+    assert set(CALLBACKS) == {n for n in dir(SupervisedPlugin) if n.startswith(("before", "after"))}
+
+
+class _Good:
+    def before_backward(self, strategy, **kwargs):
+        pass
+
+    _before = 1.0  # private names are not callbacks
+
+
+class _Misspelled:
+    def before_trainig_exp(self, strategy, **kwargs):
+        pass
+
+
+class _Stored:
+    def __init__(self):
+        self.before = {"w": 0}
+
+
+class _Shadowed:
+    def __init__(self):
+        self.after_training_exp = 3.0
+
+
+def test_check_callbacks_one_line_errors():
+    from chainforget.strategies.base import check_callbacks
+
+    check_callbacks([_Good()], "demo")
+    with pytest.raises(ConfigError, match="^strategy 'demo': plugin _Misspelled has 'before_trainig_exp', which "
+                                          "Avalanche takes for a callback .* did you mean 'before_training_exp'\\?"):
+        check_callbacks([_Good(), _Misspelled()], "demo")
+    with pytest.raises(ConfigError, match="plugin _Stored has 'before', which Avalanche takes for a callback .*"
+                                          "rename it \\(e.g. '_before'\\)"):
+        check_callbacks([_Stored()], "demo")
+    with pytest.raises(ConfigError, match="'after_training_exp', a callback name, but it is not a method"):
+        check_callbacks([_Shadowed()], "demo")

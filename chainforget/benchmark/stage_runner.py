@@ -19,6 +19,7 @@ from chainforget.store.layout import STATE_FILE, RunLayout
 from chainforget.store.markers import verify_marker, write_marker
 from chainforget.store.prefix import PrefixStore
 from chainforget.store.state import load_plugin_states, save_plugin_states
+from chainforget.strategies.base import check_callbacks
 from chainforget.testing import faults
 
 
@@ -51,6 +52,7 @@ class StageRunner:
                                                                       self.bench.train_stream)}
         self.stages, ctx = plan_stages(resolved, self.train_examples)  # the run's stages, planned once
         self.plugins = list(resolved.strategy.make_plugins(resolved.params, ctx))
+        check_callbacks(self.plugins, resolved.strategy.name)  # before*/after* names Avalanche would misread
         seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
         self.template = CausalLMTemplate(
             model, self.tokenizer, precision.train_config(resolved.train_cfg, prec), plugins=self.plugins,

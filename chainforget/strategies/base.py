@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 _ARTICLE = {"int": "an", "float": "a", "str": "a", "bool": "a"}
@@ -185,6 +185,37 @@ class StrategyPlugin:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+# Avalanche's SupervisedPlugin callbacks (tests/test_strategies_params.py checks the list against Avalanche's own).
+CALLBACKS = (
+    "after_backward", "after_eval", "after_eval_dataset_adaptation", "after_eval_exp", "after_eval_forward",
+    "after_eval_iteration", "after_forward", "after_train_dataset_adaptation", "after_training",
+    "after_training_epoch", "after_training_exp", "after_training_iteration", "after_update", "before_backward",
+    "before_eval", "before_eval_dataset_adaptation", "before_eval_exp", "before_eval_forward", "before_eval_iteration",
+    "before_forward", "before_train_dataset_adaptation", "before_training", "before_training_epoch",
+    "before_training_exp", "before_training_iteration", "before_update")
+
+
+def check_callbacks(plugins: Sequence[Any], strategy: str) -> None:
+    """Refuse a plugin attribute named ``before*``/``after*`` that is not a callback method.
+
+    Avalanche calls ``getattr(plugin, event)(strategy)`` for every callback name a plugin has and takes any other
+    ``before*``/``after*`` name for an incompatible callback: a misspelled callback would silently never run, and
+    a tensor stored as ``self.before_training_exp`` would be called. One line names the attribute and the fix.
+    """
+    for plugin in plugins:
+        for attr in dir(plugin):
+            if not attr.startswith(("before", "after")):
+                continue
+            where = f"strategy {strategy!r}: plugin {type(plugin).__name__} has {attr!r}"
+            if attr not in CALLBACKS:
+                raise ConfigError(f"{where}, which Avalanche takes for a callback (every before*/after* name is one) "
+                                  f"but is none; {did_you_mean(attr, CALLBACKS)}rename it (e.g. '_{attr}') or use a "
+                                  f"callback name of avalanche.core.SupervisedPlugin")
+            if not callable(getattr(plugin, attr)):
+                raise ConfigError(f"{where}, a callback name, but it is not a method: Avalanche would call it; rename "
+                                  f"the attribute (e.g. '_{attr}')")
 
 
 def chain_step(strategy: Any, context: StrategyContext) -> int:
