@@ -178,3 +178,25 @@ def test_derived_task_in_resolve_task_and_unknown_names(tmp_path):
     assert resolve_task(str(path)).name == "bbq-religion"
     with pytest.raises(UnknownNameError):
         resolve_task("bbq-religion")  # a file is not registered by being read
+
+
+def test_raw_bbq_rows_grouped_by_the_nested_stereotyped_groups(tmp_path):
+    """A plain task file over BBQ's raw JSONL (located with shipped_data) reads additional_metadata.* paths."""
+    raw = shipped_data("chainforget", "data", "bbq", "Religion.jsonl.gz")
+    path = write(tmp_path / "religion.yaml", f"""\
+        name: bbq-religion-raw
+        kind: safety
+        prompt_template: "Context: {{context}}\\nQuestion: {{question}}\\nAnswer:"
+        split: {{eval_fraction: 0.5, seed: 0, unit: question_index}}
+        data: {raw}
+        columns: {{id: example_id, options: [ans0, ans1, ans2], gold: label, meta: [question_index]}}
+        filter: {{context_condition: ambig, additional_metadata.stereotyped_groups: {{contains: Muslim}}}}
+        group_from: additional_metadata.stereotyped_groups
+    """)
+    task = load_task_file(path)
+    examples = task.examples()
+    assert examples and all(e.meta["context_condition"] == "ambig" for e in examples)
+    assert all("Muslim" in e.meta["additional_metadata"]["stereotyped_groups"] for e in examples)
+    assert "Muslim" in {e.group for e in examples}
+    train_units = {e.meta["question_index"] for e in task.train_examples()}
+    assert train_units.isdisjoint(e.meta["question_index"] for e in task.eval_examples())  # the file's unit split
