@@ -191,14 +191,22 @@ def relative_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dic
         keep = ~np.isnan(values[:, [a - 1, a, last]]).any(axis=1)
         cols = sign * np.stack([values[keep, a] - values[keep, last], values[keep, a] - values[keep, a - 1]], axis=1)
         labels, clusters = kept(inputs.views[task], keep)
-        boot = bootstrap(cols, labels, n_boot, task_rng(seed, task, RELATIVE_PURPOSE), clusters).overall
-        positive = boot[:, 1] > 0
-        ratios = np.where(positive, boot[:, 0] / np.where(positive, boot[:, 1], 1.0), np.nan)
-        low, high = percentile_ci(ratios[positive])
-        if np.mean(~positive) > 0.025:
-            high = None  # the gain itself may be 0: the share lost is unbounded above
+        low, high = ratio_interval(cols, labels, clusters, n_boot, task_rng(seed, task, RELATIVE_PURPOSE))
         out[task] = {"value": forgot / gain, "ci_low": low, "ci_high": high, **extra}
     return out
+
+
+def ratio_interval(cols: np.ndarray, labels, clusters, n_boot: int, rng: np.random.Generator
+                   ) -> tuple[float | None, float | None]:
+    """95% percentile interval of ``mean(cols[:, 0]) / mean(cols[:, 1])`` (forgetting / gain), both resampled with
+    the same clusters; the high end is open (None) when more than 2.5% of resamples have no positive gain."""
+    boot = bootstrap(cols, labels, n_boot, rng, clusters).overall
+    positive = boot[:, 1] > 0
+    ratios = np.where(positive, boot[:, 0] / np.where(positive, boot[:, 1], 1.0), np.nan)
+    low, high = percentile_ci(ratios[positive])
+    if np.mean(~positive) > 0.025:
+        high = None  # the gain itself may be 0: the share lost is unbounded above
+    return low, high
 
 
 def fwt(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:

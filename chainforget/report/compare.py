@@ -257,9 +257,9 @@ def _row(metric, task, chain, label, is_base, mine, base, n_boot, seed, digits) 
     return row + [Cell(str(len(diffs)), len(diffs)), format_cell(diff, digits), Cell("*" if significant else "")]
 
 
-def seeds_spread(vectors: list, min_group_size: int, n_perm: int, rng) -> dict | None:
-    """The calibrated spread (metrics.spread) of several seeds' aligned per-example forgetting, over groups with at
-    least ``min_group_size`` examples; None with fewer than two such groups."""
+def seeds_clustered(vectors: list, min_group_size: int) -> spread_stats.Clustered | None:
+    """Several seeds' aligned per-example values collapsed to clusters (metrics.spread), over groups with at least
+    ``min_group_size`` examples; None with fewer than two such groups."""
     aligned = _aligned(vectors)
     if aligned is None:
         return None
@@ -269,9 +269,15 @@ def seeds_spread(vectors: list, min_group_size: int, n_perm: int, rng) -> dict |
     if len(used) < 2:
         return None
     mask = np.array([g in used for g in groups])
-    cl = spread_stats.collapse(values[:, mask], [g for g, m in zip(groups, mask) if m],
-                               None if clusters is None else [c for c, m in zip(clusters, mask) if m])
-    return spread_stats.spread(cl, n_perm, rng)
+    return spread_stats.collapse(values[:, mask], [g for g, m in zip(groups, mask) if m],
+                                 None if clusters is None else [c for c, m in zip(clusters, mask) if m])
+
+
+def seeds_spread(vectors: list, min_group_size: int, n_perm: int, rng) -> dict | None:
+    """The calibrated spread (metrics.spread) of several seeds' aligned per-example forgetting, over groups with at
+    least ``min_group_size`` examples; None with fewer than two such groups."""
+    cl = seeds_clustered(vectors, min_group_size)
+    return None if cl is None else spread_stats.spread(cl, n_perm, rng)
 
 
 def _spread_row(metric, task, chain, label, is_base, mine, base, n_boot, seed, digits, min_group_size) -> list[Cell]:
