@@ -88,5 +88,42 @@ def test_cli_mixed_suite_error_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "chainforget", "leaderboard", "--suite", str(suite), "--out",
                           str(tmp_path / "runs")], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    [line] = out.stderr.strip().splitlines()
+    [line] = [x for x in out.stderr.splitlines() if x.startswith("error:")]
     assert line.startswith("error: task_options.gsm8k (chain bbq,gsm8k): ") and "did you mean 'gold_logprob'?" in line
+
+
+def test_docs_suites_md_examples_and_messages_are_real(tmp_path, monkeypatch):
+    """Every YAML block of docs/suites.md expands and resolves; the error lines it shows are the real ones."""
+    import re
+    from pathlib import Path
+
+    from chainforget.plugins import manager
+
+    root = Path(__file__).resolve().parents[1]
+    info = tmp_path / "chainforget_plugin_example-0.1.0.dist-info"  # the example plugin, as pip would install it
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chainforget-plugin-example\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[chainforget]\nplugin-example = chainforget_plugin_example.plugin\n")
+    monkeypatch.syspath_prepend(str(root / "examples" / "chainforget-plugin-example" / "src"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manager.reset()
+    try:
+        text = (root / "docs" / "suites.md").read_text()
+        blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+        assert len(blocks) == 3
+        for block in blocks:
+            specs = expand_suite(block)
+            for spec in specs[:: max(1, len(specs) // 4)]:
+                resolve_run(spec)
+        shown = re.findall(r"^error: (.*)$", text, re.M)
+        got = []
+        for options in ({"gsm8": {}}, {"gsm8k": {"primary_metric": "gold_logprb"}}):
+            with pytest.raises(ConfigError) as err:
+                for spec in expand_suite({**blocks[1], "task_options": options}):
+                    resolve_run(spec)
+            got.append(str(err.value))
+        assert shown == got
+    finally:
+        manager.reset()
+        for name in [m for m in sys.modules if m.startswith("chainforget_plugin_example")]:
+            del sys.modules[name]
