@@ -108,6 +108,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       chainforget run --chain bbq,gsm8k --strategy replay
       chainforget leaderboard                     the quick preset on SmolLM2-135M
       chainforget compare runs/a runs/b           mitigation vs baseline, with CIs
+      chainforget findings runs/                  the paper's three questions, with detectable effects
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -266,10 +267,13 @@ def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, s
 @click.option("--ascending", is_flag=True, help="Sort ascending instead of descending.")
 @click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
               default="github", show_default=True, help="Table format.")
+@click.option("--columns", default=None, metavar="METRIC,...",
+              help="Extra columns: registered metrics (plugins included), one per task, e.g. relative_forgetting.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 @click.option("--dry-run", is_flag=True, help="Print the stages to train and reuse, the examples and tokens, and "
                                               "an estimated wall time from a short probe; train and write nothing.")
-def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, quiet, dry_run):
+def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, columns, quiet,
+                    dry_run):
     """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
     from chainforget.commands.runs import leaderboard_command
 
@@ -283,7 +287,8 @@ def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, 
 
     _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
                              no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
-                             echo=_echo(quiet), warn=lambda msg: _say(f"warning: {msg}", err=True)))
+                             echo=_echo(quiet), warn=lambda msg: _say(f"warning: {msg}", err=True),
+                             columns=columns))
 
 
 @main.command("metrics")
@@ -306,8 +311,8 @@ def metrics_cmd(run_dir, check):
 @click.option("--by", "by", type=click.Choice(["set", "strategy"]), default="set", show_default=True,
               help="Group runs by the sets given on the command line, or by strategy across all runs found.")
 @click.option("--metric", "metrics", multiple=True,
-              type=click.Choice(["forgetting", "biased_forgetting", "drift", "final"]),
-              help="Metrics to compare (repeatable).  [default: all]")
+              help="Metric to compare (repeatable): forgetting, biased_forgetting, drift, final, or any registered "
+                   "metric (plugins included; see `chainforget list metrics`).  [default: the first four]")
 @click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
@@ -333,17 +338,43 @@ def compare_cmd(run_sets, baseline, by, metrics, n_boot, seed, fmt):
 @main.command("plot")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH_OR_GLOB...")
 @click.option("--out", default="figures", show_default=True, help="Directory for the PNG and PDF files.")
-def plot_cmd(paths, out):
+@click.option("--metric", "metrics", multiple=True,
+              help="Also draw this registered metric (repeatable; plugins included) per strategy and chain.")
+def plot_cmd(paths, out, metrics):
     """Draw the figures: score-matrix heatmaps, per-group forgetting bars with CIs, order asymmetry,
     safety-vs-capability Pareto scatter, sharpness vs forgetting."""
     from chainforget.commands.reports import plot_command
 
-    files, warnings = plot_command(paths, out)
+    files, warnings = plot_command(paths, out, metrics)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo(f"wrote {len(files)} files to {out}/")
     for f in files:
         click.echo(f"  {f}")
+
+
+@main.command("findings")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH_OR_GLOB...")
+@click.option("--metric", default="relative_forgetting", show_default=True,
+              help="Unit-free per-task metric for the order-asymmetry question (any registered one, plugins "
+                   "included).")
+@click.option("--baseline", default="naive", show_default=True, help="Strategy the mitigations are compared with.")
+@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples and permutations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--min-group-size", type=int, default=20, show_default=True,
+              help="Groups with fewer eval examples are left out of the spread (several seeds).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+              help="Output: text, JSON, or one self-contained HTML page (tables and figures, no server needed).")
+def findings_cmd(paths, metric, baseline, n_boot, seed, min_group_size, fmt):
+    """Answer the paper's three questions from finished runs: (1) order asymmetry, (2) group dependence,
+    (3) mitigation vs the baseline with the Pareto set; each with its minimum detectable effect."""
+    from chainforget.commands.reports import findings_command
+
+    text, warnings = findings_command(paths, metric=metric, baseline=baseline, n_boot=n_boot, seed=seed,
+                                      min_group_size=min_group_size, fmt=fmt)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(text, nl=False)
 
 
 @main.command("sharpness")

@@ -162,6 +162,8 @@ def test_across_seed_interval_stays_in_the_declared_range_and_metric_columns():
     headers, rows = leaderboard_rows(results, columns=["relative_forgetting"])
     row = dict(zip(headers, rows[0]))
     assert row["bbq biased forgetting"].low == 0.0  # a spread is never negative: the interval is clipped at 0
-    assert row["bbq relative_forgetting"].value == pytest.approx(0.5)
+    # the column names the metric's own unit (from its MetricSpec) and sorts by its name with or without it
+    assert row["bbq relative_forgetting [share of the stage's gain]"].value == pytest.approx(0.5)
+    assert sort_rows(rows, headers, "bbq relative_forgetting") == rows
     with pytest.raises(ConfigError, match="did you mean 'relative_forgetting'"):
         leaderboard_rows(results, columns=["relative_forgeting"])

@@ -132,5 +132,7 @@ def task_info_for(resolved: ResolvedRun, stages: list[Stage]) -> dict[str, dict[
         trained_at = next((k for k, s in enumerate(stages, start=1) if name in s.trained_tasks), None)
         metric = tspec.metric(tspec.primary_metric)
         info[name] = {"kind": tspec.kind, "format": tspec.format, "primary_metric": tspec.primary_metric,
-                      "higher_is_better": metric.higher_is_better, "trained_at": trained_at}
+                      "higher_is_better": metric.higher_is_better, "trained_at": trained_at,
+                      # metrics resample/permute examples sharing this field as one cluster (the split unit)
+                      "cluster": tspec.split.unit, "unit": getattr(metric, "unit", None) or tspec.primary_metric}
     return info

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 from chainforget.benchmark.runner import run
@@ -12,8 +11,9 @@ from chainforget.config.files import load_config_file
 from chainforget.config.spec import RunSpec, check_keys, parse_set_options, parse_task_list
 from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.engine.logs import check_wandb, parse_logger_names
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
 from chainforget.metrics.compute import recompute_run
+from chainforget.plugins import registries
 from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
 from chainforget.store.results import load_result
 
@@ -68,8 +68,10 @@ def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable
 
 def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,
                         no_run: bool, sort_key: str | None, ascending: bool, fmt: str, quiet: bool,
-                        echo: Callable[[str], None], warn: Callable[[str], None] | None = None) -> str:
+                        echo: Callable[[str], None], warn: Callable[[str], None] | None = None,
+                        columns: str | None = None) -> str:
     warn = warn or echo
+    extra = parse_columns(columns)  # before any run: a typo must not cost a suite
     suite = resolve_suite(suite_path or preset)
     shard_t = parse_shard(shard)
     if not no_run:
@@ -83,10 +85,24 @@ def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard:
              + (" ..." if len(missing) > 5 else ""))
     if not results:
         raise ConfigError(f"no complete runs of this suite under {out}; run it without --no-run first")
-    headers, rows = leaderboard_rows(results)
+    headers, rows = leaderboard_rows(results, columns=extra)
     if sort_key:
         rows = sort_rows(rows, headers, sort_key, descending=not ascending)
     return render_table(headers, rows, fmt)
+
+
+def parse_columns(text: str | None) -> list[str]:
+    """``--columns a,b``: extra metric columns, each a registered metric (plugins included)."""
+    names = [c.strip() for c in (text or "").split(",")]
+    if text is not None and not all(names):
+        raise ConfigError(f"--columns {text!r} has an empty name; give comma-separated metric names, e.g. "
+                          f"relative_forgetting,bwt (see `chainforget list metrics`)")
+    known = registries("metrics").names()
+    for name in names if text else []:
+        if name not in known:
+            raise ConfigError(f"unknown metric column {name!r}; {did_you_mean(name, known, cutoff=0.5)}registered "
+                              f"metrics: {', '.join(known)} (see `chainforget list metrics`)")
+    return names if text else []
 
 
 def metrics_command(run_dir: str) -> tuple[str, bool]:

@@ -16,8 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from chainforget.errors import DataError, PluginError
 from chainforget.metrics.base import DEFAULT_OPTIONS, MetricInputs
-from chainforget.metrics.matrices import (build_views, group_matrix_from_views, group_sizes_from_views,
-                                          matrix_from_views)
+from chainforget.metrics.matrices import build_views, group_matrix_from_views, group_sizes_from_views, matrix_from_views
 
 STEP_FILE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
 

@@ -22,14 +22,13 @@ values, combined over seeds by ``metrics.replicates.combine_seeds``. A metric un
 
 from __future__ import annotations
 
-import difflib
 import os
 import zlib
 from typing import Any, Sequence
 
 import numpy as np
 
-from chainforget.errors import ConfigError, DataError
+from chainforget.errors import ConfigError, DataError, did_you_mean
 from chainforget.metrics import spread as spread_stats
 from chainforget.metrics.compute import build_inputs
 from chainforget.metrics.replicates import combine_seeds, se_from_interval
@@ -152,19 +151,22 @@ def _check(groups: dict, baseline_label: str, metrics: Sequence[str]) -> None:
     if not groups:
         raise ConfigError("compare needs at least one set of runs")
     if baseline_label not in groups:
-        close = difflib.get_close_matches(str(baseline_label), list(groups), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(baseline_label, list(groups), cutoff=0.5)
         raise ConfigError(f"unknown baseline {baseline_label!r}; {hint}sets: {', '.join(groups)}")
-    known = known_metrics()
-    for m in metrics:
-        if m not in known:
-            close = difflib.get_close_matches(str(m), known, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"compare cannot compute metric {m!r}; {hint}choose from {', '.join(known)} "
-                              f"(see `chainforget list metrics`)")
+    check_metrics(metrics)
     for label, runs in groups.items():
         if not runs:
             raise ConfigError(f"run set {label!r} is empty; pass at least one complete run")
+
+
+def check_metrics(metrics: Sequence[str]) -> None:
+    """Every name is a metric compare can show (one-line error with a suggestion otherwise)."""
+    known = known_metrics()
+    for m in metrics:
+        if m not in known:
+            hint = did_you_mean(m, known, cutoff=0.5)
+            raise ConfigError(f"compare cannot compute metric {m!r}; {hint}choose from {', '.join(known)} "
+                              f"(see `chainforget list metrics`)")
 
 
 def _views(runs: Sequence[Any], label: str) -> dict[tuple[str, Any], _RunView]:

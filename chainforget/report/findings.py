@@ -78,6 +78,11 @@ def _verdict(summary: dict, more: str, less: str, unit: str) -> str:
             f"usually be missed at this study size")
 
 
+def check_metric(metric: str):
+    """The MetricSpec of a metric that order asymmetry can use: registered, per task, unit-free."""
+    return _metric_spec(metric)
+
+
 def _metric_spec(metric: str):
     known = registries("metrics").names()
     if metric not in known:
@@ -307,6 +312,7 @@ def _pareto(here: dict, measures: list, chain: str) -> list[dict]:
 def findings(runs: Sequence[Any], *, metric: str = DEFAULT_METRIC, baseline: str = "naive", n_boot: int = 1000,
              seed: int = 0, min_group_size: int = 20) -> dict:
     """The three answers as one JSON-able dict (schema :data:`SCHEMA`)."""
+    _metric_spec(metric)
     if not runs:
         raise ConfigError("findings needs at least one complete run")
     cells = _cells(runs)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from chainforget.metrics.forgetting import matrix_drop
+from chainforget.plugins import registries
 from chainforget.report.tables import aggregate, chain_label, metric_entry, strategy_name
 from chainforget.store.atomic import atomic_write_bytes
 
@@ -336,15 +337,49 @@ def sharpness_vs_forgetting(results: Sequence[dict], out_dir: str | Path) -> lis
     return _save(fig, out_dir, "sharpness-vs-forgetting")
 
 
-def plot_all(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
-    """Every figure that the runs support: heatmaps and group bars per run, then the cross-run figures.
+def metric_bars(results: Sequence[dict], metric: str, out_dir: str | Path) -> list[Path]:
+    """Any registered metric (plugins included): one panel per stored key (task), one bar per strategy and chain
+    (mean over seeds, interval from ``tables.aggregate`` within the metric's declared range); the axis names the
+    metric's unit and the title its direction, both read from its ``MetricSpec``."""
+    spec = registries("metrics").get(metric)
+    keys = list(dict.fromkeys(k for r in results for k, e in (r.get("metrics", {}).get(metric) or {}).items()
+                              if isinstance(e, dict) and isinstance(e.get("value"), (int, float))))
+    if not keys:
+        return []
+    cells = sorted({(strategy_name(r), chain_label(r)) for r in results}, key=lambda c: (c[1], c[0] != "naive", c[0]))
+    fig = _figure(max(5.0, (0.6 * len(cells) + 1.5) * len(keys)), 4.0)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    unit = "" if spec.unit in ("", None) else f" ({spec.unit})"
+    for ax, key in zip(axes, keys):
+        aggs = [aggregate((metric_entry(r, metric, key) for r in results
+                           if (strategy_name(r), chain_label(r)) == cell), (spec.low, spec.high)) for cell in cells]
+        keep = [i for i, a in enumerate(aggs) if a is not None]
+        vals = np.array([aggs[i][0] for i in keep], dtype=float)
+        lows = np.array([aggs[i][1] if aggs[i][1] is not None else aggs[i][0] for i in keep], dtype=float)
+        highs = np.array([aggs[i][2] if aggs[i][2] is not None else aggs[i][0] for i in keep], dtype=float)
+        ax.bar(keep, vals, color="#6a51a3", yerr=[vals - lows, highs - vals], capsize=3)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set_xticks(range(len(cells)), [f"{s}\n{c}" for s, c in cells], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(f"{metric}{unit}")
+        ax.set_title(key, fontsize=9)
+    direction = {True: "higher is better", False: "lower is better", None: "not a score"}[spec.higher_is_better]
+    fig.suptitle(f"{metric}: {direction}", fontsize=9)
+    return _save(fig, out_dir, f"metric-{metric}")
+
+
+def plot_all(results: Sequence[dict], out_dir: str | Path, metrics: Sequence[str] = ()) -> list[Path]:
+    """Every figure that the runs support: heatmaps and group bars per run, then the cross-run figures, then one
+    figure per metric named in ``metrics`` (any registered metric, plugins included).
 
     Every label is plain text: a task or group named with TeX-like characters (``x$\\frac{$``) is drawn as written,
     never parsed as mathtext (which fails on it)."""
     import matplotlib
 
     with matplotlib.rc_context({"text.parse_math": False}):
-        return _plot_all(results, out_dir)
+        paths = _plot_all(results, out_dir)
+        for metric in metrics:
+            paths += metric_bars(results, metric, out_dir)
+        return paths
 
 
 def _plot_all(results: Sequence[dict], out_dir: str | Path) -> list[Path]:

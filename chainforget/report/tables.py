@@ -25,7 +25,8 @@ import math
 import re
 from typing import Any, Iterable, Sequence
 
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
+from chainforget.metrics.base import TASK_UNIT
 from chainforget.metrics.replicates import combine_seeds, se_from_interval
 from chainforget.plugins import registries
 
@@ -33,6 +34,7 @@ FORMATS = ("github", "latex", "csv", "json", "html", "plain")
 _TABULATE_FMT = {"github": "github", "latex": "latex_booktabs", "html": "html", "plain": "simple"}
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_UNIT = re.compile(r"\s*\[[^\]]*\]$")
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
@@ -195,15 +197,20 @@ def _bounds(metric: str) -> tuple[float | None, float | None]:
     return spec.low, spec.high
 
 
+def _unit_suffix(metric: str) -> str:
+    """`` [unit]`` of a metric whose unit is its own (a plugin's "ratio"); nothing for task-unit metrics."""
+    unit = registries("metrics").get(metric).unit
+    return "" if not unit or unit == TASK_UNIT else f" [{unit}]"
+
+
 def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tuple[str, str]]:
     """(metric, key) pairs of the extra ``--columns`` metrics (plugins included), for every key any run has."""
     known = registries("metrics").names()
     out = []
     for metric in columns:
         if metric not in known:
-            close = difflib.get_close_matches(str(metric), known, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown metric column {metric!r}; {hint}registered metrics: {', '.join(known)}")
+            raise ConfigError(f"unknown metric column {metric!r}; {did_you_mean(metric, known, cutoff=0.5)}"
+                              f"registered metrics: {', '.join(known)} (see `chainforget list metrics`)")
         keys = dict.fromkeys(k for r in results for k in (r.get("metrics", {}).get(metric) or {}))
         out += [(metric, k) for k in keys]
     return out
@@ -232,7 +239,7 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
     headers = ["strategy", "chain", *fields, SEEDS_HEADER]
     headers += [h for t in safety for h in (f"{t} forgetting", f"{t} biased forgetting", f"{t} group p")]
     headers += [f"{t} final" for t in capability] + [f"{t} vs naive" for t in capability]
-    headers += [f"{key} {metric}" for metric, key in extra]
+    headers += [f"{key} {metric}{_unit_suffix(metric)}" for metric, key in extra]
 
     chain_order = list(dict.fromkeys(chain_label(r) for r in results))
     keys = sorted(groups, key=lambda k: (chain_order.index(k[1]), k[0] != "naive", k[0], k[2:]))
@@ -273,6 +280,9 @@ def column_index(headers: Sequence[str], key: str) -> int:
     normed = [_norm(h) for h in headers]
     if _norm(key) in normed:
         return normed.index(_norm(key))
+    bare = [_norm(_UNIT.sub("", h)) for h in headers]  # a metric column may be named without its " [unit]"
+    if _norm(key) in bare:
+        return bare.index(_norm(key))
     close = difflib.get_close_matches(_norm(key), normed, n=1, cutoff=0.5)
     hint = f"did you mean {headers[normed.index(close[0])]!r}? " if close else ""
     raise ConfigError(f"unknown sort column {key!r}; {hint}columns: {', '.join(headers)}")
