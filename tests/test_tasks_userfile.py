@@ -258,7 +258,9 @@ def test_the_example_in_docs_tasks_md_works(tmp_path):
     import re
 
     doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text()
-    blocks = dict(re.findall(r"```(yaml|jsonl|toml)\n(.*?)```", doc, flags=re.S))
+    blocks = {}
+    for kind, text in re.findall(r"```(yaml|jsonl|toml)\n(.*?)```", doc, flags=re.S):
+        blocks.setdefault(kind, text)  # the first block of each kind: the plain task file's example
     (tmp_path / "posts.jsonl").write_text(blocks["jsonl"])
     (tmp_path / "my-task.yaml").write_text(blocks["yaml"])
     (tmp_path / "my-task.toml").write_text(blocks["toml"])
@@ -269,3 +271,22 @@ def test_the_example_in_docs_tasks_md_works(tmp_path):
         ex = {e.id: e for e in task.examples()}["my-hate/p3"]
         assert (ex.prompt, ex.options, ex.gold) == (
             "Post: People like them should not vote.\nQuestion: Is this post hateful?\nAnswer:", (" No", " Yes"), 1)
+
+
+def test_the_derived_examples_in_docs_tasks_md_work(tmp_path):
+    import pathlib
+    import re
+
+    from chainforget.tasks.derived import shipped_data
+
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text()
+    derived = doc[doc.index("## Derived tasks"):]
+    first, raw = re.findall(r"```yaml\n(.*?)```", derived, flags=re.S)
+    (tmp_path / "bbq-age.yaml").write_text(first)
+    task = load_task_file(tmp_path / "bbq-age.yaml")
+    assert (len(task.train_examples()), len(task.eval_examples())) == (1904, 1776)  # the numbers the doc gives
+    assert set(task.groups("all")) == {"old", "nonOld"}
+    data = shipped_data("chainforget", "data", "bbq", "Religion.jsonl.gz")
+    (tmp_path / "raw.yaml").write_text(raw.replace("/path/printed/by/shipped_data/Religion.jsonl.gz", str(data)))
+    exs = load_task_file(tmp_path / "raw.yaml").examples()
+    assert exs and all(e.meta["context_condition"] == "ambig" for e in exs)
