@@ -7,7 +7,6 @@ Anything a user can cause (bad name, bad config value, malformed data file, miss
 
 from __future__ import annotations
 
-
 MAX_MESSAGE = 600  # characters: a message quoting a hostile value must stay one readable line
 
 

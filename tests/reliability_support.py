@@ -227,3 +227,24 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+# ------------------------------------------------------------------------------------- figures in the docs
+DOC = TESTS_DIR.parent / "docs" / "reliability.md"
+
+
+def doc_section(name: str) -> str:
+    """The text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in docs/reliability.md."""
+    text = DOC.read_text(encoding="utf-8")
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    assert begin in text and end in text, f"docs/reliability.md lacks the {name} markers"
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def update_doc_section(name: str, body: str) -> None:
+    """Replace that section (the figures the tests measured) in docs/reliability.md."""
+    text = DOC.read_text(encoding="utf-8")
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{begin}\n{body.strip()}\n{end}{tail}", encoding="utf-8")

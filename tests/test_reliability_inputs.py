@@ -17,10 +17,12 @@ import sys
 import pytest
 import yaml
 from click.testing import CliRunner
+from reliability_corpus import Ctx, all_cases
+from reliability_fuzz_cases import bad_data_cases, bad_run_configs, bad_suites
+from reliability_support import SUITE, TINY, doc_section, every_file, snapshot, update_doc_section
 
 from chainforget.cli import main
-from reliability_support import SUITE, TINY, snapshot
-from reliability_fuzz_cases import bad_data_cases, bad_run_configs, bad_suites
+from chainforget.errors import ConfigError
 
 NAIVE_SUITE = {**SUITE, "strategies": ["naive"]}
 
@@ -105,7 +107,9 @@ def test_debug_shows_the_traceback(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "Traceback" in out.stderr and "UnknownNameError" in out.stderr
     out = subprocess.run([c for c in cmd if c != "--debug"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and out.stderr.startswith("error: unknown task 'gsm8'") and "Traceback" not in out.stderr
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(errors) == 1 and errors[0].startswith("error: unknown task 'gsm8'"), out.stderr
 
 
 # --------------------------------------------------------------------------------------------- models and data
@@ -122,7 +126,7 @@ def test_model_paths(tmp_path, no_model_work):
 
 
 def test_corrupt_data_files_name_file_and_line(tmp_path, no_model_work):
-    task = "name: {name}\nkind: safety\nprompt_template: 'Post: {{text}}'\noptions: [No, Yes]\ndata: {data}\n" \
+    task = "name: {name}\nkind: safety\nprompt_template: 'Post: {{text}}'\noptions: ['No', 'Yes']\ndata: {data}\n" \
            "columns: {{id: pid, gold: label, group: community}}\n"
     rows = [{"pid": f"p{i}", "text": f"t{i}", "label": i % 2, "community": "ab"[i % 2]} for i in range(6)]
     lines = [json.dumps(r) for r in rows]
@@ -157,8 +161,9 @@ def _rewrite(run_dir, edit, fix_marker: bool):
     text = json.dumps(result, indent=2) + "\n"
     (run_dir / "result.json").write_text(text)
     if fix_marker:  # as the (other) version that wrote it would have
-        (run_dir / "DONE").write_text(json.dumps({"schema_version": result["schema_version"],
-                                                  "result_sha256": hashlib.sha256(text.encode()).hexdigest()}))
+        marker = json.loads((run_dir / "DONE").read_text())
+        marker["sha256"]["result.json"] = hashlib.sha256(text.encode()).hexdigest()
+        (run_dir / "DONE").write_text(json.dumps(marker))
 
 
 def test_incompatible_schema_version_is_refused_by_every_reader(done, tmp_path):
@@ -252,3 +257,49 @@ def test_run_directory_holds_only_data_formats(done):
         head = p.read_bytes()[:4]
         assert p.name in ("DONE", ".lock") or p.name.endswith((".lock", ".json", ".jsonl.gz", ".safetensors")), p
         assert not head.startswith(b"\x80") and not head.startswith(b"PK\x03\x04"), p
+
+
+# ------------------------------------------------------------------------------------- the hostile-input corpus
+def _wandb_unusable() -> bool:
+    from chainforget.engine.logs import check_wandb
+
+    try:
+        check_wandb()
+    except ConfigError:
+        return True
+    return False
+
+
+CORPUS = all_cases(include_wandb=_wandb_unusable())
+CORPUS_PASSED: set[str] = set()
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.id)
+def test_hostile_input_corpus(done, tmp_path, no_model_work, case):
+    """Issue 19's reproductions and their generated variants, each through the real CLI (in-process): exit 2,
+    exactly one line, starting with 'error:', no traceback, and every file that existed under --out beforehand
+    byte for byte the same (the complete run, its checkpoints and the prefix store included)."""
+    root, run = done
+    args = [str(a) for a in case.build(Ctx(tmp_path, root / "runs", run))]
+    out = tmp_path / "copy" if case.out == "copy" else root / "runs"
+    if args[0] in ("run", "leaderboard"):
+        args += ["--out", str(out)]
+    before = every_file(out)
+    line = one_line_error(cli(*args))
+    assert case.expect in line, line
+    after = every_file(out)
+    assert {k: after.get(k) for k in before} == before
+    CORPUS_PASSED.add(case.id)
+
+
+def test_reliability_doc_states_the_corpus_figures():
+    """docs/reliability.md states the corpus size and pass figure; CHAINFORGET_WRITE_DOCS=1 rewrites them from
+    this run (after the whole corpus passed), otherwise the stated size must equal the corpus as it is."""
+    import os
+
+    n = len(CORPUS)
+    if os.environ.get("CHAINFORGET_WRITE_DOCS") == "1" and len(CORPUS_PASSED) == n:
+        update_doc_section("corpus", f"**{n}/{n}** hostile inputs handled: exit status 2, one `error:` line, no "
+                                     f"traceback, every existing file under `--out` byte-identical.")
+    assert f"**{n}/{n}** hostile inputs handled" in doc_section("corpus"), (
+        f"the corpus has {n} cases: rerun with CHAINFORGET_WRITE_DOCS=1 to update docs/reliability.md")

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from reliability_support import (
-    SUITE,
     RUN_CONFIG,
+    SUITE,
     TINY,
     ForkServer,
     check_no_half_files,
     comparable,
     snapshot,
     temp_files,
+    update_doc_section,
     wait_for,
 )
 
@@ -50,6 +50,35 @@ def server(tmp_path_factory):
     fs.close()
     if KILL_STATS:
         print("\nkill statistics:", json.dumps(KILL_STATS))
+        if os.environ.get("CHAINFORGET_WRITE_DOCS") == "1":
+            update_doc_section("kills", kill_table(KILL_STATS))
+
+
+def kill_table(stats: dict) -> str:
+    """The kill figures of docs/reliability.md, from this session's kill tests."""
+    rows = []
+    for kind, what in (("run", "`run` bbq -> gsm8k, EWC"), ("leaderboard", "leaderboard, naive + EWC")):
+        runs = [v for k, v in stats.items() if k.startswith(kind + " ")]
+        if not runs:
+            continue
+        s = {k: sum(r.get(k, 0) for r in runs) for k in ("specs", "fired", "survived", "lost")}
+        kinds = {k: sum(r["kinds"][k] for r in runs) for k in ("train", "eval", "write", "weights")}
+        rows.append([f"{what} ({len(runs)} schedule{'s' if len(runs) > 1 else ''})", s["specs"], s["fired"],
+                     f"{kinds['train']} / {kinds['eval']} / {kinds['write']} ({kinds['weights']})", s["survived"],
+                     s["lost"]])
+        extra = [f"{sum(r.get(x, 0) for r in runs)} {x}" for x in ("enospc", "nan") if any(x in r for r in runs)]
+        if extra:
+            rows[-1][0] += f", plus {' and '.join(extra)} refused"
+    lines = ["| | kill points armed | kills fired (SIGKILL) | in training / evaluation / a write (of which weights) "
+             "| survived | results lost |", "|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    seeds = sorted({k.split(" ", 1)[1] for k in stats if k.startswith(("run ", "leaderboard "))})
+    lines.append("")
+    lines.append(f"Schedules (seeds): {', '.join(seeds)}. Ctrl-C exit: {stats.get('ctrl-c seconds to exit', '-')} s "
+                 f"after SIGINT; SIGTERM exit: {stats.get('sigterm seconds to exit', '-')} s after the signal. "
+                 f"Regenerate: `CHAINFORGET_WRITE_DOCS=1 CHAINFORGET_KILL_SEEDS=... pytest "
+                 f"tests/test_reliability_processes.py`.")
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +239,8 @@ def _kept(before: dict[str, str], after: dict[str, str]) -> bool:
 
 
 LEADERBOARD_TIMELINE = [
-    "eval/0", "train/1", "write/s1-*/weights.safetensors", "write/s1-*/DONE", "train/2", "write/s2-*/records.jsonl.gz", "write/*naive*/result.json",
+    "eval/0", "train/1", "write/s1-*/weights.safetensors", "write/s1-*/DONE", "train/2",
+    "write/s2-*/records.jsonl.gz", "write/*naive*/result.json",
     "write/bbq-gsm8k_naive_*/DONE", "write/step-1/DONE", "train/2:2", "eval/2", "write/bbq-gsm8k_ewc_*/DONE",
 ]
 
@@ -244,6 +274,44 @@ def test_ctrl_c_stops_quickly_says_how_to_resume_and_resumes(server, board):
     rc, _, err = server.run(RUN + ["--out", "interrupted"])
     assert rc == 0, err[-3000:]
     assert comparable(run_dir(out, "ewc")) == comparable(run_dir(board[0], "ewc"))
+
+
+def test_sigterm_stops_cleanly_says_how_to_resume_and_resumes(server, board):
+    """SIGTERM (Slurm, Kubernetes) is handled like Ctrl-C: one line, exit status 143, no temporary file, and the
+    rerun finishes with the uninterrupted run's files."""
+    out = server.workdir / "terminated"
+    pid = server.start(RUN + ["--out", "terminated"])
+    assert wait_for(lambda: list(out.glob("_prefix/base-*/DONE")), timeout=120)
+    os.kill(pid, signal.SIGTERM)
+    t = time.monotonic()
+    rc, _, err = server.wait(pid)
+    KILL_STATS["sigterm seconds to exit"] = round(time.monotonic() - t, 2)
+    assert rc == 143, err[-3000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("terminated (SIGTERM); rerun the same command (with --resume for `run`) "
+                                            "to continue")
+    assert temp_files(out) == []
+    rc, _, err = server.run(RUN + ["--out", "terminated"])
+    assert rc == 0, err[-3000:]
+    assert comparable(run_dir(out, "ewc")) == comparable(run_dir(board[0], "ewc"))
+
+
+def test_a_damaged_run_is_reported_and_the_leaderboard_goes_on(server, board):
+    """One corrupt result.json among the suite's runs: the leaderboard (computing, and --no-run) warns about that
+    run in one line and prints the table of the others."""
+    import shutil
+
+    copy = server.workdir / "board-damaged"
+    shutil.copytree(board[0], copy, ignore=shutil.ignore_patterns("*.lock"))
+    (run_dir(copy, "ewc") / "result.json").write_text("{}")
+    for extra in ([], ["--no-run"]):
+        rc, table, err = server.run(BOARD + ["--out", "board-damaged", *extra])
+        assert rc == 0, err[-3000:]
+        warnings = [ln for ln in err.splitlines() if ln.startswith("warning: damaged run")]
+        assert len(warnings) == 1 and "does not match its completion marker" in warnings[0], err[-3000:]
+        rows = list(csv.DictReader(io.StringIO(table)))
+        assert [r["strategy"] for r in rows] == ["naive"]
+    assert (run_dir(copy, "ewc") / "result.json").read_text() == "{}"  # reported, not silently recomputed
 
 
 def test_nan_loss_from_a_huge_learning_rate_keeps_earlier_results(server, board):

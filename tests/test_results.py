@@ -8,7 +8,9 @@ import json
 import os
 
 import pytest
+from test_report_factory import make_result, make_run
 
+from chainforget.errors import ChainforgetError, DataError
 from chainforget.store import atomic, results
 from chainforget.store.atomic import (
     atomic_write_bytes,
@@ -27,8 +29,6 @@ from chainforget.store.results import (
     write_records,
     write_result,
 )
-from chainforget.errors import ChainforgetError, DataError
-from test_report_factory import make_result, make_run
 
 
 def _enospc(*_args, **_kwargs):

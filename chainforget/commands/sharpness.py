@@ -25,7 +25,8 @@ from chainforget.store.results import REDO, load_result
 
 
 def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS["batch_size"],
-                    max_iter: int = SHARPNESS_DEFAULTS["max_iter"], tol: float = SHARPNESS_DEFAULTS["tol"]) -> list[dict]:
+                    max_iter: int = SHARPNESS_DEFAULTS["max_iter"],
+                    tol: float = SHARPNESS_DEFAULTS["tol"]) -> list[dict]:
     """One row per trained stage: the stage's weights (from the prefix store) on a probe of its own training data."""
     check_number("probe_size", probe_size)
     check_number("max_iter", max_iter)
@@ -39,7 +40,8 @@ def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS
                                   trust_remote_code=spec.trust_remote_code)
     if spec.chat_template:  # the probe reads the prompts the run trained on
         resolved = dataclasses.replace(resolved, tasks=chat.chat_tasks(resolved.tasks, tokenizer))
-    train_examples = {n: resolved.tasks[n].train_examples(resolved.spec.limit_train_for(n)) for n in resolved.spec.chain}
+    train_examples = {n: resolved.tasks[n].train_examples(resolved.spec.limit_train_for(n))
+                      for n in resolved.spec.chain}
     stages, _ = plan_stages(resolved, train_examples)
     model = apply_finetune(model, resolved.train_cfg)
     store, layout = PrefixStore(run_dir.parent), RunLayout(run_dir)

@@ -62,5 +62,5 @@ def check_train_bounds(train: Mapping[str, Any]) -> None:
             except ValueError:
                 continue  # not a number: TrainConfig says so, with its own message
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > high:
-            raise ConfigError(f"{key} must be <= {high:g}, got {brief(train.get(key))}; a larger value cannot fit in "
-                              f"memory (pass a smaller --{key.replace('_', '-')})")
+            raise ConfigError(f"{key} must be <= {int(high)}, got {brief(train.get(key))}; a larger value cannot "
+                              f"fit in memory (pass a smaller --{key.replace('_', '-')})")

@@ -75,8 +75,12 @@ def check_safetensors_header(path: Path) -> None:
 def check_model_dir(directory: str | Path) -> None:
     """Config and weight headers of a local model directory (nothing is loaded)."""
     directory = Path(directory).expanduser()
-    if not (directory / "config.json").is_file():
-        return  # the loader says what is missing
+    if not directory.exists():
+        raise ModelError(f"model path {directory} does not exist; pass a registered model name "
+                         f"(see `chainforget list models`) or a local Hugging Face model directory")
+    if not directory.is_dir() or not (directory / "config.json").is_file():
+        raise ModelError(f"{directory} is not a Hugging Face model directory (no config.json); "
+                         f"point --model at a directory written by save_pretrained")
     check_config(directory)
     for weights in sorted(directory.glob("*.safetensors")):
         check_safetensors_header(weights)

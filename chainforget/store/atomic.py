@@ -1,6 +1,7 @@
 """Crash-safe file writes and strict readers for the files a run leaves on disk: the package's one atomic writer.
 
-Every file (results, records, markers, weights, plugin states) is written to a temporary file in the same directory, flushed and fsynced, then moved over the
+Every file (results, records, markers, weights, plugin states) is written to a temporary file in the same directory,
+flushed and fsynced, then moved over the
 target with ``os.replace`` (atomic on POSIX and Windows) and the directory is fsynced. A crash, SIGKILL or full disk
 at any moment leaves either the old file or the new one, never a half-written one; on an error the temporary file is
 removed and the old file stays intact. Readers turn truncated or malformed files into one-line ``DataError``s that

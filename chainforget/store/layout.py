@@ -158,7 +158,8 @@ class PrefixLayout:
 
 _RUN_FILES = re.compile(r"^(spec\.json|result\.json|DONE|\.lock|records/step-\d+\.jsonl\.gz|logs/.+|"
                         r"checkpoints/step-\d+/(state\.json|DONE|[\w.-]+\.(json|safetensors)))$")
-_PREFIX_FILES = re.compile(r"^_prefix/([\w.-]+\.lock|[\w.-]+/(weights\.safetensors|records\.jsonl\.gz|meta\.json|DONE))$")
+_PREFIX_FILES = re.compile(r"^_prefix/([\w.-]+\.lock|"
+                           r"[\w.-]+/(weights\.safetensors|records\.jsonl\.gz|meta\.json|DONE))$")
 
 
 def is_layout_file(out_dir: str | Path, path: str | Path) -> bool:

@@ -262,8 +262,8 @@ def find_runs(paths_or_globs: Iterable[str | os.PathLike]) -> tuple[list[Path], 
     """Complete run directories under the given paths or globs, and one warning per incomplete run skipped.
 
     Each argument may be a run directory, a directory holding run directories at any depth (folders starting with
-    ``.`` or ``_`` are skipped), a ``result.json``, or a glob of these. An argument that matches nothing, or no run at all, is a one-line DataError (a typo should not
-    silently give an empty table).
+    ``.`` or ``_`` are skipped), a ``result.json``, or a glob of these. An argument that matches nothing, or no run
+    at all, is a one-line DataError (a typo should not silently give an empty table).
     """
     found: dict[Path, None] = {}
     warnings: list[str] = []

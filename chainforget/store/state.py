@@ -2,8 +2,8 @@
 
 Every file goes through the package's one atomic writer (``store/atomic.py``): serialized in memory, written to a
 temporary sibling, fsynced and moved into place, so a killed run never leaves a half-written file under the final
-name nor a temporary name the next run does not clean up. Loading uses safetensors or ``torch.load(weights_only=True)``: a checkpoint
-can never execute code.
+name nor a temporary name the next run does not clean up. Loading uses safetensors or
+``torch.load(weights_only=True)``: a checkpoint can never execute code.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def load_optimizer(optimizer, scheduler, path: str | os.PathLike) -> None:
     import torch
 
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True)  # noqa: TID251
     except Exception as exc:
         raise DataError(f"cannot read optimizer state {path}: {type(exc).__name__}; delete that checkpoint") from None
     optimizer.load_state_dict(state["optimizer"])

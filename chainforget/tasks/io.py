@@ -64,6 +64,9 @@ def read_jsonl(path: Path) -> list[Row]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: line {n}: not valid JSON ({exc.msg} at column {exc.colno}); "
                             f"fix or remove that line (JSONL needs one JSON object per line)") from None
+        except RecursionError:
+            raise DataError(f"{path}: line {n}: JSON nested too deeply; a row is one flat object of "
+                            f"columns") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}; "
                             f"write one {{\"column\": value, ...}} object per line")

@@ -86,7 +86,11 @@ def _check_section(section: Mapping[str, Any], rules: Mapping[str, tuple[Callabl
         if key in rules and value is not None:
             check, what = rules[key]
             if not check(value):
-                raise ConfigError(f"{path}{_line(section, key)}: {prefix}{key} must be {what}, got {brief(value)}")
+                booleans = isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool)
+                                                                                       for v in value))
+                hint = " (YAML reads unquoted yes/no/true/false as booleans: quote them)" if booleans else ""
+                raise ConfigError(f"{path}{_line(section, key)}: {prefix}{key} must be {what}, got "
+                                  f"{brief(value)}{hint}")
 
 
 def check_template(template: str, path: Path, line: str = "") -> None:
