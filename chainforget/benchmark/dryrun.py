@@ -11,7 +11,6 @@ a real leaderboard. Generation (``exact_match``) is counted at its ``max_new_tok
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +20,22 @@ from chainforget.benchmark.plan import ResolvedRun, common_key, plan_stages, res
 from chainforget.benchmark.streams import build_benchmark
 from chainforget.config.spec import RunSpec
 from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
+from chainforget.engine.generation import greedy_generate
 from chainforget.engine.loglik import encode_requests
 from chainforget.engine.memory import estimate_run
 from chainforget.engine.prefix_tree import group_requests, pack
-from chainforget.engine.generation import greedy_generate
 from chainforget.engine.scoring import generation_settings, score_examples
-from chainforget.engine.training import (apply_finetune, make_optimizer, target_logits, target_logits_loss,
-                                         target_mask, target_tokens)
+from chainforget.engine.training import (
+    apply_finetune,
+    make_optimizer,
+    target_logits,
+    target_logits_loss,
+    target_mask,
+    target_tokens,
+)
 from chainforget.store import results as store
 from chainforget.store.prefix import PrefixStore, base_key, stage_key
+from chainforget.store.provenance import cpu_model
 
 # Work a strategy adds on top of plain training, as a multiple of its training cost (measured on smollm2-135m):
 # LwF runs a teacher forward after the first chain step, SAM a second forward and backward every step.
@@ -284,16 +290,6 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @dataclass
 class DryRun:
     runs: list[RunPlan]
@@ -367,7 +363,7 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
         parts = {"train": sum(t / rate(throughput.train, k) for k, t in train_by_task.items()),
                  "score": sum(t / rate(throughput.score, k) for k, t in score_by_task.items()),
                  "setup": len(todo) * (throughput.load_s + RUN_OVERHEAD_S)}
-        lines.append(f"throughput probe ({throughput.seconds:.1f} s; {_cpu_model()}, {torch.get_num_threads()} "
+        lines.append(f"throughput probe ({throughput.seconds:.1f} s; {cpu_model()}, {torch.get_num_threads()} "
                      f"threads): train " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in throughput.train.items())
                      + "; score " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in throughput.score.items()))
     estimate = sum(parts.values())

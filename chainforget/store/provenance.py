@@ -43,3 +43,14 @@ def provenance(prep: Any) -> dict[str, Any]:
                          "data": {name: task.fingerprint() for name, task in prep.tasks.items()}},
         "train_config": dataclasses.asdict(prep.train_cfg),
     }
+
+
+def cpu_model() -> str:
+    """The CPU model line (``/proc/cpuinfo``): every wall time is reported with the machine it was measured on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
