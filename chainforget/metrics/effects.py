@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from chainforget.metrics.distributions import chi2_ppf, normal_ppf, t_ppf
+from chainforget.metrics.distributions import chi2_ppf, normal_cdf, normal_ppf, t_cdf, t_ppf
 from chainforget.metrics.replicates import clip, se_from_interval
 from chainforget.metrics.uncertainty import bootstrap, percentile_ci
 
@@ -71,6 +71,11 @@ class Effect:
             return 1.0
         if all(v == 0.0 for v, _ in self.parts):
             return 0.0
+        live = [(v, df) for v, df in self.parts if v > 0.0]
+        if len(live) == 1:  # one source of variance: the closed form of the same inversion
+            (v, df), = live
+            z = target / math.sqrt(v)
+            return 2.0 * (1.0 - (normal_cdf(z) if df == NORMAL else t_cdf(z, df)))
         low, high = 0.0, 1.0 - 1e-12
         if self.half_width(high) < target:
             return 1e-12

@@ -100,7 +100,8 @@ def _bars(ax, labels, entries, color):
                     for i in keep], dtype=float)
     high = np.array([entries[i].get("ci_high") if entries[i].get("ci_high") is not None else entries[i]["value"]
                      for i in keep], dtype=float)
-    ax.bar(keep, vals, color=color, yerr=[vals - low, high - vals], capsize=3)
+    colors = [color[i] for i in keep] if isinstance(color, list) else color
+    ax.bar(keep, vals, color=colors, yerr=[vals - low, high - vals], capsize=3)
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
 
@@ -118,7 +119,8 @@ def figures(found: dict) -> list[tuple[str, str]]:
             ax = fig.add_subplot()
             labels = [f"{a['setting']}\n{side.replace('_', ' ')}" for a in oa for side in ("safety_first",
                                                                                          "capability_first")]
-            _bars(ax, labels, [a[s] for a in oa for s in ("safety_first", "capability_first")], "#cb181d")
+            _bars(ax, labels, [a[s] for a in oa for s in ("safety_first", "capability_first")],
+                  ["#cb181d", "#2171b5"] * len(oa))
             ax.set_ylabel(found["order_asymmetry"]["metric"])
             out.append(("Order asymmetry: the first task's " + found["order_asymmetry"]["metric"], _png(fig)))
         for a in found["group_dependence"]["answers"][:8]:

@@ -1,0 +1,63 @@
+"""The effects behind `chainforget findings`: interval = the coverage-tested seed combination, p inverts the interval,
+the minimum detectable effect is detected 80% of the time, and the order-asymmetry difference of relative_forgetting
+covers the truth (seeded simulations, chainforget.metrics.simulate)."""
+
+import numpy as np
+import pytest
+
+from chainforget.metrics import effects
+from chainforget.metrics import simulate as sim
+from chainforget.metrics.replicates import combine_seeds
+
+ACC = (180, 0.2, 0.18, "acc")  # BBQ-like: 180 examples, 0/1 scores, gains 0.2 and forgets 0.18 (ratio 0.9)
+
+
+def test_one_cell_is_combine_seeds_and_p_inverts_the_interval():
+    values, ses = [0.31, 0.22, 0.27], [0.03, 0.04, 0.035]
+    e = effects.from_seeds(values, ses)
+    mean, low, high, _ = combine_seeds(values, ses)
+    assert (e.value, *e.interval()) == pytest.approx((mean, low, high))
+    p = e.pvalue()
+    low_p, high_p = e.interval(confidence=1 - p)
+    assert min(abs(low_p), abs(high_p)) == pytest.approx(0.0, abs=1e-7)  # the 1 - p interval ends at 0
+    one = effects.from_seeds([0.1], [0.05])  # one seed: normal, p = 2 * (1 - Phi(2))
+    assert one.pvalue() == pytest.approx(0.0455, abs=2e-4) and one.mde() == pytest.approx(2.8016 * 0.05, rel=1e-3)
+    assert effects.from_seeds([0.1], [None]).interval() == (None, None)  # unknown SE: open, never invented
+
+
+def test_interval_excludes_zero_exactly_when_p_is_below_alpha():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = int(rng.integers(1, 4))
+        e = effects.from_seeds(rng.normal(0.05, 0.05, n), rng.uniform(0.01, 0.05, n)).minus(
+            effects.from_seeds(rng.normal(0, 0.05, 2), [0.02, 0.03]))
+        low, high = e.interval()
+        assert (not low <= 0 <= high) == (e.pvalue() < 0.05)
+
+
+def test_normal_effect_at_its_mde_is_detected_80_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    se = 0.04
+    mde = effects.from_seeds([0.0], [se]).mde()
+    hits = sum(effects.from_seeds([rng.normal(mde, se)], [se]).pvalue() < 0.05 for _ in range(2000))
+    assert 0.77 <= hits / 2000 <= 0.83
+
+
+def test_order_asymmetry_difference_covers_the_truth_and_has_its_size():
+    planted = sim.asymmetry_calibration(ACC, (100, 0.3, 0.9, "nats"), reps=200, seed=11)  # truth 0.9 - 3.0
+    assert 0.92 <= planted["coverage"] <= 0.98 and planted["rejection_rate"] > 0.9, planted
+    null = sim.asymmetry_calibration(ACC, (100, 0.3, 0.27, "nats"), reps=250, seed=12)  # both lose 90% of the gain
+    assert 0.92 <= null["coverage"] <= 0.98 and 0.02 <= null["rejection_rate"] <= 0.08, null
+
+
+def test_order_asymmetry_with_seeds_holds_training_randomness():
+    result = sim.asymmetry_calibration(ACC, (100, 0.3, 0.27, "nats"), reps=120, seed=13, n_seeds=3, seed_sd=0.1)
+    assert 0.93 <= result["coverage"] <= 1.0, result
+
+
+def test_spread_mde_is_detected_about_80_percent_of_the_time():
+    """The chi-square approximation of the stated spread MDE, checked against the real permutation test."""
+    result = sim.spread_power_at_mde(9, 20, reps=250, seed=14)
+    assert 0.6 <= result["power"] <= 0.9, result
+    v = [0.02] * 9
+    assert effects.spread_mde(v) == pytest.approx(np.sqrt(0.02 * (15.507 / 4.594 - 1)), rel=1e-3)
