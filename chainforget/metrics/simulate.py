@@ -222,3 +222,46 @@ def spread_power_at_mde(n_groups: int, n_per_group: int, reps: int, seed: int, n
     tau = spread_mde(group_moments(clustered(diffs, np.repeat(np.arange(n_groups), n_per_group), None))[1])
     result = spread_coverage(n_groups, n_per_group, tau, reps, seed + 1, n_perm)
     return {"mde": tau, "power": result["rejection_rate"], "coverage": result["coverage"]}
+
+
+# -- the methods replaced in issue 15, kept only to show in docs/metrics.md why they were replaced ------------------
+def old_range_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int, n_boot: int = 199) -> float:
+    """Coverage of the old "bias-corrected" 95% interval of ``max_g - min_g`` (percentile interval of bootstrap
+    ranges shifted by the bootstrap bias) for the true range of the groups' mean forgetting."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(reps):
+        theta = random_effects(n_groups, tau, rng)
+        diffs, _, _ = design([n_per_group] * n_groups, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng)
+        rows = diffs.reshape(n_groups, n_per_group)
+        means = rows.mean(axis=1)
+        idx = rng.integers(0, n_per_group, size=(n_boot, n_groups, n_per_group))
+        boot = np.take_along_axis(np.broadcast_to(rows, idx.shape), idx, axis=2).mean(axis=2)
+        ranges = boot.max(axis=1) - boot.min(axis=1)
+        estimate = means.max() - means.min()
+        low, high = np.percentile(ranges, [2.5, 97.5]) - (ranges.mean() - estimate)
+        hits += low <= theta.max() - theta.min() <= high
+    return hits / reps
+
+
+def old_test_size(sizes: Sequence[int], churn: Sequence[float], reps: int, seed: int, n_perm: int = 99,
+                  templates: Sequence[int] | None = None, template_sd: float = 0.0) -> float:
+    """Size of the old group test: the between-group sum of squares ``sum_g n_g (m_g - m)^2`` with examples (not
+    templates) permuted, at nominal 0.05."""
+    rng = np.random.default_rng(seed)
+    sizes = np.asarray(sizes)
+    groups = np.repeat(np.arange(sizes.size), sizes)
+    theta = np.full(sizes.size, 0.03)
+    rejections = 0
+
+    def ss(labels, diffs):
+        sums = np.stack([np.bincount(row, weights=diffs, minlength=sizes.size) for row in np.atleast_2d(labels)])
+        return (sums ** 2 / sizes).sum(axis=1) - diffs.sum() ** 2 / diffs.size
+
+    for _ in range(reps):
+        diffs, _, _ = design(sizes, theta, churn, rng, templates, template_sd)
+        observed = ss(groups, diffs)[0]
+        perms = rng.permuted(np.broadcast_to(groups, (n_perm, groups.size)), axis=1)
+        p = (1 + np.count_nonzero(ss(perms, diffs) >= observed - 1e-12)) / (1 + n_perm)
+        rejections += p < 0.05
+    return rejections / reps
