@@ -42,6 +42,8 @@ from chainforget.store.provenance import cpu_model
 STRATEGY_COST = {"lwf": 1.35, "sam": 2.0}
 GENERATE = " (generate)"  # work key suffix of a task's generation
 PROBE_NEW_TOKENS = 16  # tokens generated per prompt by the probe
+PROBE_TRAIN_EXAMPLES = 4  # examples in the probe's training micro-batch (at most the run's micro-batch)
+PROBE_SCORE_EXAMPLES = 8  # examples in the probe's scoring batch (at most the run's batch)
 RUN_OVERHEAD_S = 3.0  # per run not yet complete: template set-up, metrics with their bootstrap, writing files
 
 
@@ -66,6 +68,7 @@ class StagePlan:
     reused: bool
     train: dict[str, Work] = field(default_factory=dict)  # task -> work (replay adds earlier tasks)
     cost: float = 1.0  # strategy multiplier of the training time
+    unique: int = 0  # distinct training examples (``train`` counts every epoch's passes)
 
 
 @dataclass
@@ -193,6 +196,7 @@ class Planner:
             for plugin in plugins:  # replay: its buffer joins the stage's training data
                 if hasattr(plugin, "buffer_examples"):
                     examples += plugin.buffer_examples(min(k - 1, len(spec.chain)), current)
+            sp.unique = len(examples)
             total = train_work(tok, examples, resolved.train_cfg)
             for task, exs in by_task(examples, current).items():
                 work = train_work(tok, exs, resolved.train_cfg)
@@ -243,14 +247,14 @@ def probe(resolved: ResolvedRun, bench, model, tokenizer, load_s: float, train_t
     for task in train_tasks:
         exs = train_sets.get(task) or []
         if exs:
-            seconds, tokens = step(exs[:cfg.micro_batch_size])
+            seconds, tokens = step(exs[:min(cfg.micro_batch_size, PROBE_TRAIN_EXAMPLES)])
             train_tps[task] = tokens / max(seconds, 1e-6)
     eval_bs = resolved.spec.eval_batch_size
     model.eval()
     with torch.no_grad():
         for i, key in enumerate(score_tasks):
             task = key[:-len(GENERATE)] if key.endswith(GENERATE) else key
-            sample = (test_sets.get(task) or [])[:eval_bs]
+            sample = (test_sets.get(task) or [])[:min(eval_bs, PROBE_SCORE_EXAMPLES)]
             if not sample:
                 continue
             if key.endswith(GENERATE):  # decode speed from a short generation; the run's is max_new_tokens long
@@ -321,7 +325,8 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
                 w = Work()
                 for work in sp.train.values():
                     w.add(work)
-                lines.append(f"  stage {k} {sp.label}: train {w.examples} examples, {w.tokens:,} tokens, "
+                passes = f" ({w.examples} with every epoch)" if w.examples != sp.unique else ""
+                lines.append(f"  stage {k} {sp.label}: train {sp.unique} examples{passes}, {w.tokens:,} tokens, "
                              f"{max(work.steps for work in sp.train.values()) if sp.train else 0} optimizer steps")
         one = Work()
         for work in plan.score.values():
