@@ -38,10 +38,6 @@ class Request:
     def length(self) -> int:
         return len(self.ctx) + sum(len(c) for c in self.conts)
 
-    @property
-    def kept(self) -> int:
-        return 1 + sum(max(len(c) - 1, 0) for c in self.conts)
-
 
 def _split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
     n = len(context) - len(context.rstrip())
