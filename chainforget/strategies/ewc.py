@@ -117,7 +117,7 @@ class EWCPlugin(StrategyPlugin):
     def consolidate(self, strategy, step: int) -> None:
         """Fisher of chain step ``step``'s task at the current weights; the anchor is the current weights."""
         from chainforget.engine.collate import collate, encode_examples
-        from chainforget.engine.training import target_token_loss
+        from chainforget.engine.training import target_logits, target_logits_loss, target_mask, target_tokens
 
         tok = strategy.tokenizer
         encoded = encode_examples(tok, self.fisher_examples(step), strategy.train_cfg.max_length)
@@ -129,9 +129,9 @@ class EWCPlugin(StrategyPlugin):
                 b = collate([enc], pad)
                 yield {k: (v.to(device) if hasattr(v, "to") else v) for k, v in b.items()}
 
-        def loss_fn(model, b):
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            return target_token_loss(logits, b["labels"], "mean")
+        def loss_fn(model, b):  # the LM head at target positions only, as in training
+            keep = target_mask(b["labels"])
+            return target_logits_loss(target_logits(model, b, keep), target_tokens(b["labels"], keep), "mean")
 
         fisher = diagonal_fisher(strategy.model, batches(), loss_fn)
         anchor = {n: p.detach().float().clone() for n, p in trainable(strategy.model)}
