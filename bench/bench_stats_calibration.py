@@ -5,7 +5,7 @@ seeded tests in tests/test_metrics_calibration.py and tests/test_metrics_effects
 
     .venv/bin/python bench/bench_stats_calibration.py [--scale 1.0] [--seed 0] [--write-docs]
 
-``--scale`` multiplies every repetition count (the default run takes about 2 minutes on 2 shared cores; the Monte
+``--scale`` multiplies every repetition count (the default run takes about 70 s on 2 shared cores, well under 3 minutes; the Monte
 Carlo standard error of a coverage near 0.95 from R repetitions is sqrt(0.95 * 0.05 / R), 0.011 at R = 400).
 ``--write-docs`` replaces the marked section of docs/metrics.md with the tables. The last line is one JSON object.
 """

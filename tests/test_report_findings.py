@@ -9,12 +9,12 @@ import re
 
 import jsonschema
 import pytest
+from test_report_factory import make_run
 
 from chainforget.errors import ConfigError
 from chainforget.metrics.compute import compute_all
 from chainforget.report.findings import SCHEMA, findings
 from chainforget.report.findings_render import render
-from test_report_factory import make_run
 
 
 def _acc(chain, forget, group_extra=None):

@@ -12,6 +12,17 @@ from typing import Sequence
 
 import numpy as np
 
+from chainforget.metrics.effects import from_seeds, spread_mde
+from chainforget.metrics.forgetting import ratio_interval
+from chainforget.metrics.replicates import se_from_interval
+from chainforget.metrics.spread import (
+    Clustered,
+    group_moments,
+    permutation_pvalue,
+    simultaneous_intervals,
+    spread_interval,
+)
+
 # Per-category eval examples and templates of the full BBQ eval split (half of each category's templates).
 BBQ_EVAL_SIZES = (1840, 778, 2836, 1540, 788, 3440, 600, 3432, 432)
 BBQ_EVAL_TEMPLATES = (12, 12, 25, 12, 12, 25, 12, 12, 12)
@@ -66,7 +77,6 @@ def random_effects(n_groups: int, tau: float, rng: np.random.Generator, centre: 
 
 def clustered(diffs: np.ndarray, groups: np.ndarray, clusters: np.ndarray | None):
     """The :class:`~chainforget.metrics.spread.Clustered` of a simulated design, built from integer codes (fast)."""
-    from chainforget.metrics.spread import Clustered  # noqa: PLC0415 - spread imports nothing from here
 
     gcode = groups.astype(np.int64) if groups.dtype.kind in "iu" else np.unique(groups, return_inverse=True)[1]
     n_groups = int(gcode.max()) + 1
@@ -82,7 +92,6 @@ def clustered(diffs: np.ndarray, groups: np.ndarray, clusters: np.ndarray | None
 
 
 def _moments_and_p(diffs, groups, clusters, n_perm, rng):
-    from chainforget.metrics.spread import group_moments, permutation_pvalue  # noqa: PLC0415
 
     cl = clustered(diffs, groups, clusters)
     m, v, _ = group_moments(cl)
@@ -92,7 +101,6 @@ def _moments_and_p(diffs, groups, clusters, n_perm, rng):
 
 def spread_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int, n_perm: int = 99) -> dict:
     """Share of ``reps`` simulated tasks whose spread interval covers the true tau (random-effects model)."""
-    from chainforget.metrics.spread import spread_interval  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.arange(n_groups), n_per_group)
@@ -129,7 +137,6 @@ def null_rejection_rate(sizes: Sequence[int], churn: Sequence[float], reps: int,
 def simultaneous_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int,
                           n_boot: int = 199) -> float:
     """Share of simulated tasks whose per-group simultaneous intervals cover every group's true mean."""
-    from chainforget.metrics.spread import simultaneous_intervals  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.arange(n_groups), n_per_group)
@@ -162,8 +169,6 @@ def three_stage(n: int, gain: float, forget: float, rng: np.random.Generator, sc
 
 def _relative(scores: np.ndarray, n_boot: int, rng: np.random.Generator):
     """(relative forgetting, its SE from the metric's own bootstrap interval), as ``relative_forgetting`` computes."""
-    from chainforget.metrics.forgetting import ratio_interval  # noqa: PLC0415 - forgetting imports nothing from here
-    from chainforget.metrics.replicates import se_from_interval  # noqa: PLC0415
 
     cols = np.stack([scores[:, 1] - scores[:, 2], scores[:, 1] - scores[:, 0]], axis=1)
     low, high = ratio_interval(cols, ["g"] * len(scores), None, n_boot, rng)
@@ -180,7 +185,6 @@ def asymmetry_calibration(first: tuple, second: tuple, reps: int, seed: int, n_s
     rejection rate is the test's size when the two true ratios are equal, its power otherwise; ``mean_mde`` is the
     stated minimum detectable effect.
     """
-    from chainforget.metrics.effects import from_seeds  # noqa: PLC0415 - effects imports nothing from here
 
     rng = np.random.default_rng(seed)
     truth = first[2] / first[1] - second[2] / second[1]
@@ -213,8 +217,6 @@ def asymmetry_calibration(first: tuple, second: tuple, reps: int, seed: int, n_s
 def spread_power_at_mde(n_groups: int, n_per_group: int, reps: int, seed: int, n_perm: int = 99) -> dict:
     """The group test's power at the stated minimum detectable spread (``effects.spread_mde``), which is computed
     from the group variances of a null pilot of the same design."""
-    from chainforget.metrics.effects import spread_mde  # noqa: PLC0415
-    from chainforget.metrics.spread import group_moments  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     theta = np.full(n_groups, 0.1)
