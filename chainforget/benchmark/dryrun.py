@@ -69,6 +69,7 @@ class StagePlan:
     train: dict[str, Work] = field(default_factory=dict)  # task -> work (replay adds earlier tasks)
     cost: float = 1.0  # strategy multiplier of the training time
     unique: int = 0  # distinct training examples (``train`` counts every epoch's passes)
+    extra_tokens: int = 0  # forward+backward tokens after the stage, even a reused one (EWC's Fisher)
 
 
 @dataclass
@@ -197,6 +198,10 @@ class Planner:
                 if hasattr(plugin, "buffer_examples"):
                     examples += plugin.buffer_examples(min(k - 1, len(spec.chain)), current)
             sp.unique = len(examples)
+            for plugin in plugins:  # EWC: a Fisher over fisher_examples at the end of every step but the last
+                if hasattr(plugin, "fisher_examples") and k - 1 < len(spec.chain) - 1:
+                    fisher = encode_examples(tok, plugin.fisher_examples(k - 1), resolved.train_cfg.max_length)
+                    sp.extra_tokens += sum(len(e.input_ids) for e in fisher)
             total = train_work(tok, examples, resolved.train_cfg)
             for task, exs in by_task(examples, current).items():
                 work = train_work(tok, exs, resolved.train_cfg)
@@ -340,6 +345,9 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
     trained = reused = 0
     for plan, _, _ in todo:
         for sp in plan.stages:
+            if sp.extra_tokens:
+                task = next(iter(sp.train), "")
+                train_by_task[task] = train_by_task.get(task, 0) + sp.extra_tokens
             if sp.reused:
                 reused += 1
                 continue
