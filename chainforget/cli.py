@@ -69,6 +69,7 @@ class _Group(click.Group):
                 raise
             where = exc.ctx.command_path if exc.ctx else ctx.command_path
             message = " ".join(exc.format_message().split()).rstrip(".")
+            message = message if len(message) <= 500 else message[:497] + "..."  # a hostile value stays one line
             _say(f"error: {message}; see `{where} --help`", err=True)
             ctx.exit(2)
         except OSError as exc:

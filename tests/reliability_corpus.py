@@ -132,7 +132,9 @@ def toml_cases() -> list[Case]:
         Case("toml-latin1", toml((good + 'notes = "caf\xe9"\n').encode("latin-1")), "not UTF-8 text"),
         Case("toml-broken", toml(good + "[columns\n"), "invalid TOML"),
         Case("toml-options-string", toml(good.replace('options = ["No", "Yes"]', 'options = "NoYes"')),
-             "options must be a list of at least two option texts"),
+             "task.toml line 4: options must be a list of at least two option texts"),
+        Case("toml-columns-gold-list", toml(good + '[columns]\nid = "pid"\ngold = ["x"]\n'),
+             "task.toml line 8: columns.gold must be a column name"),
     ]
 
 
@@ -200,7 +202,18 @@ for _field in ("description", "source", "license", "notes", "primary_metric", "f
 
 
 def task_type_cases() -> list[Case]:
-    return [Case(f"task-{name}", lambda c, ch=change: ["run", "--chain", c.task(**ch), "--model", "tiny", "-q"], exp)
+    def literal(text):
+        return lambda c: ["run", "--chain", c.task(text), "--model", "tiny", "-q"]
+
+    head = "name: lines\nkind: safety\ndata: rows.jsonl\n"
+    return [
+        Case("task-yaml-line-options", literal(head + "options: NoYes\n"), "task.yaml line 4: options must be a list"),
+        Case("task-yaml-line-booleans", literal(head + "options: [No, Yes]\n"),
+             "task.yaml line 4: options must be a list of at least two option texts, e.g. [' No', ' Yes'], got "
+             "[False, True] (YAML reads unquoted yes/no/true/false as booleans: quote them)"),
+        Case("task-yaml-line-columns", literal(head + "options: ['a', 'b']\ncolumns:\n  id: pid\n  meta: 5\n"),
+             "task.yaml line 7: columns.meta must be a list of column names"),
+    ] + [Case(f"task-{name}", lambda c, ch=change: ["run", "--chain", c.task(**ch), "--model", "tiny", "-q"], exp)
             for name, (change, exp) in TASK_TYPE_CASES.items()]
 
 

@@ -79,7 +79,7 @@ def no_model_work(monkeypatch):
     (["run", "--chain", "bbq", "--limit-train", "0"], "limit_train must be a positive integer"),
     (["run", "--chain", ""], "no chain given"),
     (["run", "--chain", "bbq,gsm8k,bbq"], "task 'bbq' appears twice in the chain"),
-    (["compare", "--metric", "forgeting", "x"], "'forgeting' is not one of 'forgetting'"),
+    (["compare", "--metric", "forgeting", "x"], "metric 'forgeting'; did you mean 'forgetting'?"),
     (["nosuchcommand"], "No such command 'nosuchcommand'"),
 ])
 def test_bad_names_and_flags(tmp_path, no_model_work, args, expected):
@@ -121,7 +121,7 @@ def test_model_paths(tmp_path, no_model_work):
         cli("run", "--chain", "bbq", "--model", tmp_path / "empty", "--out", tmp_path / "o"))
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text('{"model_type": "llama"}')
-    assert "could not load the model in" in one_line_error(
+    assert "holds no *.safetensors weights" in one_line_error(
         cli("run", "--chain", "bbq", "--model", tmp_path / "half", "--out", tmp_path / "o"))
 
 

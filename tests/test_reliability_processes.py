@@ -66,9 +66,11 @@ def kill_table(stats: dict) -> str:
         rows.append([f"{what} ({len(runs)} schedule{'s' if len(runs) > 1 else ''})", s["specs"], s["fired"],
                      f"{kinds['train']} / {kinds['eval']} / {kinds['write']} ({kinds['weights']})", s["survived"],
                      s["lost"]])
-        extra = [f"{sum(r.get(x, 0) for r in runs)} {x}" for x in ("enospc", "nan") if any(x in r for r in runs)]
+        extra = [f"{sum(r.get(x, 0) for r in runs)} {what}" for x, what in (("enospc", "full disks"),
+                                                                              ("nan", "NaN losses"))
+                 if any(x in r for r in runs)]
         if extra:
-            rows[-1][0] += f", plus {' and '.join(extra)} refused"
+            rows[-1][0] += f"; plus {' and '.join(extra)}, each refused in one line"
     lines = ["| | kill points armed | kills fired (SIGKILL) | in training / evaluation / a write (of which weights) "
              "| survived | results lost |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

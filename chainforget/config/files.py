@@ -9,6 +9,7 @@ of each key (``LineDict.lines``) so later checks can name it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,27 @@ def parse_toml(text: str, path: str | Path) -> Any:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply; fix the TOML") from None
     check_depth(data, path)
-    return data
+    return _toml_lines(data, text)
+
+
+def _toml_lines(data: dict, text: str) -> LineDict:
+    """Top-level keys (and the keys of their tables) with the line that sets them, found in the text (tomllib
+    keeps no positions), so type errors in TOML task files name a line too."""
+    lines = text.splitlines()
+
+    def find(key: str, start: int = 0) -> int | None:
+        pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(str(key))}[\"']?\s*(=|\])")
+        return next((i + 1 for i in range(start, len(lines)) if pattern.match(lines[i])), None)
+
+    out = LineDict(data)
+    out.lines = {k: n for k in data if (n := find(k))}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            table = LineDict(value)
+            start = out.lines.get(key, 1) - 1
+            table.lines = {k: n for k in value if (n := find(k, start))}
+            out[key] = table
+    return out
 
 
 def check_depth(value: Any, path: str | Path, limit: int = MAX_DEPTH, where: str = "") -> None:

@@ -205,13 +205,7 @@ def load_local(path: str, trust_remote_code: bool = False, dtype=None, name: str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelError(f"model path {path} does not exist; pass a registered model name "
-                         f"(see `chainforget list models`) or a local Hugging Face model directory")
-    if not p.is_dir() or not (p / "config.json").is_file():
-        raise ModelError(f"{path} is not a Hugging Face model directory (no config.json); "
-                         f"point --model at a directory written by save_pretrained")
-    check_model_dir(p)
+    check_model_dir(p)  # exists, is a model directory, sane config, whole weight files: one line otherwise
     try:
         tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(p), dtype=_dtype(dtype), local_files_only=True,
