@@ -219,3 +219,16 @@ def test_leaderboard_under_launch_runs_each_run_across_the_processes(launched):
     assert lines[1].startswith('naive,"gsm8k,bbq",1,')
     result = json.loads((_run_dir(tmp / "lb") / "result.json").read_text())
     assert result["timings"]["processes"] == 2 and result["timings"]["train_seconds"]
+
+
+def test_an_fsdp_launch_is_refused_with_one_line(tmp_path):
+    """accelerate launch --use_fsdp sets ACCELERATE_USE_FSDP: every process stops before any work."""
+    res = subprocess.run([sys.executable, "-m", "chainforget", *RUN_ARGS, "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**_env(tmp_path), "ACCELERATE_USE_FSDP": "true"})
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: sharded training (accelerate --use_fsdp) is not supported yet; launch without FSDP: every process "
+        "then holds the whole model (DDP), and --finetune lora, --gradient-checkpointing or a smaller "
+        "--micro-batch-size make a large model fit one GPU"]
+    assert not (tmp_path / "out").exists()

@@ -104,7 +104,7 @@ def test_fit_check_names_what_would_fit():
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("this run needs about ")
     assert "on cuda:0 (NVIDIA H100 80GB HBM3) but 79.00 GiB is free" in msg
-    assert "--finetune lora" in msg and "full fine-tuning sharded over 4 GPUs (accelerate launch --use_fsdp" in msg
+    assert "--finetune lora" in msg and "full fine-tuning sharded over 4 GPUs (FSDP; not supported" in msg
     assert "--gradient-checkpointing" not in msg  # 8B full fine-tuning does not fit by checkpointing alone
     # a LoRA run whose only problem is a big micro-batch: checkpointing or a smaller micro-batch fixes it
     lora_p = plan("bfloat16", "lora", device="cpu")

@@ -31,6 +31,27 @@ def launched_world_size() -> int:
         return 1
 
 
+def fsdp_requested() -> bool:
+    """``accelerate launch --use_fsdp`` (or an accelerate config with FSDP) set up this process."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").strip().lower() == "true"
+
+
+def refuse_sharding() -> None:
+    """Sharded (FSDP) training is not supported yet: stop every process with one line before any work.
+
+    Why not yet: under FSDP every forward is a collective, so scoring must run the same batches on every rank (the
+    runner scores a different share per rank), stored weights must be gathered by every rank (only rank 0 writes),
+    and EWC, LwF and SAM read whole parameters and gradients. PyTorch's FSDP2 itself runs on CPU processes (gloo)
+    here; accelerate 1.15 enables its FSDP integration only for GPU launches, so none of this can be tested on CPU.
+    """
+    if fsdp_requested():
+        from chainforget.errors import ConfigError
+
+        raise ConfigError("sharded training (accelerate --use_fsdp) is not supported yet; launch without FSDP: "
+                          "every process then holds the whole model (DDP), and --finetune lora, "
+                          "--gradient-checkpointing or a smaller --micro-batch-size make a large model fit one GPU")
+
+
 def is_main_process() -> bool:
     """Rank 0 (or not launched at all); cheap enough for the CLI's error printing."""
     return os.environ.get("RANK", "0").strip() in ("", "0")
@@ -85,6 +106,7 @@ class Ranks:
     @classmethod
     def current(cls, device=None) -> "Ranks":
         """Rank and size of this launch; initialises the process group when launched with several processes."""
+        refuse_sharding()
         if launched_world_size() == 1:
             return cls()
         state = init_process_state(device)

@@ -287,8 +287,8 @@ def check_fit(est: MemoryEstimate, device: DeviceMemory, *, lora_r: int = 8,
     parts = (f"weights {gib(est.weights)}, gradients {gib(est.gradients)}, optimizer {gib(est.optimizer)}, "
              f"activations {gib(est.activations + est.logits)}")
     how = ("it would fit with " + " or ".join(advice)) if advice else (
-        "combine --finetune lora, --gradient-checkpointing, a smaller --micro-batch-size and sharding "
-        "(accelerate launch --use_fsdp over more GPUs)")
+        "combine --finetune lora, --gradient-checkpointing and a smaller --micro-batch-size (sharding over more "
+        "GPUs with FSDP is not supported by chainforget yet)")
     raise ConfigError(f"this run needs about {gib(est.required)} on {device.name} but {gib(device.free)} is free "
                       f"({parts}); {how} (CHAINFORGET_NO_FIT_CHECK=1 skips this check)")
 
@@ -313,8 +313,8 @@ def _advice(est, device, shape, precision, lora_r, lora_targets) -> list[str]:
         for n in (2, 4, 8, 16, 32, 64):
             if n > est.processes and fits(estimate(shape, precision, **{**common, "processes": n, "sharded": True}),
                                           device.free):
-                out.append(f"full fine-tuning sharded over {n} GPUs (accelerate launch --use_fsdp --fsdp_version 2 "
-                           f"--num_processes {n})")
+                out.append(f"full fine-tuning sharded over {n} GPUs (FSDP; not supported by chainforget yet, see "
+                           f"README 'Scaling out')")
                 break
     return out
 
