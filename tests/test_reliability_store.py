@@ -232,3 +232,19 @@ def test_weights_are_written_byte_identically(tiny_model, tmp_path):
     save_trainable(tiny_model[0], tmp_path / "b.safetensors")
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "b.safetensors"]
+
+
+def test_tex_like_task_and_group_names_plot_as_written(tmp_path):
+    """A task named ``x$\\frac{$`` (and such a group) crashed plot (mathtext); labels are now plain text."""
+    from test_report_factory import make_run
+
+    from chainforget.report.plots import plot_all
+
+    odd = "x$\\\\frac{$"  # JSON-escaped backslash: the task name is x$\frac{$
+    results = []
+    for strategy in ("naive", "replay"):
+        text = json.dumps(make_run(strategy, n_per_group=5)["result"]).replace('"bbq', '"' + odd)
+        results.append(json.loads(text.replace('"Age"', '"$\\\\alpha_{"')))
+    assert "x$\\frac{$" in results[0]["eval_tasks"]
+    files = plot_all(results, tmp_path / "figs")
+    assert files and all(Path(f).stat().st_size > 0 for f in files)
