@@ -68,8 +68,14 @@ def run_loop(model, tok, cfg, examples) -> tuple[float, dict]:
     import torch
 
     from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
-    from chainforget.engine.training import (make_optimizer, make_scheduler, target_logits, target_logits_loss,
-                                             target_mask, target_tokens)
+    from chainforget.engine.training import (
+        make_optimizer,
+        make_scheduler,
+        target_logits,
+        target_logits_loss,
+        target_mask,
+        target_tokens,
+    )
 
     start = time.perf_counter()
     encoded = encode_examples(tok, examples, cfg.max_length)

@@ -14,7 +14,6 @@ import string
 from pathlib import Path
 
 import yaml
-
 from reliability_support import EWC, SUITE, TINY
 
 RUN_KEYS = ("chain", "strategy", "model", "seed", "strategy_params", "train", "eval_tasks", "limit_train",

@@ -1,12 +1,12 @@
 """``--dry-run``: writes nothing, names the stages a partial run left reusable, counts the tokens a real run runs."""
 
 import pytest
+from test_runner import FAST_METRICS, spec
 
 from chainforget.benchmark import dryrun
 from chainforget.benchmark.runner import run
 from chainforget.engine import loglik
 from chainforget.engine.template import CausalLMTemplate
-from test_runner import FAST_METRICS, spec
 
 
 def tree(path):

@@ -5,11 +5,11 @@ import dataclasses
 
 import pytest
 import torch
+from test_scoring import mc_examples, mc_spec
+from test_template import make, stream, toy_examples, weights
 
 from chainforget.engine.precision import plan, resolve, train_config
 from chainforget.errors import ConfigError
-from test_scoring import mc_examples, mc_spec
-from test_template import make, stream, toy_examples, weights
 
 
 def test_auto_is_float32_on_cpu_and_plans_follow_the_method():

@@ -3,9 +3,9 @@ attention, padding in length-bucketed batches, the fused AdamW, and eval batches
 
 import pytest
 import torch
+from test_template import make, stream, toy_examples, weights
 
 from chainforget.errors import TrainingError
-from test_template import make, stream, toy_examples, weights
 
 
 def _train(model, tok, sync_every, n=24, **cfg):
@@ -96,11 +96,12 @@ def test_fused_adamw_takes_the_same_steps_as_the_default_one(tiny_model):
 
 
 def test_eval_batch_that_fills_a_device_scores_like_batch_one(tokenizer):
+    from test_scoring import mc_examples, mc_spec
+
     from chainforget.engine.memory import GIB, eval_batch_size_for, shape_of_model
     from chainforget.engine.models import load_tiny, resolve_model
     from chainforget.engine.precision import plan
     from chainforget.engine.scoring import score_examples
-    from test_scoring import mc_examples, mc_spec
 
     shape = shape_of_model(resolve_model("tiny"))
     p = plan("float32", "full", device="cpu")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_scoring import mc_examples, mc_spec
 from test_template import make, stream, toy_examples, weights
 

@@ -4,8 +4,17 @@ a fit check that names the changes which would make a run fit."""
 import pytest
 import torch
 
-from chainforget.engine.memory import (GIB, DeviceMemory, check_fit, estimate, meta_shapes, shape_of,
-                                       shape_of_dir, shape_of_model, visible_device)
+from chainforget.engine.memory import (
+    GIB,
+    DeviceMemory,
+    check_fit,
+    estimate,
+    meta_shapes,
+    shape_of,
+    shape_of_dir,
+    shape_of_model,
+    visible_device,
+)
 from chainforget.engine.precision import plan
 from chainforget.errors import ConfigError
 

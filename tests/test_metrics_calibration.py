@@ -6,7 +6,6 @@ The designs and the generator live in chainforget.metrics.simulate (bench/bench_
 ones with more replications for the tables in docs/metrics.md).
 """
 
-import numpy as np
 import pytest
 
 from chainforget.metrics import simulate as sim

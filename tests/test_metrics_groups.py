@@ -7,7 +7,7 @@ from metrics_fixtures import constant_task, info, task_records
 from test_metrics_forgetting import STAGES, TWO_STEP_INFO, run, two_step_records
 
 from chainforget.metrics import simulate as sim
-from chainforget.metrics.spread import collapse, permutation_pvalue, spread_interval, group_moments
+from chainforget.metrics.spread import collapse, group_moments, permutation_pvalue, spread_interval
 from chainforget.metrics.uncertainty import bootstrap, percentile_ci
 
 

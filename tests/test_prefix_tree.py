@@ -4,12 +4,12 @@ import random
 
 import pytest
 import torch
+from test_scoring import WORDS, mc_spec, naive_logliks
 
 from chainforget.engine.loglik import Request, encode_requests, score_requests
 from chainforget.engine.prefix_tree import attention_allowed, group_requests, pack
 from chainforget.engine.scoring import score_examples
 from chainforget.tasks.base import Example
-from test_scoring import WORDS, mc_spec, naive_logliks
 
 
 def shared_context_examples(n_contexts, seed=0):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_report_factory import make_run
 
-from chainforget.store.results import write_records, write_result
 from chainforget.errors import ConfigError, DataError
 from chainforget.report.compare import compare_runs, load_groups
 from chainforget.report.tables import render_table
-from test_report_factory import make_run
+from chainforget.store.results import write_records, write_result
 
 SF = ("bbq", "gsm8k")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from test_report_factory import make_result, make_run
 
 from chainforget.report import plots
-from test_report_factory import make_result, make_run
 
 SF, CF = ("bbq", "gsm8k"), ("gsm8k", "bbq")
 

@@ -4,11 +4,11 @@ metrics room, in compare and in the plots (stored entry or score-matrix fallback
 import copy
 
 import pytest
+from metrics_fixtures import constant_task, info
 
 from chainforget.metrics.compute import compute_all
 from chainforget.report import plots
 from chainforget.report.compare import compare_runs
-from metrics_fixtures import constant_task, info
 
 
 def _run(strategy, harm_final):

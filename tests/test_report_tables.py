@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+from test_report_factory import make_result
 
 from chainforget.errors import ConfigError
 from chainforget.report.tables import (
@@ -18,7 +19,6 @@ from chainforget.report.tables import (
     render_table,
     sort_rows,
 )
-from test_report_factory import make_result
 
 SF, BC = ("bbq", "gsm8k"), ("gsm8k", "bbq")
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from chainforget.store import results as store
 from chainforget.benchmark.runner import run
 from chainforget.config.spec import RunSpec
 from chainforget.errors import ChainforgetError
+from chainforget.store import results as store
 
 SMALL = dict(model="tiny", limit_train={"bbq": 9, "gsm8k": 4}, limit_eval={"bbq": 18, "gsm8k": 4},
              task_options={"gsm8k": {"primary_metric": "gold_logprob"}},

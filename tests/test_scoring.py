@@ -194,7 +194,7 @@ def test_parse_final_number(text, expected):
 
 
 def test_exact_match_against_gold(tiny_model, monkeypatch):
-    from chainforget.engine import generation, scoring
+    from chainforget.engine import generation
     from chainforget.engine.generation import Generation
 
     model, tok = tiny_model

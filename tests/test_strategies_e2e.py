@@ -2,15 +2,14 @@
 
 import copy
 
-import pytest
 import torch
+from test_strategies import make_context, specs
 
 from chainforget.benchmark.streams import examples_dataset
-from chainforget.store.state import load_plugin_states, save_plugin_states
 from chainforget.engine.template import CausalLMTemplate
 from chainforget.engine.training import target_token_loss
+from chainforget.store.state import load_plugin_states, save_plugin_states
 from chainforget.strategies.selection import group_counts
-from test_strategies import make_context, specs
 
 CFG = dict(batch_size=4, micro_batch_size=2, max_length=48, learning_rate=3e-3, warmup_ratio=0.0,
            schedule="constant", max_grad_norm=0.0)

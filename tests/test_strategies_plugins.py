@@ -5,11 +5,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_strategies import make_context, specs
 
 from chainforget.engine.collate import collate, encode_examples
 from chainforget.engine.training import TrainConfig, apply_finetune, target_logits, target_mask, target_token_loss
 from chainforget.strategies import ewc, lwf, sam
-from test_strategies import make_context, specs
 
 
 def micro_batch(tokenizer, examples, max_length=64):

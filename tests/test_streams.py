@@ -4,8 +4,13 @@ import collections
 
 import pytest
 
-from chainforget.benchmark.streams import (build_benchmark, examples_dataset, experience_dataset,
-                                           experience_from_examples, group_id)
+from chainforget.benchmark.streams import (
+    build_benchmark,
+    examples_dataset,
+    experience_dataset,
+    experience_from_examples,
+    group_id,
+)
 from chainforget.errors import ConfigError
 from chainforget.tasks import Example, resolve_task
 

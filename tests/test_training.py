@@ -143,8 +143,8 @@ def test_trainable_round_trip_full_with_tied_embeddings(tiny_model, tmp_path):
 def test_trainable_round_trip_lora_saves_adapters_only(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from chainforget.store.state import load_trainable, save_trainable
     from chainforget.engine.training import apply_finetune
+    from chainforget.store.state import load_trainable, save_trainable
 
     model, _ = tiny_model
     cfg = TrainConfig(finetune="lora", lora_r=2, lora_targets="q_proj")

@@ -8,9 +8,7 @@ stream -> compute every metric from the stored records -> write ``result.json`` 
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -23,12 +21,12 @@ from chainforget.config.spec import RunSpec
 from chainforget.engine.distributed import Ranks
 from chainforget.engine.memory import check_run_fits
 from chainforget.errors import ConfigError, DataError
+from chainforget.metrics.compute import compute_all
 from chainforget.store import results as store
 from chainforget.store.atomic import atomic_write_json, remove_stale_temps
 from chainforget.store.layout import CHECKPOINTS_DIR, RECORDS_DIR, RunLayout
 from chainforget.store.prefix import PrefixStore, base_key, stage_key
 from chainforget.store.provenance import provenance
-from chainforget.metrics.compute import compute_all
 
 Echo = Callable[[str], None]
 

@@ -70,7 +70,6 @@ def experience_from_examples(examples: Sequence[Example], index: int, label: str
     """An Avalanche experience over an explicit example list (joint training, safety re-tuning): experience number
     ``index``, ``task_name`` = ``label``."""
     from avalanche.benchmarks.scenarios.dataset_scenario import DatasetExperience
-
     from avalanche.benchmarks.scenarios.generic_scenario import EagerCLStream
 
     exp = DatasetExperience(dataset=examples_dataset(examples, tasks), current_experience=index)

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 from chainforget.config.files import load_config_file
 from chainforget.config.spec import RunSpec, check_keys, parse_task_list
-from chainforget.plugins import registries
 from chainforget.errors import ConfigError, brief, did_you_mean
+from chainforget.plugins import registries
 from chainforget.tasks.resolve import TASK_FILE_SUFFIXES, resolve_task
 
 SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",

@@ -1,7 +1,6 @@
 """Built-in models: the embedded SmolLM2-135M-Instruct and a tiny random Llama for tests."""
 
-from chainforget.engine.models import (SMOLLM2_CONFIG, TINY_CONFIG, TINY_VOCAB, ModelSpec, load_smollm2,
-                                       load_tiny)
+from chainforget.engine.models import SMOLLM2_CONFIG, TINY_CONFIG, TINY_VOCAB, ModelSpec, load_smollm2, load_tiny
 from chainforget.plugins.hookspecs import hookimpl
 
 SMOLLM2 = ModelSpec(

@@ -61,8 +61,12 @@ def cache_dir() -> Path:
 def snapshot(hub: HubId) -> Path:
     """The local snapshot directory of ``hub`` (downloaded into the cache first unless offline)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     off = offline()
     try:

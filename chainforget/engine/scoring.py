@@ -21,9 +21,9 @@ import contextlib
 import re
 from typing import Any, Mapping, Sequence
 
-from chainforget.errors import ConfigError, DataError
 from chainforget.engine import generation as gen
 from chainforget.engine import loglik
+from chainforget.errors import ConfigError, DataError
 
 MC_METRICS = ("acc", "acc_norm", "gold_logprob")
 GEN_METRICS = ("exact_match", "gold_logprob")

@@ -25,9 +25,18 @@ from avalanche.training.templates import SupervisedTemplate
 from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
 from chainforget.engine.distributed import shard, unshard
 from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
-from chainforget.engine.training import (TrainConfig, apply_finetune, make_optimizer, make_scheduler,
-                                         target_logits, target_logits_loss, target_mask, target_token_loss,
-                                         target_tokens, trainable_parameters)
+from chainforget.engine.training import (
+    TrainConfig,
+    apply_finetune,
+    make_optimizer,
+    make_scheduler,
+    target_logits,
+    target_logits_loss,
+    target_mask,
+    target_token_loss,
+    target_tokens,
+    trainable_parameters,
+)
 from chainforget.errors import ConfigError, DataError, TrainingError
 
 SYNC_EVERY = 16  # optimizer steps between host reads of the loss on an accelerator (a read waits for the device)

@@ -32,8 +32,14 @@ import random
 from typing import Any, Mapping
 
 from chainforget.errors import TrainingError
-from chainforget.strategies.base import (Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step,
-                                         naive_until_first_step)
+from chainforget.strategies.base import (
+    Param,
+    StrategyContext,
+    StrategyPlugin,
+    StrategySpec,
+    chain_step,
+    naive_until_first_step,
+)
 
 PARAMS = (
     Param("lambda", "float", 1e5, "strength of the quadratic pull toward earlier tasks' weights", low=0.0, high=1e12),

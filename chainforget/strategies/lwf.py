@@ -18,8 +18,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from chainforget.engine.training import target_logits
-from chainforget.strategies.base import (Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step,
-                                         naive_until_first_step)
+from chainforget.strategies.base import (
+    Param,
+    StrategyContext,
+    StrategyPlugin,
+    StrategySpec,
+    chain_step,
+    naive_until_first_step,
+)
 
 PARAMS = (
     Param("alpha", "float", 1.0, "weight of the distillation term added to the cross-entropy (0 = naive)",

@@ -18,8 +18,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from chainforget.errors import DataError
-from chainforget.strategies.base import (Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step,
-                                         naive_until_first_step)
+from chainforget.strategies.base import (
+    Param,
+    StrategyContext,
+    StrategyPlugin,
+    StrategySpec,
+    chain_step,
+    naive_until_first_step,
+)
 from chainforget.strategies.selection import SELECTIONS, quota, select
 
 PARAMS = (

@@ -54,7 +54,7 @@ def split_examples(examples: Sequence[Example], rule: SplitRule) -> tuple[list[E
     for u, g in unit_group.items():
         units_by_group[g].append(u)
     eval_units: set[str] = set()
-    for g, units in units_by_group.items():
+    for units in units_by_group.values():
         units.sort(key=lambda u: stable_key(rule.seed, u))
         n = len(units)
         k = int(math.floor(rule.eval_fraction * n + 0.5))
