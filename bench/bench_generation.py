@@ -8,7 +8,7 @@ ratio (target: ours >= 2x faster), how many generated texts are identical and ho
 (``exact_match``'s final number) agree, as a table and one JSON line. The two run in alternating chunks of prompts
 and their times are summed, so a machine shared with other jobs slows both alike.
 
-    .venv/bin/python bench/bench_generation.py [--n 32] [--batch-size 16] [--threads 2] [--chunk 16]
+    .venv/bin/python bench/bench_generation.py [--n 64] [--batch-size 16] [--threads 2] [--chunk 32]
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ def run_lm_eval(lm, prompts, max_new, stop):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=32, help="GSM8K test prompts (default 32)")
+    ap.add_argument("--n", type=int, default=64, help="GSM8K test prompts (default 64)")
     ap.add_argument("--batch-size", type=int, default=16, help="batch size of both (default 16)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's default)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompt sample (default 0)")
-    ap.add_argument("--chunk", type=int, default=16, help="prompts per interleaved timing chunk (default 16)")
+    ap.add_argument("--chunk", type=int, default=32,
+                    help="prompts per interleaved timing chunk (default 32: a chunk of several batches lets waiting "
+                         "prompts fill the slots of stopped rows, as in a whole evaluation)")
     args = ap.parse_args(argv)
 
     import torch

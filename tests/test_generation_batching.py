@@ -39,3 +39,25 @@ def test_zero_new_tokens_gives_empty_generations(tiny_model):
     with torch.inference_mode():
         outs = greedy_generate(model, tok, PROMPTS[:3], max_new_tokens=0, stop=[], batch_size=2)
     assert [(g.text, g.token_ids) for g in outs] == [("", ())] * 3
+
+
+def test_draft_is_the_continuation_of_the_latest_matching_ngram():
+    assert generation.draft([5, 6, 7, 8, 1, 5, 6], 3) == [7, 8, 1]
+    assert generation.draft([1, 2, 9, 1, 2, 3, 1, 2], 2) == [3, 1]  # the latest earlier occurrence wins
+    assert generation.draft([1, 2, 3, 4], 3) == [] and generation.draft([7], 3) == []
+
+
+def test_speculative_tail_keeps_the_greedy_output(tiny_model, monkeypatch):
+    model, tok = tiny_model
+    sharpen(model)  # a sharpened random model loops, so drafts from its own text get accepted
+    with torch.inference_mode():
+        monkeypatch.setattr(generation, "SPECULATE_ROWS", 0)
+        plain = greedy_generate(model, tok, PROMPTS, max_new_tokens=24, stop=[], batch_size=4)
+        monkeypatch.setattr(generation, "SPECULATE_ROWS", 4)
+        widths = []
+        original = generation.draft
+        monkeypatch.setattr(generation, "draft", lambda seq, k: widths.append(len(d := original(seq, k))) or d)
+        fast = greedy_generate(model, tok, PROMPTS, max_new_tokens=24, stop=[], batch_size=4)
+    assert [g.token_ids for g in fast] == [g.token_ids for g in plain]
+    assert all(len(g.token_ids) == 24 for g in fast)
+    assert sum(w > 0 for w in widths) >= 3  # drafts were proposed and verified, not skipped

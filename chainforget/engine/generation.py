@@ -18,6 +18,9 @@ from typing import Callable, Sequence
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_STOP = ("\n\nQuestion:", "Question:", "</s>")
 
+SPECULATE_ROWS = 4  # rows at most for prompt-lookup drafting (a step then costs about as much for 1 row as for 4)
+DRAFT_TOKENS = 6  # draft tokens per row and step
+
 _NUMBER = re.compile(r"-?\$?\s?\d(?:[\d,]*\d)?(?:\.\d+)?")
 
 
@@ -135,11 +138,28 @@ def _prefill(model, prompt_ids: list[list[int]], pad_id: int, device):
     return _output_cache(out), attn, out.logits[:, -1]
 
 
+def draft(seq: Sequence[int], k: int, min_ngram: int = 2, max_ngram: int = 4) -> list[int]:
+    """Prompt-lookup draft: the up to ``k`` tokens that followed the latest earlier occurrence of the longest
+    suffix n-gram of ``seq`` (prompt + generation), or none. A guess only: the model verifies every token."""
+    n_max = min(max_ngram, len(seq) - 1)
+    for n in range(n_max, min_ngram - 1, -1):
+        tail = list(seq[-n:])
+        for start in range(len(seq) - n - 1, -1, -1):
+            if list(seq[start:start + n]) == tail:
+                return list(seq[start + n:start + n + k])
+    return []
+
+
 def _generate_all(model, tokenizer, encoded: list[list[int]], order: list[int], max_new_tokens: int,
                   stop: Sequence[str], eos_ids: set[int], pad_id: int, device, batch_size: int,
                   on_batch: Callable[[int], None] | None) -> list[Generation]:
     """Continuous batching: a row leaves the batch as soon as it stops, and waiting prompts take the free slots
-    (prefilled together, their cache appended to the running one) once a quarter of the batch is free."""
+    (prefilled together, their cache appended to the running one) once a quarter of the batch is free.
+
+    When no prompt waits and at most ``SPECULATE_ROWS`` rows run (the tail of long answers, where a step costs about
+    the same for one row as for several), each row feeds up to ``DRAFT_TOKENS`` prompt-lookup draft tokens after
+    its last token; the drafts that equal the model's greedy choice are kept, the rest stay in the cache as masked
+    holes. The output is the greedy one: every kept token is the argmax at its position."""
     import torch
 
     results: list = [None] * len(encoded)
@@ -149,48 +169,70 @@ def _generate_all(model, tokenizer, encoded: list[list[int]], order: list[int], 
     tail = max((len(s) for s in stop), default=0) + 4
     queue = list(order)
     rows: list[_Row] = []
-    cache = attn = logits = None
+    pending: list[list[int]] = []  # per row: tokens the last forward chose, not yet checked
+    cache = attn = None
     refill_at = max(1, batch_size // 4)
     while queue or rows:
         free = batch_size - len(rows)
         if queue and (not rows or (free >= refill_at and _refillable(cache))):
             take, queue = queue[:free], queue[free:]
             new_cache, new_attn, new_logits = _prefill(model, [encoded[i] for i in take], pad_id, device)
-            new_rows = [_Row(i, len(encoded[i]), []) for i in take]
-            if rows:
-                cache, attn = _merge(cache, attn, new_cache, new_attn)
-                logits = torch.cat([logits, new_logits], dim=0)
-                rows += new_rows
-            else:
-                cache, attn, logits, rows = new_cache, new_attn, new_logits, new_rows
+            rows += [_Row(i, len(encoded[i]), []) for i in take]
+            pending += [[t] for t in new_logits.argmax(-1).tolist()]
+            cache, attn = (new_cache, new_attn) if cache is None else _merge(cache, attn, new_cache, new_attn)
         keep, done = [], 0
-        for j, (row, tok) in enumerate(zip(rows, logits.argmax(-1).tolist())):
-            if tok not in eos_ids:
+        for j, (row, toks) in enumerate(zip(rows, pending)):
+            finished = False
+            for tok in toks:
+                if tok in eos_ids:
+                    finished = True
+                    break
                 row.gen.append(tok)
-                stopped = bool(stop) and cut_at_stop(tokenizer.decode(row.gen[-tail:]), stop)[1]
-                if not stopped and len(row.gen) < max_new_tokens:
-                    keep.append(j)
-                    continue
-            results[row.index] = Generation(cut_at_stop(tokenizer.decode(row.gen), stop)[0], tuple(row.gen))
-            done += 1
+                if (stop and cut_at_stop(tokenizer.decode(row.gen[-tail:]), stop)[1]) \
+                        or len(row.gen) >= max_new_tokens:
+                    finished = True
+                    break
+            if finished:
+                results[row.index] = Generation(cut_at_stop(tokenizer.decode(row.gen), stop)[0], tuple(row.gen))
+                done += 1
+            else:
+                keep.append(j)
         if done and on_batch is not None:
             on_batch(done)
         if len(keep) < len(rows):
             rows = [rows[j] for j in keep]
             if not rows:
-                cache = attn = logits = None
+                cache = attn = None
+                pending = []
                 continue
             idx = torch.tensor(keep, device=attn.device)
             cache.batch_select_indices(idx)
             attn = attn[idx]
-        attn = torch.cat([attn, attn.new_ones((len(rows), 1))], dim=1)
-        nxt = torch.tensor([row.gen[-1] for row in rows], device=attn.device)[:, None]
-        pos = torch.tensor([row.next_pos for row in rows], device=attn.device)[:, None]
-        for row in rows:
-            row.next_pos += 1
-        out = model(input_ids=nxt, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
-                    **{cache_kw: cache})
-        cache, logits = _output_cache(out), out.logits[:, -1]
+        drafts = [[] for _ in rows]
+        if not queue and len(rows) <= SPECULATE_ROWS and _refillable(cache):
+            drafts = [draft(encoded[r.index] + r.gen, min(DRAFT_TOKENS, max_new_tokens - len(r.gen) - 1))
+                      for r in rows]
+        width = 1 + max(len(d) for d in drafts)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        new_mask = torch.zeros((len(rows), width), dtype=attn.dtype)
+        for j, (row, d) in enumerate(zip(rows, drafts)):
+            ids[j, :1 + len(d)] = torch.tensor([row.gen[-1], *d])
+            new_mask[j, :1 + len(d)] = 1
+        pos = torch.tensor([r.next_pos for r in rows])[:, None] + torch.arange(width)[None, :]
+        attn = torch.cat([attn, new_mask.to(attn.device)], dim=1)
+        out = model(input_ids=ids.to(attn.device), attention_mask=attn, position_ids=pos.to(attn.device),
+                    use_cache=True, logits_to_keep=width, **{cache_kw: cache})
+        cache = _output_cache(out)
+        choice = out.logits[:, -width:].argmax(-1).tolist()
+        pending = []
+        for j, (row, d) in enumerate(zip(rows, drafts)):
+            kept = 0
+            while kept < len(d) and choice[j][kept] == d[kept]:
+                kept += 1
+            pending.append(d[:kept] + [choice[j][kept]])
+            if kept < width - 1:  # rejected drafts (and padding) stay in the cache, masked
+                attn[j, attn.shape[1] - width + 1 + kept:] = 0
+            row.next_pos += 1 + kept
     return results
 
 
