@@ -6,13 +6,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chainforget-installed
 
-.PHONY: run test install clean-venv
+.PHONY: run test test-fast lint install clean-venv
 
 run: $(STAMP)
 	$(BIN)/chainforget leaderboard
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  # everything but the process-level tests (subprocess launches, kills, installs, Ray)
+	$(BIN)/python -m pytest -q -m "not process"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 install: $(STAMP)
 

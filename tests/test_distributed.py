@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -180,8 +181,10 @@ def test_held_lock_stops_every_rank_with_one_error_line(launched):
     lines = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert lines == [f"error: run {run_dir.name} is being computed by another process (lock {run_dir / '.lock'}); "
                      f"wait for it to finish or pass a different --out"]
-    assert "exitcode  : 2" in res.stderr  # both ranks stopped with the user-error status, none hung or crashed
-    assert res.stderr.count("exitcode  : 2") == 2
+    # rank 0 stops with the user-error status; rank 1 either does too or, when the launcher's SIGTERM (sent once
+    # rank 0 failed) reaches it first, stops cleanly on that signal (143, see docs/reliability.md): none hangs or crashes
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", res.stderr)
+    assert len(codes) == 2 and "2" in codes and set(codes) <= {"2", "143"}, codes
     assert "[rank" not in res.stderr  # no traceback from our processes (the launcher adds its own report)
     assert not (run_dir / "result.json").exists()
 
@@ -216,7 +219,7 @@ def test_leaderboard_under_launch_runs_each_run_across_the_processes(launched):
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.strip().splitlines()
     assert lines[0].startswith("strategy,chain,") and len(lines) == 2  # one table, printed by rank 0 only
-    assert lines[1].startswith('naive,"gsm8k,bbq",1,')
+    assert lines[1].startswith('naive,"gsm8k,bbq",1*,')
     result = json.loads((_run_dir(tmp / "lb") / "result.json").read_text())
     assert result["timings"]["processes"] == 2 and result["timings"]["train_seconds"]
 

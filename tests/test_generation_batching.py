@@ -2,10 +2,10 @@
 prompt still gets exactly what it gets when generated alone."""
 
 import torch
+from test_scoring import sharpen
 
 from chainforget.engine import generation
 from chainforget.engine.generation import greedy_generate
-from test_scoring import sharpen
 
 PROMPTS = ["Question: what is 2+2?\nAnswer:", "Hi", "x = 5; y =", "Natalia sold clips to 48 of her friends in April",
            "A", "The cat sat on the", "Question: 17 apples, 5 eaten. Left?\nAnswer:", "1, 2, 3,", "zebra"]
