@@ -196,7 +196,8 @@ def test_nan_stops_every_rank_and_resume_under_launch_finishes_the_run(launched)
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "non-finite loss" in errors[0] and "experience 2" in errors[0], res.stderr[-3000:]
-    assert res.stderr.count("exitcode  : 2") == 2
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", res.stderr)  # the second rank may stop on the launcher's SIGTERM
+    assert len(codes) == 2 and "2" in codes and set(codes) <= {"2", "143"}, codes
     run_dir = _run_dir(out)
     assert (run_dir / "checkpoints" / "step-1" / "DONE").exists() and not (run_dir / "result.json").exists()
     resumed = _launch(tmp, [*RUN_ARGS[:-1], "--resume", "--out", str(out)])
