@@ -12,7 +12,7 @@ import sys
 import click
 
 from chainforget import __version__
-from chainforget.config.defaults import SHARPNESS_DEFAULTS, TABLE_FORMATS
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS, SHARPNESS_DEFAULTS, TABLE_FORMATS
 from chainforget.errors import ChainforgetError, brief
 
 KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets", "launchers"]
@@ -314,7 +314,7 @@ def metrics_cmd(run_dir, check):
 @click.option("--metric", "metrics", multiple=True,
               help="Metric to compare (repeatable): forgetting, biased_forgetting, drift, final, or any registered "
                    "metric (plugins included; see `chainforget list metrics`).  [default: the first four]")
-@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--n-boot", type=int, default=METRIC_OPTION_DEFAULTS["n_boot"], show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
               default="github", show_default=True, help="Table format.")
@@ -360,9 +360,10 @@ def plot_cmd(paths, out, metrics):
               help="Unit-free per-task metric for the order-asymmetry question (any registered one, plugins "
                    "included).")
 @click.option("--baseline", default="naive", show_default=True, help="Strategy the mitigations are compared with.")
-@click.option("--n-boot", type=int, default=1000, show_default=True, help="Bootstrap resamples and permutations.")
+@click.option("--n-boot", type=int, default=METRIC_OPTION_DEFAULTS["n_boot"], show_default=True,
+              help="Bootstrap resamples and permutations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--min-group-size", type=int, default=20, show_default=True,
+@click.option("--min-group-size", type=int, default=METRIC_OPTION_DEFAULTS["min_group_size"], show_default=True,
               help="Groups with fewer eval examples are left out of the spread (several seeds).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
               help="Output: text, JSON, or one self-contained HTML page (tables and figures, no server needed).")

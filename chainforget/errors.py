@@ -61,9 +61,15 @@ class TrainingError(ChainforgetError):
     """Training hit a numerical fault (NaN/Inf loss or gradients)."""
 
 
-def did_you_mean(name: object, known, *, cutoff: float = 0.6) -> str:
-    """``"did you mean 'x'? "`` for the closest known name, or ``""``: the one suggestion helper of the package."""
+def closest(name: object, known, *, cutoff: float = 0.6) -> str | None:
+    """The known name closest to ``name`` (difflib's ratio at least ``cutoff``), or None."""
     import difflib
 
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
-    return f"did you mean {close[0]!r}? " if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: object, known, *, cutoff: float = 0.6) -> str:
+    """``"did you mean 'x'? "`` for the closest known name, or ``""``: the one suggestion helper of the package."""
+    match = closest(name, known, cutoff=cutoff)
+    return f"did you mean {match!r}? " if match else ""

@@ -7,14 +7,13 @@ size) are not part of the id: metrics are recomputed from stored records.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from chainforget.config.ranges import check_number, check_train_bounds
-from chainforget.errors import ConfigError, brief
+from chainforget.errors import ConfigError, brief, did_you_mean
 
 SPEC_VERSION = 1
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -153,8 +152,7 @@ def check_keys(d: Mapping[str, Any], known: set[str], what: str) -> None:
         raise ConfigError(f"{what} must be a mapping of keys to values, got {type(d).__name__}")
     for key in d:
         if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, sorted(known))
             raise ConfigError(f"unknown {what} key {brief(key)}; {hint}known keys: {', '.join(sorted(known))}")
 
 

@@ -8,14 +8,13 @@ carry it: there ``eval_accuracy`` is the task's primary metric).
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Sequence
 
 from avalanche.evaluation.metric_results import MetricValue
 from avalanche.training.plugins import EvaluationPlugin
 
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
 
 LOGGERS = ("text", "csv", "tensorboard", "wandb")
 
@@ -77,8 +76,7 @@ def parse_logger_names(names: str | Sequence[str] | None) -> list[str]:
         if not name or name == "none":
             continue
         if name not in LOGGERS:
-            close = difflib.get_close_matches(name, LOGGERS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(name, LOGGERS)
             raise ConfigError(f"unknown logger {name!r}; {hint}pass --log with any of {','.join(LOGGERS)}")
         out.append(name)
     return out

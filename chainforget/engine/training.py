@@ -7,12 +7,11 @@ the CLI, run specs (hashing) and the template all agree. Heavy libraries are imp
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from chainforget.errors import ConfigError
+from chainforget.errors import ConfigError, did_you_mean
 
 SCHEDULES = ("linear", "cosine", "constant")
 FINETUNES = ("full", "lora")
@@ -78,8 +77,7 @@ class TrainConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         for key in d:
             if key not in known:
-                close = difflib.get_close_matches(key, list(known), n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, known)
                 raise ConfigError(f"unknown training setting {key!r}; {hint}known settings: {', '.join(known)}")
         return cls(**{k: _coerce(known[k], v) for k, v in d.items()})
 

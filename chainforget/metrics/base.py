@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS
+
 SCOPES = ("task", "group", "run")
 TASK_UNIT = "task"  # MetricSpec.unit of a metric expressed in its task's primary-score unit
 
 # Options every metric receives (``compute_all`` keyword arguments; result.json "metric_options").
-DEFAULT_OPTIONS = {"min_group_size": 20, "n_boot": 1000, "seed": 0}
+DEFAULT_OPTIONS = METRIC_OPTION_DEFAULTS  # one definition: chainforget.config.defaults
 
 
 def missing(reason: str, **extra: Any) -> dict[str, Any]:

@@ -18,14 +18,13 @@ A missing metric gives a blank cell, never a zero.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import math
 import re
 from typing import Any, Iterable, Sequence
 
-from chainforget.errors import ConfigError, did_you_mean
+from chainforget.errors import ConfigError, closest, did_you_mean
 from chainforget.metrics.base import TASK_UNIT
 from chainforget.metrics.replicates import combine_seeds, se_from_interval
 from chainforget.plugins import registries
@@ -283,8 +282,8 @@ def column_index(headers: Sequence[str], key: str) -> int:
     bare = [_norm(_UNIT.sub("", h)) for h in headers]  # a metric column may be named without its " [unit]"
     if _norm(key) in bare:
         return bare.index(_norm(key))
-    close = difflib.get_close_matches(_norm(key), normed, n=1, cutoff=0.5)
-    hint = f"did you mean {headers[normed.index(close[0])]!r}? " if close else ""
+    close = closest(_norm(key), normed, cutoff=0.5)
+    hint = f"did you mean {headers[normed.index(close)]!r}? " if close else ""
     raise ConfigError(f"unknown sort column {key!r}; {hint}columns: {', '.join(headers)}")
 
 
@@ -314,8 +313,7 @@ def sort_rows(rows: Sequence[Sequence[Any]], headers: Sequence[str], key: str, d
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "github") -> str:
     """Render as github|latex|csv|json|html|plain. CSV and JSON (a list of objects) load back losslessly."""
     if fmt not in FORMATS:
-        close = difflib.get_close_matches(str(fmt), FORMATS, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(fmt, FORMATS, cutoff=0.5)
         raise ConfigError(f"unknown table format {fmt!r}; {hint}choose one of {', '.join(FORMATS)}")
     cells = [["" if c is None else str(c) for c in row] for row in rows]
     headers = [str(h) for h in headers]

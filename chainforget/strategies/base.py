@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from chainforget.errors import ConfigError, did_you_mean
+from chainforget.errors import ConfigError, closest, did_you_mean
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 _ARTICLE = {"int": "an", "float": "a", "str": "a", "bool": "a"}
@@ -131,14 +131,12 @@ class StrategySpec:
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``overrides``; unknown keys and bad values are one-line ConfigErrors."""
-        import difflib
-
         overrides = dict(overrides or {})
         known = {p.name: p for p in self.params}
         for key in overrides:
             if key not in known:
-                close = difflib.get_close_matches(key, list(known), n=1)
-                hint = f"did you mean {self.name}.{close[0]}? " if close else ""
+                close = closest(key, known)
+                hint = f"did you mean {self.name}.{close}? " if close else ""
                 names = ", ".join(sorted(known)) or "none"
                 raise ConfigError(f"strategy {self.name!r} has no hyper-parameter {key!r}; {hint}"
                                   f"its hyper-parameters: {names}")

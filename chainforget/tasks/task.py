@@ -7,13 +7,12 @@ A task never loads data when it is built or registered (``chainforget list`` sta
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from chainforget.errors import ChainforgetError, ConfigError, DataError
+from chainforget.errors import ChainforgetError, ConfigError, DataError, did_you_mean
 from chainforget.tasks.base import FORMATS, KINDS, Example, TaskMetric, TaskSpec
 from chainforget.tasks.io import files_digest
 from chainforget.tasks.splits import split_examples, stratified_subsample
@@ -204,15 +203,13 @@ class Task:
         spec = self.spec
         for key, value in options.items():
             if key not in CONFIG_OPTIONS:
-                close = difflib.get_close_matches(key, CONFIG_OPTIONS, n=1, cutoff=0.5)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, CONFIG_OPTIONS, cutoff=0.5)
                 raise ConfigError(f"unknown option {key!r} for task {spec.name!r}; {hint}"
                                   f"options: {', '.join(CONFIG_OPTIONS)}")
             if key == "primary_metric":
                 known = [m.name for m in self._all_metrics]
                 if value not in known:
-                    close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.5)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    hint = did_you_mean(value, known, cutoff=0.5)
                     raise ConfigError(f"task {spec.name!r} has no metric {value!r}; {hint}metrics: {', '.join(known)}")
                 metrics = tuple(m for m in self._all_metrics if not m.needs_generation or m.name == value)
                 spec = dataclasses.replace(spec, primary_metric=value, metrics=metrics)
@@ -238,8 +235,7 @@ def metrics_named(names: Sequence[str], task: str) -> tuple[TaskMetric, ...]:
     out = []
     for n in names:
         if n not in STANDARD_METRICS:
-            close = difflib.get_close_matches(str(n), list(STANDARD_METRICS), n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(n, STANDARD_METRICS, cutoff=0.5)
             raise ConfigError(f"task {task!r}: unknown metric {n!r}; {hint}known metrics: "
                               f"{', '.join(STANDARD_METRICS)}")
         out.append(STANDARD_METRICS[n])

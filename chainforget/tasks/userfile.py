@@ -7,13 +7,12 @@ naming the data file, the line (or row) or column, and the fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 from chainforget.config.files import parse_toml, parse_yaml, read_text_file
-from chainforget.errors import ConfigError, DataError, brief
+from chainforget.errors import ConfigError, DataError, brief, did_you_mean
 from chainforget.tasks.base import Example, SplitRule, TaskSpec
 from chainforget.tasks.derived import DERIVED_KEYS, derive_task_file
 from chainforget.tasks.io import read_rows
@@ -29,8 +28,7 @@ DEFAULT_METRICS = {"multiple_choice": ["acc", "acc_norm"], "generation": ["exact
 
 
 def _unknown(where: str, key: str, known: tuple[str, ...]) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(key, known, cutoff=0.5)
     return ConfigError(f"{where}: unknown key {key!r}; {hint}known keys: {', '.join(known)}")
 
 
