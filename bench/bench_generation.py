@@ -20,6 +20,8 @@ import random
 import sys
 import time
 
+from benchlib import package_version
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
               "batch_size": args.batch_size, "chunk": args.chunk, "max_new_tokens": max_new, "stop": stop,
               "ours_s": round(ours_s, 3), "lm_eval_s": round(ref_s, 3), "speedup": round(ref_s / ours_s, 3),
               "identical_texts": same_text, "identical_answers": same_answer, "new_tokens_ours": new_tokens,
-              "torch": torch.__version__, "lm_eval": _version("lm_eval")}
+              "torch": torch.__version__, "lm_eval": package_version("lm_eval")}
     result["pass"] = result["speedup"] >= 2.0 and same_text == n
     rows = [["chainforget greedy_generate", f"{ours_s:.2f}", f"{n / ours_s:.2f}", "1.00x"],
             ["lm-eval HFLM.generate_until", f"{ref_s:.2f}", f"{n / ref_s:.2f}", f"{ref_s / ours_s:.2f}x slower"]]
@@ -114,15 +116,6 @@ def main(argv=None) -> int:
           f"{'PASS' if result['pass'] else 'FAIL'}")
     print(json.dumps(result))
     return 0 if result["pass"] else 1
-
-
-def _version(pkg: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg.replace("_", "-"))
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import package_version
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -206,7 +208,7 @@ def main(argv=None) -> int:
         "lm_eval_batch_size": args.lm_eval_batch_size, "chunk": args.chunk, "ours_s": round(ours_s, 3), "lm_eval_s": round(ref_s, 3),
         "speedup": round(ref_s / ours_s, 3), "agree_acc": same_acc / n, "agree_acc_norm": same_norm / n,
         "max_abs_loglik_diff": max_diff, "acc_ours": sum(r["scores"]["acc"] for r in records) / n,
-        "torch": torch.__version__, "lm_eval": _version("lm_eval"),
+        "torch": torch.__version__, "lm_eval": package_version("lm_eval"),
     }
     target = 4.0 if args.sample == "contexts" else 2.0
     result["target_speedup"] = target
@@ -220,15 +222,6 @@ def main(argv=None) -> int:
           f"{'PASS' if result['pass'] else 'FAIL'}")
     print(json.dumps(result))
     return 0 if result["pass"] else 1
-
-
-def _version(pkg: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg.replace("_", "-"))
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ held lock with one error line on every rank, and resume after a planted fault.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_helpers import records_by_key
 
 from chainforget.engine.distributed import Ranks, shard, unshard
 from chainforget.errors import ConfigError
@@ -98,16 +98,6 @@ def _single(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
                           env=_env(tmp_path), timeout=600, cwd=tmp_path)
 
 
-def _records(out: Path) -> dict[tuple, dict]:
-    recs = {}
-    for f in sorted(out.glob("*/records/*.jsonl.gz")):
-        with gzip.open(f, "rt") as fh:
-            for line in fh:
-                r = json.loads(line)
-                recs[(r["step"], r["task"], r["id"])] = r
-    return recs
-
-
 def _run_dir(out: Path) -> Path:
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith("_")]
     return run_dir
@@ -128,7 +118,7 @@ def test_two_process_run_equals_one_process_run(launched):
     assert single.returncode == 0, single.stderr[-3000:]
     assert multi.stdout == single.stdout  # the summary, printed once (by rank 0 only)
     assert multi.stdout.count("score matrix") == 1
-    a, b = _records(tmp / "multi"), _records(tmp / "single")
+    a, b = records_by_key(tmp / "multi"), records_by_key(tmp / "single")
     assert a.keys() == b.keys() and len(a) == 3 * 2 * 20  # rows base, bbq, gsm8k x 2 tasks x 20 examples
     worst = 0.0
     for key, ra in a.items():
@@ -204,7 +194,7 @@ def test_nan_stops_every_rank_and_resume_under_launch_finishes_the_run(launched)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "stage 1 (bbq): resumed from" in resumed.stderr
     assert resumed.stderr.count("stage 2 (gsm8k): training") == 1  # status lines from rank 0 only
-    a, b = _records(out), _records(tmp / "multi")
+    a, b = records_by_key(out), records_by_key(tmp / "multi")
     assert a.keys() == b.keys()
     for key, ra in a.items():
         if ra["option_logliks"]:

@@ -7,15 +7,14 @@
 Every test skips when CUDA is absent, and only then.
 """
 
-import gzip
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import records_by_key
 from test_scoring import mc_examples, mc_spec
 from test_template import make, stream, toy_examples, weights
 
@@ -70,16 +69,6 @@ def test_a_training_step_on_cuda_agrees_with_cpu(dtype, finetune):
         assert float((w_c[name] - w_g[name]).abs().max()) <= TOL[dtype] * scale, name
 
 
-def _records(out: Path) -> dict:
-    recs = {}
-    for f in sorted(out.glob("*/records/*.jsonl.gz")):
-        with gzip.open(f, "rt") as fh:
-            for line in fh:
-                r = json.loads(line)
-                recs[(r["step"], r["task"], r["id"])] = r
-    return recs
-
-
 def test_kill_and_resume_on_cuda(tmp_path):
     args = [sys.executable, "-m", "chainforget", "run", "--chain", "bbq,gsm8k", "--model", "tiny", "--strategy",
             "replay", "--limit-train", "24", "--limit-eval", "24", "--batch-size", "4", "--lr", "1e-3", "-q"]
@@ -94,7 +83,7 @@ def test_kill_and_resume_on_cuda(tmp_path):
     resumed = subprocess.run([*args, "--out", str(tmp_path / "killed"), "--resume"], env=env, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a, b = _records(tmp_path / "whole"), _records(tmp_path / "killed")
+    a, b = records_by_key(tmp_path / "whole"), records_by_key(tmp_path / "killed")
     assert a.keys() == b.keys() and len(a) == 3 * 2 * 24
     for key, ra in a.items():
         if ra["option_logliks"]:
