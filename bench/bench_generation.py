@@ -20,7 +20,7 @@ import random
 import sys
 import time
 
-from benchlib import package_version
+from benchlib import package_version, set_threads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -68,9 +68,7 @@ def main(argv=None) -> int:
     from chainforget.engine.scoring import generation_settings
     from chainforget.plugins import registries
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    threads = set_threads(args.threads)
     task = registries("tasks").get("gsm8k")
     examples = random.Random(args.seed).sample(list(task.eval_examples()), args.n)
     max_new, stop, pattern, fallback = generation_settings(task.spec)

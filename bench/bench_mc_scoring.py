@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import package_version
+from benchlib import package_version, set_threads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -162,9 +162,7 @@ def main(argv=None) -> int:
 
     from chainforget.engine.models import load_smollm2
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    threads = set_threads(args.threads)
     spec, groups, source = load_bbq(args.n, args.seed, args.sample)
     examples = [ex for group in groups for ex in group]
     chunks, cur = [], []

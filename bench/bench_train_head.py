@@ -20,6 +20,8 @@ import random
 import sys
 import time
 
+from benchlib import smollm2_with_threads
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -82,12 +84,9 @@ def main(argv=None) -> int:
     import torch
     from tabulate import tabulate
 
-    from chainforget.engine.models import load_smollm2
     from chainforget.engine.training import TrainConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base, tok = load_smollm2()
+    base, tok = smollm2_with_threads(args.threads)
     cfg = TrainConfig(**QUICK_TRAIN, max_steps=args.steps, seed=args.seed)
     rows, summary = [], {}
     for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:

@@ -24,6 +24,8 @@ import random
 import sys
 import time
 
+from benchlib import smollm2_with_threads
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -122,12 +124,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from chainforget.engine.models import load_smollm2
     from chainforget.engine.training import TrainConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base, tok = load_smollm2()
+    base, tok = smollm2_with_threads(args.threads)
     cfg = TrainConfig(learning_rate=1e-4, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
                       max_length=args.max_length, max_steps=args.steps, seed=args.seed)
     examples = bbq_examples(args.steps * args.batch_size, args.seed)

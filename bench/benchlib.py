@@ -11,3 +11,20 @@ def package_version(pkg: str) -> str:
         return version(pkg.replace("_", "-"))
     except PackageNotFoundError:
         return "unknown"
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's thread count (None: keep torch's choice); the count in use."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def smollm2_with_threads(threads: int | None):
+    """torch set to ``threads`` (None: torch's choice), then the embedded SmolLM2-135M and its tokenizer."""
+    from chainforget.engine.models import load_smollm2
+
+    set_threads(threads)
+    return load_smollm2()
