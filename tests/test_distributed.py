@@ -173,8 +173,8 @@ def test_held_lock_stops_every_rank_with_one_error_line(launched):
                      f"wait for it to finish or pass a different --out"]
     # rank 0 stops with the user-error status; rank 1 either does too or, when the launcher's SIGTERM (sent once
     # rank 0 failed) reaches it first, stops cleanly on that signal (143, see docs/reliability.md): none hangs or crashes
-    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", res.stderr)
-    assert len(codes) == 2 and "2" in codes and set(codes) <= {"2", "143"}, codes
+    codes = re.findall(r"exitcode\s+:\s*(-?\d+)", res.stderr)
+    assert len(codes) == 2 and "2" in codes and set(codes) <= {"2", "143", "-15"}, codes
     assert "[rank" not in res.stderr  # no traceback from our processes (the launcher adds its own report)
     assert not (run_dir / "result.json").exists()
 
@@ -186,8 +186,8 @@ def test_nan_stops_every_rank_and_resume_under_launch_finishes_the_run(launched)
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "non-finite loss" in errors[0] and "experience 2" in errors[0], res.stderr[-3000:]
-    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", res.stderr)  # the second rank may stop on the launcher's SIGTERM
-    assert len(codes) == 2 and "2" in codes and set(codes) <= {"2", "143"}, codes
+    codes = re.findall(r"exitcode\s+:\s*(-?\d+)", res.stderr)  # the second rank may stop on the launcher's SIGTERM
+    assert len(codes) == 2 and "2" in codes and set(codes) <= {"2", "143", "-15"}, codes
     run_dir = _run_dir(out)
     assert (run_dir / "checkpoints" / "step-1" / "DONE").exists() and not (run_dir / "result.json").exists()
     resumed = _launch(tmp, [*RUN_ARGS[:-1], "--resume", "--out", str(out)])
