@@ -56,13 +56,14 @@ def main() -> None:
 
     dry = subprocess.run([sys.executable, "-c", NEW_ENTRY, "leaderboard", "--preset", args.preset, "--out",
                           str(work / "new"), "--dry-run"], cwd=ROOT, capture_output=True, text=True)
-    match = re.search(r"estimated wall time[^\d]*([\d.]+)\s*(s|min)", dry.stdout + dry.stderr)
+    match = re.search(r"estimated wall time: (?:(\d+) min )?([\d.]+) s", dry.stdout + dry.stderr)
     if match:
-        figures["dry_run_estimate_s"] = float(match.group(1)) * (60 if match.group(2) == "min" else 1)
+        figures["dry_run_estimate_s"] = 60 * int(match.group(1) or 0) + float(match.group(2))
     figures["dry_run_output"] = (dry.stdout + dry.stderr)[-1500:]
 
     new_s, table = leaderboard(ROOT, NEW_ENTRY, work / "new", args.preset, [])
     figures["new_seconds"] = round(new_s, 1)
+    figures["new_runs_dir"] = str(work / "new")
     figures["new_table"] = table
     if "dry_run_estimate_s" in figures:
         figures["estimate_error"] = round(figures["dry_run_estimate_s"] / new_s - 1, 3)

@@ -104,7 +104,9 @@ def test_findings_text_json_html(board):
     measures = {(a["setting"], a["chain"], a["measure"]) for a in found["mitigation"]["answers"]}
     assert ("replay", "bbq,gsm8k", "safety forgetting") in measures and \
         ("replay", "gsm8k,bbq", "final capability") in measures
-    assert all(a["difference"]["mde"] > 0 for a in found["mitigation"]["answers"])
+    for a in found["mitigation"]["answers"]:  # an MDE, or none because every paired difference is identical
+        d = a["difference"]
+        assert (d["mde"] or 0) > 0 or (d["mde"] is None and d["se"] == 0 and "identical on every" in a["reading"])
     code, page, err = cli("findings", "runs", "--n-boot", "200", "--format", "html")
     assert code == 0, err
     assert page.lstrip().startswith("<!DOCTYPE html>") and 'src="data:image/png;base64,' in page

@@ -32,6 +32,25 @@ def test_group_test_size_with_shared_templates():
     assert 0.03 <= rate <= 0.07, rate
 
 
+# The quick preset's BBQ sample: 20 per category drawn as both questions of 10 contexts, ~7 templates per category
+# (61 templates over 9 categories); the two questions of a context share a strong extra shift, templates a milder one.
+QUICK_DESIGN = {"templates": 7, "template_sd": 0.15, "unit_size": 2, "unit_sd": 0.3}
+
+
+def test_group_test_size_with_the_quick_presets_paired_sample():
+    # With 7 template clusters per category the permutation test is a little conservative (~0.035-0.04 over seeds),
+    # never above the nominal 0.05: the band fails if it becomes anti-conservative or grossly conservative.
+    design = {**QUICK_DESIGN, "templates": [QUICK_DESIGN["templates"]] * 9}
+    rate = sim.null_rejection_rate([20] * 9, [0.6] * 9, reps=1500, seed=24, **design)
+    assert 0.02 <= rate <= 0.065, rate
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.1, 0.3])
+def test_spread_interval_covers_with_the_quick_presets_paired_sample(tau):
+    result = sim.spread_coverage(9, 20, tau, 400, seed=2000 + int(100 * tau), **QUICK_DESIGN)
+    assert 0.92 <= result["coverage"] <= 0.98, result
+
+
 @pytest.mark.parametrize("n_per_group,low,high", [(20, 0.18, 0.45), (100, 0.85, 1.0)])
 def test_group_test_power_at_a_stated_effect(n_per_group, low, high):
     # One of 9 groups forgets 0.4 more than the others (churn 0.6, so an example's difference has variance ~0.6).

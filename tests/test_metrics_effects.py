@@ -61,3 +61,15 @@ def test_spread_mde_is_detected_about_80_percent_of_the_time():
     assert 0.6 <= result["power"] <= 0.9, result
     v = [0.02] * 9
     assert effects.spread_mde(v) == pytest.approx(np.sqrt(0.02 * (15.507 / 4.594 - 1)), rel=1e-3)
+
+
+def test_no_variation_has_no_minimum_detectable_effect_and_says_so():
+    from chainforget.report.findings import _verdict
+
+    same = effects.Effect(0.0, ((0.0, 0),)).summary()
+    assert same["mde"] is None and same["se"] == 0.0 and same["p"] == 1.0
+    assert _verdict(same, "more", "less", " acc").startswith("identical on every evaluation example")
+    shifted = effects.Effect(0.05, ((0.0, 0),)).summary()
+    assert shifted["mde"] is None and "not estimable (no variation)" in _verdict(shifted, "more", "less", " acc")
+    varied = effects.Effect(0.0, ((0.01, 0),)).summary()
+    assert varied["mde"] == pytest.approx((1.959964 + 0.841621) * 0.1, rel=1e-4)

@@ -251,3 +251,42 @@ def test_parse_with_task_answer_pattern():
     assert parse_final_number("so 4 then #### $1,080.00", pattern) == "1080"
     assert parse_final_number("no marker, 5 then 6", pattern) == "6"
     assert parse_final_number("no marker, 5 then 6", pattern, fallback="none") is None
+
+
+def test_lora_is_merged_for_scoring_and_the_base_weights_restored_exactly(tiny_model, monkeypatch):
+    import contextlib
+    import copy
+
+    from chainforget.engine import lora_merge, scoring
+    from chainforget.engine.training import TrainConfig, apply_finetune
+
+    model, tok = tiny_model
+    model = apply_finetune(copy.deepcopy(model), TrainConfig(finetune="lora", lora_r=4, lora_alpha=8.0))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.2)  # adapters that change the scores
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seen = []
+    real = lora_merge.merged_lora
+
+    @contextlib.contextmanager
+    def spy(m, device):
+        with real(m, device):
+            seen.append(sum(bool(getattr(x, "merged", False)) for x in m.modules()))
+            yield
+
+    monkeypatch.setattr(scoring, "merged_lora", spy)
+    exs, spec = mc_examples(12, seed=3), mc_spec(("acc", "acc_norm", "gold_logprob"))
+    merged = score_examples(model, tok, spec, exs, batch_size=5)
+    assert seen and seen[0] == 4 * model.config.num_hidden_layers  # q/k/v/o of every layer merged meanwhile
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]), n  # bit for bit, not base + delta - delta
+    assert not any(getattr(x, "merged", False) for x in model.modules())  # adapters live again
+    monkeypatch.setattr(scoring, "merged_lora", lambda m, d: contextlib.nullcontext())
+    plain = score_examples(model, tok, spec, exs, batch_size=5)
+    for a, b in zip(merged, plain):
+        assert a["pred"] == b["pred"]
+        assert a["option_logliks"] == pytest.approx(b["option_logliks"], abs=1e-4)
+    reference = score_examples(apply_finetune(copy.deepcopy(tiny_model[0]), TrainConfig()), tok, spec, exs)
+    assert any(a["option_logliks"] != pytest.approx(r["option_logliks"], abs=1e-3) for a, r in zip(merged, reference))

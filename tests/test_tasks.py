@@ -130,6 +130,45 @@ def test_limit_is_group_stratified_and_keeps_every_group(name, limit):
     assert {e.id for e in sub} <= bigger  # a larger limit keeps the smaller subsample
 
 
+def test_bbq_eval_limit_draws_both_questions_of_a_context():
+    bbq = resolve_task("bbq")
+    sub = bbq.eval_examples(180)
+    assert collections.Counter(e.group for e in sub) == {g: 20 for g in BBQ_CATEGORIES}
+    per_context = collections.Counter(e.meta["context_id"] for e in sub)
+    # whole contexts: both polarities of each drawn context (a context is cut only at a category's allocation)
+    assert sum(n >= 2 for n in per_context.values()) >= 85 and len(per_context) <= 92
+    by_context = collections.defaultdict(set)
+    for e in sub:
+        by_context[e.meta["context_id"]].add(e.meta["question_polarity"])
+    assert sum(pols == {"neg", "nonneg"} for pols in by_context.values()) >= 85
+    # a context never straddles a template, and a sample keeps the split's templates apart
+    assert all(e.meta["context_id"].startswith(e.meta["template"] + "/") for e in sub)
+    # training limits still draw example by example
+    train_contexts = collections.Counter(e.meta["context_id"] for e in bbq.train_examples(90))
+    assert max(train_contexts.values()) <= 2 and sum(n == 2 for n in train_contexts.values()) <= 5
+
+
+def test_sample_unit_keeps_group_sizes_and_nesting():
+    from chainforget.tasks.base import Example
+    from chainforget.tasks.splits import stratified_subsample
+
+    exs = [Example(id=f"e{i:03d}", group=f"g{i % 3}", prompt="p", target="t", gold=0, meta={"pair": f"g{i % 3}/{i // 6}"})
+           for i in range(120)]
+    plain = stratified_subsample(exs, 31, 0)
+    paired = stratified_subsample(exs, 31, 0, unit="meta.pair")
+    sizes = collections.Counter(e.group for e in plain)
+    assert collections.Counter(e.group for e in paired) == sizes  # same allocation, example or unit
+    pairs = collections.Counter(e.meta["pair"] for e in paired)
+    assert sorted(pairs.values()).count(1) <= 3  # only a group's last pair may be cut
+    assert paired == stratified_subsample(exs, 31, 0, unit="meta.pair")  # deterministic
+    for small, big in ((10, 31), (31, 60), (60, 119)):
+        a = {e.id for e in stratified_subsample(exs, small, 0, unit="meta.pair")}
+        b = {e.id for e in stratified_subsample(exs, big, 0, unit="meta.pair")}
+        assert a <= b  # a larger limit keeps the smaller sample
+    with pytest.raises(ConfigError, match="split unit 'meta.nope'"):
+        stratified_subsample(exs, 10, 0, unit="meta.nope")
+
+
 def test_limit_spreads_evenly_when_groups_are_large():
     sub = resolve_task("bbq").train_examples(90)
     assert collections.Counter(e.group for e in sub) == {g: 10 for g in BBQ_CATEGORIES}

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from chainforget.engine import generation as gen
 from chainforget.engine import loglik
+from chainforget.engine.lora_merge import merged_lora
 from chainforget.errors import ConfigError, DataError
 
 MC_METRICS = ("acc", "acc_norm", "gold_logprob")
@@ -188,7 +189,8 @@ def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_siz
     """One evaluation record per example (contract format), scoring exactly the metrics ``spec.metrics`` lists.
 
     The model is used live: run under ``torch.no_grad`` in eval mode, then every module's train/eval flag is
-    restored. (Not ``inference_mode``: a buffer a module creates lazily during evaluation, such as a dynamic RoPE
+    restored; LoRA adapters are merged for the duration on a CPU and the exact weights restored
+    (``engine.lora_merge``). (Not ``inference_mode``: a buffer a module creates lazily during evaluation, such as a dynamic RoPE
     table, would become an inference tensor and break the training that follows.) Results do not depend on ``batch_size`` beyond float rounding (see ``engine.loglik``).
     """
     import torch
@@ -200,5 +202,5 @@ def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_siz
     if device is None:
         device = next(model.parameters()).device
     score = _score_mc if spec.format == "multiple_choice" else _score_generation
-    with _eval_mode(model), torch.no_grad():
+    with _eval_mode(model), torch.no_grad(), merged_lora(model, device):
         return score(model, tokenizer, spec, examples, names, step, batch_size, progress, device)

@@ -85,8 +85,9 @@ class Effect:
         return 1.0 - 0.5 * (low + high)
 
     def mde(self, power: float = POWER, alpha: float = 1.0 - CONFIDENCE) -> float | None:
-        """The smallest true |effect| that a two-sided level-``alpha`` test detects with probability ``power``."""
-        if self.open:
+        """The smallest true |effect| that a two-sided level-``alpha`` test detects with probability ``power``
+        (None when open, or when nothing varies: every paired difference identical gives no scale to size it by)."""
+        if self.open or all(v == 0.0 for v, _ in self.parts):
             return None
         return math.sqrt(sum((_q(1 - alpha / 2, df) + _q(power, df)) ** 2 * v for v, df in self.parts))
 

@@ -37,13 +37,15 @@ def ternary(theta: np.ndarray, churn: np.ndarray, rng: np.random.Generator) -> n
 
 
 def design(sizes: Sequence[int], theta: Sequence[float], churn: Sequence[float] | float, rng: np.random.Generator,
-           templates: Sequence[int] | None = None, template_sd: float = 0.0
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+           templates: Sequence[int] | None = None, template_sd: float = 0.0, unit_size: int = 1,
+           unit_sd: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(differences [n], group labels [n], template labels [n] or None) for groups of ``sizes``.
 
     With ``templates``, group g's examples are spread evenly over ``templates[g]`` templates, and each template's
     mean forgetting is the group's plus a N(0, template_sd^2) shift (templates are a sample from the group's
-    template population, whose mean is theta; examples of a template are correlated).
+    template population, whose mean is theta; examples of a template are correlated). With ``unit_size`` > 1,
+    consecutive examples form units (the two questions BBQ asks about one context) that sit in one template and
+    share a further N(0, unit_sd^2) shift: the quick preset's eval sample, drawn context by context.
     """
     sizes = np.asarray(sizes)
     churn = np.broadcast_to(np.asarray(churn, dtype=float), sizes.shape)
@@ -51,11 +53,15 @@ def design(sizes: Sequence[int], theta: Sequence[float], churn: Sequence[float] 
     theta_j, churn_j = np.repeat(np.asarray(theta, dtype=float), sizes), np.repeat(churn, sizes)
     clusters = None
     if templates is not None:
-        local = np.concatenate([np.arange(n) % k for n, k in zip(sizes, templates)])
+        local = np.concatenate([(np.arange(n) // unit_size) % k for n, k in zip(sizes, templates)])
         offsets = np.repeat(np.cumsum([0, *templates[:-1]]), sizes)
         clusters = offsets + local
         shift = rng.normal(0.0, template_sd, int(np.sum(templates)))  # templates drawn from a population
         theta_j = theta_j + shift[clusters]
+        if unit_sd > 0:
+            units = np.concatenate([np.arange(n) // unit_size + start
+                                    for n, start in zip(sizes, np.cumsum([0, *(-(-sizes[:-1] // unit_size))]))])
+            theta_j = theta_j + rng.normal(0.0, unit_sd, int(units.max()) + 1)[units]
         churn_j = np.maximum(churn_j, np.abs(theta_j) + 0.05)
     return ternary(theta_j, churn_j, rng), groups.astype(str), clusters
 
@@ -99,16 +105,21 @@ def _moments_and_p(diffs, groups, clusters, n_perm, rng):
 
 
 
-def spread_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int, n_perm: int = 99) -> dict:
-    """Share of ``reps`` simulated tasks whose spread interval covers the true tau (random-effects model)."""
+def spread_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int, n_perm: int = 99,
+                    templates: int | None = None, template_sd: float = 0.0, unit_size: int = 1,
+                    unit_sd: float = 0.0) -> dict:
+    """Share of ``reps`` simulated tasks whose spread interval covers the true tau (random-effects model); with
+    ``templates`` (per group) the examples are clustered as in :func:`design` and the statistics resample templates."""
 
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.arange(n_groups), n_per_group)
+    per_group = None if templates is None else [templates] * n_groups
     means, variances, pvalues = [], [], []
     for _ in range(reps):
         theta = random_effects(n_groups, tau, rng)
-        diffs, _, _ = design([n_per_group] * n_groups, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng)
-        m, v, p = _moments_and_p(diffs, groups, None, n_perm, rng)
+        diffs, _, clusters = design([n_per_group] * n_groups, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng,
+                                    per_group, template_sd, unit_size, unit_sd)
+        m, v, p = _moments_and_p(diffs, groups, clusters, n_perm, rng)
         means.append(m)
         variances.append(v)
         pvalues.append(p)
@@ -119,7 +130,7 @@ def spread_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed
 
 def null_rejection_rate(sizes: Sequence[int], churn: Sequence[float], reps: int, seed: int, n_perm: int = 99,
                         templates: Sequence[int] | None = None, template_sd: float = 0.0, shift: float = 0.0,
-                        shifted_group: int = 0) -> float:
+                        shifted_group: int = 0, unit_size: int = 1, unit_sd: float = 0.0) -> float:
     """Share of p < 0.05 over ``reps`` tasks: the size when ``shift == 0`` (every group forgets 0.03 on average),
     the power when one group's mean forgetting is ``shift`` higher."""
     rng = np.random.default_rng(seed)
@@ -129,7 +140,7 @@ def null_rejection_rate(sizes: Sequence[int], churn: Sequence[float], reps: int,
     theta[shifted_group] += shift
     rejections = 0
     for _ in range(reps):
-        diffs, _, clusters = design(sizes, theta, churn, rng, templates, template_sd)
+        diffs, _, clusters = design(sizes, theta, churn, rng, templates, template_sd, unit_size, unit_sd)
         rejections += _moments_and_p(diffs, groups, clusters, n_perm, rng)[2] < 0.05
     return rejections / reps
 

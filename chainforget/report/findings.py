@@ -71,7 +71,10 @@ def _verdict(summary: dict, more: str, less: str, unit: str) -> str:
     """One sentence reading an effect against 0 and against its minimum detectable effect."""
     if summary["p"] is None:
         return "no interval: a per-run interval is open (e.g. a gain not clearly positive); more data is needed"
-    mde = f"{summary['mde']:.3g}{unit}"
+    if summary["mde"] is None and summary["value"] == 0:
+        return ("identical on every evaluation example: no difference at this study size, and no variation to size a "
+                "minimum detectable effect by (more or harder evaluation data would tell)")
+    mde = "not estimable (no variation)" if summary["mde"] is None else f"{summary['mde']:.3g}{unit}"
     if summary["p"] < 1.0 - effects.CONFIDENCE:
         return f"{more if summary['value'] > 0 else less} (p = {summary['p']:.3g}); minimum detectable effect {mde}"
     return (f"not distinguishable from 0 (p = {summary['p']:.3g}); effects smaller than {mde} in size would "

@@ -36,6 +36,9 @@ class SplitRule:
     ``unit`` names the example attribute(s) that must never straddle train and eval (for BBQ the template,
     ``meta['template']`` = category + question_index); ``None`` splits example by example.
     ``eval_only`` tasks (held-out probes) put every example in eval.
+    ``eval_sample_unit`` names the examples that an eval *limit* draws together (for BBQ the two questions asked
+    about one context, ``meta['context_id']``), so the scorer encodes the shared context once for both; ``None``
+    draws example by example.
     """
 
     eval_fraction: float = 0.5
@@ -43,6 +46,7 @@ class SplitRule:
     unit: str | None = None
     eval_only: bool = False
     predefined: bool = False  # use the data set's own split: ``meta['split']`` is "train" or "eval"
+    eval_sample_unit: str | None = None
 
 
 @dataclass(frozen=True)

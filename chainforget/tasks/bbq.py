@@ -8,6 +8,7 @@ and the ``unknown_idx``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from chainforget.tasks.base import Example, SplitRule, TaskSpec
@@ -70,6 +71,10 @@ def stereotype_roles(row: dict) -> tuple[int | None, int | None, int]:
     return target, next(i for i in others if i != target), unknown_idx
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:12]
+
+
 def _example(row: dict, regenerated: bool, task: str) -> Example:
     category = row["category"]
     options = tuple(" " + row[f"ans{i}"].strip() for i in range(3))
@@ -86,7 +91,8 @@ def _example(row: dict, regenerated: bool, task: str) -> Example:
         meta={"category": category, "context_condition": row["context_condition"],
               "question_polarity": row["question_polarity"], "target_idx": target_idx,
               "nontarget_idx": nontarget_idx, "unknown_idx": unknown_idx, "regenerated": regenerated,
-              "template": f"{category}/{row['question_index']}"},
+              "template": f"{category}/{row['question_index']}",
+              "context_id": f"{category}/{row['question_index']}/{_digest(row['context'])}"},
         task=task,
     )
 
@@ -113,7 +119,9 @@ SPEC = TaskSpec(
     metrics=(STANDARD_METRICS["acc"], STANDARD_METRICS["acc_norm"]),
     primary_metric="acc",
     group_fields=("group", "subgroup"),
-    split=SplitRule(eval_fraction=0.5, seed=0, unit="template"),
+    # Splits keep templates whole; an eval limit draws both questions of a context together (BBQ's own pairing of
+    # negative and non-negative questions), so the scorer encodes each drawn context once for two examples.
+    split=SplitRule(eval_fraction=0.5, seed=0, unit="template", eval_sample_unit="meta.context_id"),
     source="Parrish et al., BBQ: A Hand-Built Bias Benchmark for Question Answering, ACL Findings 2022 "
            "(github.com/nyu-mll/BBQ)",
     license="CC-BY-4.0",

@@ -165,7 +165,7 @@ def derive(parent: Task, cfg: Mapping[str, Any], path: Path) -> Task:
                           f"{group_from!r}")
     rule = parent.spec.split
     split = SplitRule(eval_fraction=rule.eval_fraction, seed=rule.seed, eval_only=rule.eval_only,
-                      predefined=not rule.eval_only)
+                      predefined=not rule.eval_only, eval_sample_unit=rule.eval_sample_unit)
     spec = dataclasses.replace(
         parent.spec, name=name, split=split,
         **{k: str(cfg[k]) for k in ("kind", "description", "source", "license", "notes") if cfg.get(k) is not None})

@@ -88,12 +88,15 @@ def allocate(sizes: dict[str, int], limit: int, seed: int) -> dict[str, int]:
     return alloc
 
 
-def stratified_subsample(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
+def stratified_subsample(examples: Sequence[Example], limit: int | None, seed: int,
+                         unit: str | None = None) -> list[Example]:
     """All examples (``limit=None``) or a group-stratified subsample, in a fixed pseudo-random order.
 
     Within a group, examples are taken in ``stable_key(seed, id)`` order, so a larger limit keeps every example of a
-    smaller one. The result is ordered by the same key, mixing groups (safe even for a consumer that never
-    shuffles).
+    smaller one. With ``unit`` (an attribute or meta key, as for splits) whole units are taken in
+    ``stable_key(seed, unit)`` order instead, each unit's examples in id order, and the group's last unit is cut to
+    its allocation (so group sizes, and the nesting of limits, are the same as example by example). The result is
+    ordered by the id key, mixing groups (safe even for a consumer that never shuffles).
     """
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -105,5 +108,22 @@ def stratified_subsample(examples: Sequence[Example], limit: int | None, seed: i
     for ex in order:
         by_group[ex.group].append(ex)
     alloc = allocate({g: len(v) for g, v in by_group.items()}, limit, seed)
-    keep = {id(ex) for g, v in by_group.items() for ex in v[: alloc[g]]}
+    keep: set[int] = set()
+    for g, members in by_group.items():
+        keep.update(id(ex) for ex in _take(members, alloc[g], seed, unit))
     return [ex for ex in order if id(ex) in keep]
+
+
+def _take(members: list[Example], n: int, seed: int, unit: str | None) -> list[Example]:
+    """The first ``n`` examples of one group, example by example or whole ``unit`` by whole unit."""
+    if unit is None:
+        return members[:n]
+    units: dict[str, list[Example]] = defaultdict(list)
+    for ex in members:
+        units[unit_of(ex, unit)].append(ex)
+    chosen: list[Example] = []
+    for u in sorted(units, key=lambda u: stable_key(seed, "unit:" + u)):
+        if len(chosen) >= n:
+            break
+        chosen.extend(sorted(units[u], key=lambda e: e.id))
+    return chosen[:n]

@@ -141,8 +141,9 @@ class Task:
         return stratified_subsample(self._splits()[0], limit, self.spec.split.seed)
 
     def eval_examples(self, limit: int | None = None) -> list[Example]:
-        """The eval split, optionally a group-stratified subsample of ``limit``."""
-        return stratified_subsample(self._splits()[1], limit, self.spec.split.seed)
+        """The eval split, optionally a group-stratified subsample of ``limit`` (drawn by ``eval_sample_unit``)."""
+        rule = self.spec.split
+        return stratified_subsample(self._splits()[1], limit, rule.seed, rule.eval_sample_unit)
 
     def groups(self, split: str = "eval") -> dict[str, int]:
         """Examples per group in ``split`` ("train", "eval" or "all"), sorted by group name."""

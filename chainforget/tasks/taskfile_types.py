@@ -70,6 +70,7 @@ SPLIT: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _int(v) and 0 <= v < 2**32, "an integer in [0, 4294967295]"),
     "unit": (_text, f"text naming {UNITS_HINT}"),
     "eval_only": (_bool, "true or false"), "predefined": (_bool, "true or false"),
+    "eval_sample_unit": (_text, f"text naming {UNITS_HINT}"),
 }
 GENERATION: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_new_tokens": (lambda v: _int(v) and 1 <= v <= 8192, "an integer in [1, 8192]"),
