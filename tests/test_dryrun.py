@@ -5,6 +5,7 @@ from test_runner import FAST_METRICS, spec
 
 from chainforget.benchmark import dryrun
 from chainforget.benchmark.runner import run
+from chainforget.engine import collate as collate_module
 from chainforget.engine import loglik
 from chainforget.engine.template import CausalLMTemplate
 
@@ -16,8 +17,14 @@ def tree(path):
 @pytest.fixture()
 def counted(monkeypatch):
     """Tokens a real run trains (the template's own count per experience) and scores (packed rows it runs)."""
-    seen = {"train": [], "score": 0}
+    seen = {"train": [], "score": 0, "train_padded": 0, "score_padded": 0}
     train_exp = CausalLMTemplate._train_exp
+    real_collate = collate_module.collate
+
+    def counting_collate(items, pad_id):
+        batch = real_collate(items, pad_id)
+        seen["train_padded"] += int(batch["input_ids"].numel())  # positions a training forward computes
+        return batch
 
     def counting_train(self, *args, **kwargs):
         train_exp(self, *args, **kwargs)
@@ -27,9 +34,11 @@ def counted(monkeypatch):
 
     def counting_forward(model, rows, pad_id, device):
         seen["score"] += sum(r.length for r in rows)
+        seen["score_padded"] += len(rows) * max(r.length for r in rows)
         return forward(model, rows, pad_id, device)
 
     monkeypatch.setattr(CausalLMTemplate, "_train_exp", counting_train)
+    monkeypatch.setattr(collate_module, "collate", counting_collate)
     monkeypatch.setattr(loglik, "_forward_batch", counting_forward)
     return seen
 
@@ -46,6 +55,10 @@ def test_dry_run_writes_nothing_and_counts_what_the_run_processes(tmp_path, coun
     planned_train = [sum(w.tokens for w in st.train.values()) for st in rp.stages]
     assert counted["train"] == planned_train
     assert counted["score"] == rp.evaluations * sum(w.tokens for w in rp.score.values())
+    # the estimate follows padded positions: the planned batches pad exactly as the real ones
+    assert abs(counted["train_padded"] - sum(w.padded for st in rp.stages for w in st.train.values())) <= 2
+    assert counted["score_padded"] == rp.evaluations * sum(w.padded for w in rp.score.values())
+    assert counted["train_padded"] > sum(counted["train"]) and counted["score_padded"] > counted["score"]
     again = dryrun.dry_run([s], out, probe_machine=False)
     assert again.runs[0].complete and any("nothing to train" in line for line in again.lines)
 

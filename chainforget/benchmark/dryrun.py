@@ -21,7 +21,9 @@ from chainforget.benchmark.streams import build_benchmark
 from chainforget.config.spec import RunSpec
 from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
 from chainforget.engine.generation import greedy_generate
-from chainforget.engine.loglik import encode_requests
+from chainforget.engine.loglik import MAX_LOGIT_ELEMENTS, encode_requests
+from chainforget.engine.loglik import batches as loglik_batches
+from chainforget.engine.lora_merge import merged_lora
 from chainforget.engine.memory import estimate_run
 from chainforget.engine.prefix_tree import group_requests, pack
 from chainforget.engine.scoring import generation_settings, score_examples
@@ -43,22 +45,25 @@ STRATEGY_COST = {"lwf": 1.35, "sam": 2.0}
 GENERATE = " (generate)"  # work key suffix of a task's generation
 PROBE_NEW_TOKENS = 16  # tokens generated per prompt by the probe
 PROBE_TRAIN_EXAMPLES = 4  # examples in the probe's training micro-batch (at most the run's micro-batch)
-PROBE_SCORE_EXAMPLES = 8  # examples in the probe's scoring batch (at most the run's batch)
+PROBE_SCORE_EXAMPLES = 16  # examples in the probe's scoring batch (at most the run's batch)
 RUN_OVERHEAD_S = 3.0  # per run not yet complete: template set-up, metrics with their bootstrap, writing files
 
 
 @dataclass
 class Work:
-    """Examples and tokens of one kind of work on one task."""
+    """Examples and tokens of one kind of work on one task; ``padded`` counts the positions the forward passes
+    compute, padding included (a batch is as long as its longest row): what the wall time follows."""
 
     examples: int = 0
     tokens: int = 0
     steps: int = 0
+    padded: int = 0
 
     def add(self, other: "Work") -> None:
         self.examples += other.examples
         self.tokens += other.tokens
         self.steps += other.steps
+        self.padded += other.padded
 
 
 @dataclass
@@ -99,12 +104,15 @@ def train_work(tokenizer, examples: Sequence[Any], cfg) -> Work:
                            seed=data_seed(cfg.seed, encoded), sort_by_length=cfg.sort_by_length, pad_id=0)
     total = len(batches) * cfg.epochs if cfg.max_steps is None else min(len(batches) * cfg.epochs, cfg.max_steps)
     work, steps = Work(), 0
+    micro = max(1, min(cfg.micro_batch_size, cfg.batch_size))
     for epoch in range(cfg.epochs):
         for batch in batches.plan(epoch):
             if steps >= total:
                 return work
             steps += 1
-            work.add(Work(len(batch), sum(len(encoded[i].input_ids) for i in batch), 1))
+            lengths = [len(encoded[i].input_ids) for i in batch]
+            padded = sum(len(lengths[k:k + micro]) * max(lengths[k:k + micro]) for k in range(0, len(lengths), micro))
+            work.add(Work(len(batch), sum(lengths), 1, padded))
     return work
 
 
@@ -115,10 +123,12 @@ def by_task(examples: Sequence[Any], default: str) -> dict[str, list[Any]]:
     return out
 
 
-def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | None) -> dict[str, Work]:
+def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | None,
+               batch_size: int | None = None) -> dict[str, Work]:
     """Tokens the scorer runs for one evaluation of a task: ``{task: packed log-likelihood rows}`` (as
-    ``engine.prefix_tree`` packs them) and, for ``exact_match``, ``{task + GENERATE: prompts + max_new_tokens}``
-    (generation counted at its bound)."""
+    ``engine.prefix_tree`` packs them; with ``batch_size``, ``padded`` counts the rows padded into the scorer's
+    batches) and, for ``exact_match``, ``{task + GENERATE: prompts + max_new_tokens}`` (generation counted at its
+    bound)."""
     names = {m.name for m in task_spec.metrics}
     out: dict[str, Work] = {}
     if task_spec.format == "multiple_choice":
@@ -129,13 +139,19 @@ def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | 
         conts = None
     if conts is not None:
         requests = encode_requests(tokenizer, [ex.prompt for ex in examples], conts, max_length)
-        out[task_spec.name] = Work(len(examples), sum(pack([requests[i] for i in g]).length
-                                                      for g in group_requests(requests)))
+        rows = [pack([requests[i] for i in g]) for g in group_requests(requests)]
+        tokens = sum(r.length for r in rows)
+        padded = tokens
+        if batch_size:
+            max_rows = max(1, MAX_LOGIT_ELEMENTS // max(len(tokenizer), 1))
+            padded = sum(len(b) * max(rows[i].length for i in b) for b in loglik_batches(rows, batch_size, max_rows))
+        out[task_spec.name] = Work(len(examples), tokens, 0, padded)
     if task_spec.format == "generation" and "exact_match" in names:
         max_new = generation_settings(task_spec)[0]
         prompts = tokenizer([ex.prompt for ex in examples])["input_ids"] if examples else []
+        bound = sum(len(p) for p in prompts) + max_new * len(examples)
         out[task_spec.name + GENERATE] = Work(0 if conts is not None else len(examples),  # examples counted once
-                                              sum(len(p) for p in prompts) + max_new * len(examples))
+                                              bound, 0, bound)
     return out
 
 
@@ -177,7 +193,8 @@ class Planner:
         tok = self.tokenizer(resolved)
         max_length = getattr(resolved.model_spec, "max_length", None)
         for name, exp in zip(bench.eval_task_names, bench.test_stream):
-            plan.score.update(score_work(tok, resolved.tasks[name].spec, list(exp.dataset), max_length))
+            plan.score.update(score_work(tok, resolved.tasks[name].spec, list(exp.dataset), max_length,
+                                         resolved.spec.eval_batch_size))
         plan.bounded = any(key.endswith(GENERATE) for key in plan.score)
         if plan.complete:
             return plan, resolved, bench
@@ -206,6 +223,8 @@ class Planner:
             for task, exs in by_task(examples, current).items():
                 work = train_work(tok, exs, resolved.train_cfg)
                 work.steps = total.steps  # steps are shared; tokens split per task for the per-task throughput
+                # the stage's batches mix its tasks: split their padded positions in proportion to the tokens
+                work.padded = round(total.padded * work.tokens / max(total.tokens, 1))
                 sp.train[task] = work
             factor = STRATEGY_COST.get(spec.strategy, 1.0)
             sp.cost = factor if (spec.strategy != "lwf" or k > 1) else 1.0
@@ -242,24 +261,27 @@ def probe(resolved: ResolvedRun, bench, model, tokenizer, load_s: float, train_t
         loss = target_logits_loss(target_logits(model, batch, keep), target_tokens(batch["labels"], keep))
         loss.backward()
         opt.zero_grad(set_to_none=True)  # no update: the probe leaves the weights as they were
-        return time.perf_counter() - start, batch["n_tokens"]
+        return time.perf_counter() - start, int(batch["input_ids"].numel())  # positions computed, padding included
 
     train_tps, score_tps = {}, {}
     model.train()
+    size = min(cfg.micro_batch_size, PROBE_TRAIN_EXAMPLES)
     first = next((train_sets[t] for t in train_tasks if train_sets.get(t)), None)
     if first:
-        step(first[:1])  # warm-up: thread pool, allocator
+        step(first[:size])  # warm-up: thread pool, allocator
     for task in train_tasks:
         exs = train_sets.get(task) or []
         if exs:
-            seconds, tokens = step(exs[:min(cfg.micro_batch_size, PROBE_TRAIN_EXAMPLES)])
+            seconds, tokens = step(exs[:size])
             train_tps[task] = tokens / max(seconds, 1e-6)
     eval_bs = resolved.spec.eval_batch_size
     model.eval()
-    with torch.no_grad():
+    # merged once for the whole probe: a run merges LoRA once per task per evaluation (engine.lora_merge), which a
+    # probe of one small batch per task would otherwise count against its few tokens
+    with torch.no_grad(), merged_lora(model, next(model.parameters()).device):
         for i, key in enumerate(score_tasks):
             task = key[:-len(GENERATE)] if key.endswith(GENERATE) else key
-            sample = (test_sets.get(task) or [])[:min(eval_bs, PROBE_SCORE_EXAMPLES)]
+            sample = _score_sample(test_sets.get(task) or [], min(eval_bs, PROBE_SCORE_EXAMPLES))
             if not sample:
                 continue
             if key.endswith(GENERATE):  # decode speed from a short generation; the run's is max_new_tokens long
@@ -271,12 +293,20 @@ def probe(resolved: ResolvedRun, bench, model, tokenizer, load_s: float, train_t
                 continue
             tspec = resolved.tasks[task].spec
             if i == 0:
-                score_examples(model, tokenizer, tspec, sample[:2], batch_size=eval_bs)  # warm-up
-            work = score_work(tokenizer, tspec, sample, None)[task]
+                score_examples(model, tokenizer, _loglik_only(tspec), sample[:4], batch_size=eval_bs)  # warm-up
+            work = score_work(tokenizer, tspec, sample, None, eval_bs)[task]
             start = time.perf_counter()
             score_examples(model, tokenizer, _loglik_only(tspec), sample, batch_size=eval_bs)
-            score_tps[key] = work.tokens / max(time.perf_counter() - start, 1e-6)
+            score_tps[key] = work.padded / max(time.perf_counter() - start, 1e-6)
     return Throughput(train_tps, score_tps, load_s, load_s + time.perf_counter() - t0)
+
+
+def _score_sample(examples: Sequence[Any], n: int) -> list[Any]:
+    """``n`` neighbouring examples from the middle of the set in prompt order: examples that share a context (BBQ's
+    two questions) sit side by side there, so the probe packs shared prefixes as the run's scoring does."""
+    ordered = sorted(examples, key=lambda ex: (ex.prompt, str(ex.id)))
+    start = max(0, (len(ordered) - n) // 2)
+    return ordered[start:start + n]
 
 
 def _loglik_only(task_spec):
@@ -354,11 +384,11 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
             trained += 1
             for task, work in sp.train.items():
                 train_tot.add(work)
-                train_by_task[task] = train_by_task.get(task, 0) + int(work.tokens * sp.cost)
+                train_by_task[task] = train_by_task.get(task, 0) + int(work.padded * sp.cost)
         for task, work in plan.score.items():
             for _ in range(plan.evaluations):
                 score_tot.add(Work(work.examples, work.tokens))
-                score_by_task[task] = score_by_task.get(task, 0) + work.tokens
+                score_by_task[task] = score_by_task.get(task, 0) + work.padded
     lines.append(f"runs: {len(runs)} ({len(runs) - len(todo)} complete); stages to train: {trained}, reused from "
                  f"the prefix store: {reused}")
     lines.append(f"to train: {train_tot.examples:,} examples, {train_tot.tokens:,} tokens; to score: "
