@@ -1,7 +1,7 @@
 """Built-in leaderboard presets (suites), registered through the same hook a plugin would use.
 
-``quick`` is the README's main job: SmolLM2-135M on 2 CPU cores in about a quarter of an hour, so its sizes are
-small and its confidence intervals wide. ``paper`` is the full study, meant for a GPU.
+``quick`` is the README's main job: SmolLM2-135M on 2 CPU cores in about 8 minutes, so its sizes are small and its
+confidence intervals wide (docs/performance.md, "End to end", says what each size costs and why it was chosen). ``paper`` is the full study, meant for a GPU.
 """
 
 from chainforget.plugins.hookspecs import hookimpl
@@ -10,14 +10,15 @@ QUICK = {
     "description": "SmolLM2-135M + LoRA, bbq<->gsm8k both orders, 5 strategies, 1 seed; ~8 min on 2 CPU cores",
     "model": "smollm2-135m",
     "chains": [["bbq", "gsm8k"], ["gsm8k", "bbq"]],
-    "strategies": ["naive", "replay", {"ewc": {"fisher_samples": 16}}, "lwf", "safety-retune"],
+    "strategies": ["naive", "replay", {"ewc": {"fisher_samples": 8}}, "lwf", "safety-retune"],
     "seeds": [0],
-    # Sized for 2 CPU cores (docs/performance.md, "The quick preset's budget"): 20 BBQ eval examples per category
-    # (the default min_group_size), drawn as both questions of 10 contexts so each context is encoded once; 16 GSM8K
-    # examples scored by the cheap log-likelihood of the gold solution (paired differences stay tight); each
-    # training example seen once, in batches of 4 (the optimizer steps of 2 epochs of batch 8, half the tokens).
+    # Sized for 2 CPU cores (docs/performance.md, "End to end": what each size costs and why): 20 BBQ eval examples
+    # per category (the default min_group_size), drawn as both questions of 10 contexts so each context is encoded
+    # once; 12 GSM8K examples scored by the cheap log-likelihood of the gold solution (paired differences stay
+    # tight); each training example seen once, in batches of 4 (the optimizer steps of 2 epochs of batch 8, half
+    # the tokens); EWC's Fisher from 8 examples.
     "limit_train": {"bbq": 48, "gsm8k": 24},
-    "limit_eval": {"bbq": 180, "gsm8k": 16},
+    "limit_eval": {"bbq": 180, "gsm8k": 12},
     "task_options": {"gsm8k": {"primary_metric": "gold_logprob"}},
     "train": {"finetune": "lora", "lora_r": 16, "lora_alpha": 32.0, "learning_rate": 3.0e-3, "epochs": 1,
               "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
