@@ -1,10 +1,11 @@
 """Score a LoRA model with its adapters folded into the base weights, then restore those weights bit for bit.
 
-Unmerged, every adapted projection runs two extra thin matmuls (rank r) plus a scale and an add per token; on a CPU
-that is ~7% of an evaluation of SmolLM2-135M with r=16 on q/k/v/o (the quick preset's 180 BBQ + 32 GSM8K examples:
-31.0 s unmerged, 28.8 s merged, AMD EPYC, 2 threads). Merging computes ``W + scale * B @ A`` once per evaluation instead. peft's own ``unmerge`` subtracts the delta
-again, which leaves float rounding in ``W``; a later stage would then train from slightly different base weights
-than a resumed or prefix-reused run, so the original weights are copied aside and written back exactly.
+Unmerged, every adapted projection runs two extra thin matmuls (rank r) plus a scale and an add per token. On a CPU,
+SmolLM2-135M with r=16 on q/k/v/o, that was 7% of one evaluation in a profile (180 BBQ + 32 GSM8K examples: 31.0 s
+unmerged, 28.8 s merged; AMD EPYC, 2 threads) and 1-2% of the quick preset's scoring, where each evaluation pays
+the merge (``W + scale * B @ A``) and the copy once per task. peft's own ``unmerge`` subtracts the delta again,
+which leaves float rounding in ``W``; a later stage would then train from slightly different base weights than a
+resumed or prefix-reused run, so the original weights are copied aside and written back exactly.
 
 Used on the CPU only: there the arithmetic is the cost and memory is plentiful, while on an accelerator the adapters
 are cheap and a copy of every adapted weight is memory a large model may not have. Results equal the unmerged
