@@ -21,11 +21,9 @@ from chainforget.benchmark.streams import build_benchmark
 from chainforget.config.spec import RunSpec
 from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
 from chainforget.engine.generation import greedy_generate
-from chainforget.engine.loglik import MAX_LOGIT_ELEMENTS, encode_requests
-from chainforget.engine.loglik import batches as loglik_batches
+from chainforget.engine.loglik import encode_requests, plan_batches
 from chainforget.engine.lora_merge import merged_lora
 from chainforget.engine.memory import estimate_run
-from chainforget.engine.prefix_tree import group_requests, pack
 from chainforget.engine.scoring import generation_settings, score_examples
 from chainforget.engine.training import (
     apply_finetune,
@@ -104,7 +102,7 @@ def train_work(tokenizer, examples: Sequence[Any], cfg) -> Work:
                            seed=data_seed(cfg.seed, encoded), sort_by_length=cfg.sort_by_length, pad_id=0)
     total = len(batches) * cfg.epochs if cfg.max_steps is None else min(len(batches) * cfg.epochs, cfg.max_steps)
     work, steps = Work(), 0
-    micro = max(1, min(cfg.micro_batch_size, cfg.batch_size))
+    micro = batches.micro
     for epoch in range(cfg.epochs):
         for batch in batches.plan(epoch):
             if steps >= total:
@@ -139,12 +137,9 @@ def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | 
         conts = None
     if conts is not None:
         requests = encode_requests(tokenizer, [ex.prompt for ex in examples], conts, max_length)
-        rows = [pack([requests[i] for i in g]) for g in group_requests(requests)]
+        _, rows, planned = plan_batches(requests, batch_size or 1, len(tokenizer))
         tokens = sum(r.length for r in rows)
-        padded = tokens
-        if batch_size:
-            max_rows = max(1, MAX_LOGIT_ELEMENTS // max(len(tokenizer), 1))
-            padded = sum(len(b) * max(rows[i].length for i in b) for b in loglik_batches(rows, batch_size, max_rows))
+        padded = sum(len(b) * max(rows[i].length for i in b) for b in planned) if batch_size else tokens
         out[task_spec.name] = Work(len(examples), tokens, 0, padded)
     if task_spec.format == "generation" and "exact_match" in names:
         max_new = generation_settings(task_spec)[0]

@@ -157,6 +157,11 @@ class TrainBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.encoded) / self.batch_size)
 
+    @property
+    def micro(self) -> int:
+        """Examples per forward pass: consecutive slices of this size cut each batch into micro-batches."""
+        return max(1, min(self.micro_batch_size, self.batch_size))
+
     def plan(self, epoch: int) -> list[list[int]]:
         """Example indices of every optimizer batch of ``epoch`` (micro-batch size 1 flattens the plan)."""
         lengths = [len(e.input_ids) for e in self.encoded]
@@ -167,7 +172,7 @@ class TrainBatches:
     def __iter__(self) -> Iterator[OptimizerBatch]:
         plan = self.plan(self.epoch)
         self.epoch += 1
-        micro = max(1, min(self.micro_batch_size, self.batch_size))
+        micro = self.micro
         for batch in plan:
             mine = batch[self.process_index::self.num_processes]
             micros = [collate([self.encoded[i] for i in mine[k:k + micro]], self.pad_id)

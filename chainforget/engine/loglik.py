@@ -151,6 +151,16 @@ def batches(rows: list[PackedRow], batch_size: int, max_rows: int = 1024) -> lis
     return out
 
 
+def plan_batches(requests: list[Request], batch_size: int, vocab_size: int
+                 ) -> tuple[list[list[int]], list[PackedRow], list[list[int]]]:
+    """How the scorer runs ``requests``: the groups that share a context prefix, their packed rows, and the batches
+    of row indices (longest first; at most ``batch_size`` requests and ``MAX_LOGIT_ELEMENTS`` logits each). The
+    dry run plans with the same function, so its padded positions are the run's."""
+    groups = group_requests(requests)
+    rows = [pack([requests[i] for i in g]) for g in groups]
+    return groups, rows, batches(rows, batch_size, max_rows=max(1, MAX_LOGIT_ELEMENTS // max(vocab_size, 1)))
+
+
 def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: int, device,
                    on_batch: Callable[[int], None] | None = None) -> list[list[tuple[float, int]]]:
     """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order.
@@ -159,9 +169,8 @@ def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: i
     number of requests of each forward pass."""
     results: list = [None] * len(requests)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50_000
-    groups = group_requests(requests)
-    rows = [pack([requests[i] for i in g]) for g in groups]
-    for idx in batches(rows, batch_size, max_rows=max(1, MAX_LOGIT_ELEMENTS // vocab)):
+    groups, rows, planned = plan_batches(requests, batch_size, vocab)
+    for idx in planned:
         for j, res in zip(idx, _forward_batch(model, [rows[j] for j in idx], pad_id, device)):
             for i, per_request in zip(groups[j], res):
                 results[i] = per_request

@@ -46,18 +46,17 @@ def merged_lora(model, device) -> Iterator[None]:
     """Within the block, ``model``'s active LoRA adapters are merged (CPU only); afterwards the base weights are the
     exact tensors they were and the adapters are live again."""
     layers = _mergeable_layers(model) if getattr(device, "type", str(device)) == "cpu" else []
-    saved = [(layer, layer.get_base_layer().weight.detach().clone()) for layer in layers]
-    merged = []
+    saved = [layer.get_base_layer().weight.detach().clone() for layer in layers]
+    merged = 0  # layers are merged in order: the first ``merged`` need restoring, even after a failure midway
     try:
         for layer in layers:
             layer.merge(adapter_names=[a for a in layer.active_adapters if a in layer.lora_A])
-            merged.append(layer)
+            merged += 1
         yield
     finally:
         import torch
 
         with torch.no_grad():
-            for layer, weight in saved:
-                if layer in merged:
-                    layer.get_base_layer().weight.copy_(weight)
-                    layer.merged_adapters.clear()
+            for layer, weight in zip(layers[:merged], saved):
+                layer.get_base_layer().weight.copy_(weight)
+                layer.merged_adapters.clear()

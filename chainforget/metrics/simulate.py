@@ -53,14 +53,15 @@ def design(sizes: Sequence[int], theta: Sequence[float], churn: Sequence[float] 
     theta_j, churn_j = np.repeat(np.asarray(theta, dtype=float), sizes), np.repeat(churn, sizes)
     clusters = None
     if templates is not None:
-        local = np.concatenate([(np.arange(n) // unit_size) % k for n, k in zip(sizes, templates)])
+        local_units = np.concatenate([np.arange(n) // unit_size for n in sizes])  # unit number within its group
+        local = local_units % np.repeat(np.asarray(templates), sizes)
         offsets = np.repeat(np.cumsum([0, *templates[:-1]]), sizes)
         clusters = offsets + local
         shift = rng.normal(0.0, template_sd, int(np.sum(templates)))  # templates drawn from a population
         theta_j = theta_j + shift[clusters]
         if unit_sd > 0:
-            units = np.concatenate([np.arange(n) // unit_size + start
-                                    for n, start in zip(sizes, np.cumsum([0, *(-(-sizes[:-1] // unit_size))]))])
+            unit_offsets = np.repeat(np.cumsum([0, *(-(-sizes[:-1] // unit_size))]), sizes)  # ceil: units per group
+            units = unit_offsets + local_units
             theta_j = theta_j + rng.normal(0.0, unit_sd, int(units.max()) + 1)[units]
         churn_j = np.maximum(churn_j, np.abs(theta_j) + 0.05)
     return ternary(theta_j, churn_j, rng), groups.astype(str), clusters
