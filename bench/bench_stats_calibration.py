@@ -1,7 +1,7 @@
 """The simulation tables of docs/metrics.md: calibration of the biased-forgetting spread, the group test, the
 simultaneous per-group intervals, the order-asymmetry difference and the minimum detectable effects, with the
 methods they replaced for contrast. Every number comes from chainforget.metrics.simulate (the same designs as the
-seeded tests in tests/test_metrics_calibration.py and tests/test_metrics_effects.py, with more repetitions).
+seeded tests in tests/metrics/test_metrics_calibration.py and tests/metrics/test_metrics_effects.py, with more repetitions).
 
     .venv/bin/python bench/bench_stats_calibration.py [--scale 1.0] [--seed 0] [--write-docs]
 

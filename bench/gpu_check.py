@@ -2,7 +2,7 @@
 
 Steps (each timed and bounded; a failing step is recorded and the others still run, so the JSON always appears):
 
-1. ``pytest -m gpu tests/test_gpu.py``: CUDA vs CPU agreement of MC scoring and of a training step in float32 and
+1. ``pytest -m gpu tests/engine/test_gpu.py``: CUDA vs CPU agreement of MC scoring and of a training step in float32 and
    bf16, and a SIGKILL + ``--resume`` on CUDA (skipped, and recorded as skipped, without CUDA).
 2. Training throughput for full fine-tuning and LoRA through ``CausalLMTemplate`` (``--dtype auto``): tokens/s over
    timed optimizer steps after a warm-up experience, model FLOPs utilisation (MFU) = tokens/s x FLOPs per token /
@@ -82,7 +82,7 @@ def experience_of(examples):
 # ------------------------------------------------------------------------------------------------------ steps
 def step_pytest(mode: str, work: Path, timeout: int) -> dict:
     junit = work / "pytest-gpu.xml"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_gpu.py", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/engine/test_gpu.py", "-p", "no:cacheprovider",
            f"--junitxml={junit}"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     suite = ET.parse(junit).getroot()

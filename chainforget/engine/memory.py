@@ -13,7 +13,7 @@ The estimate adds up what training holds at its peak on one device:
 
 Parameter counts are exact (safetensors headers of a model directory, or the architecture built on the ``meta``
 device); the activation term is an estimate, within 25% of what autograd saves for Llama-style decoders on CPU
-(``tests/test_memory.py``; CUDA kernels may keep a little more workspace). A 15% margin and 0.5 GiB
+(``tests/engine/test_memory.py``; CUDA kernels may keep a little more workspace). A 15% margin and 0.5 GiB
 of runtime overhead are added before comparing with the device's free memory.
 """
 
@@ -190,7 +190,7 @@ def shape_of_model(model_spec) -> Shape:
 # ------------------------------------------------------------------------------------------------ estimate
 def layer_activation_bytes(shape: Shape, a: int, *, finetune: str, autocast: bool, lora_modules: int) -> int:
     """Bytes one decoder layer saves for backward per token (calibrated on CPU against the tensors autograd saves,
-    tests/test_memory.py): ``7h + 2kv + 4i`` values in the compute dtype plus float32 norm inputs; autocast keeps the
+    tests/engine/test_memory.py): ``7h + 2kv + 4i`` values in the compute dtype plus float32 norm inputs; autocast keeps the
     residual stream in float32; a frozen (LoRA) base saves ~30% less, plus peft's float32 copy of each adapted
     input when the base is half precision."""
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_width
@@ -358,7 +358,7 @@ def check_run_fits(model_spec, train_cfg, dtype: str = "auto", device=None) -> M
 def eval_batch_size_for(shape: Shape, precision: Precision, free: int, length: int, limit: int = 256) -> int:
     """The largest scoring batch (rows of ``length`` tokens) that fits ``free`` bytes next to the weights: no
     gradients are kept, so a row costs one layer's transient activations, its 4-D attention mask and its kept
-    logits. Scores do not depend on the batch size (tests/test_scoring.py, tests/test_dtype.py)."""
+    logits. Scores do not depend on the batch size (tests/engine/test_scoring.py, tests/engine/test_dtype.py)."""
     a = BYTES[precision.compute]
     weights = shape.params * BYTES[precision.weights]
     per_row = length * (12 * shape.hidden + 3 * shape.intermediate) * a + length * length * (a + 1) \

@@ -185,7 +185,7 @@ class StrategyPlugin:
         """Restore what :meth:`state_dict` returned."""
 
 
-# Avalanche's SupervisedPlugin callbacks (tests/test_strategies_params.py checks the list against Avalanche's own).
+# Avalanche's SupervisedPlugin callbacks (tests/strategies/test_strategies_params.py checks the list against Avalanche's own).
 CALLBACKS = (
     "after_backward", "after_eval", "after_eval_dataset_adaptation", "after_eval_exp", "after_eval_forward",
     "after_eval_iteration", "after_forward", "after_train_dataset_adaptation", "after_training",

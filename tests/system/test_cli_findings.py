@@ -18,7 +18,7 @@ import yaml
 
 from chainforget.report.findings import SCHEMA
 
-SRC = Path(__file__).resolve().parents[1] / "examples" / "chainforget-plugin-example" / "src"
+SRC = Path(__file__).resolve().parents[2] / "examples" / "chainforget-plugin-example" / "src"
 SUITE = {
     "model": "tiny",
     "chains": [["bbq", "gsm8k"], ["gsm8k", "bbq"]],

@@ -2,36 +2,17 @@
 
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
+from strategy_fixtures import make_context, make_examples  # noqa: F401
 
 from chainforget.errors import ConfigError, DataError
 from chainforget.plugins.registry import Registry
 from chainforget.strategies import builtin, replay, safety_retune
-from chainforget.strategies.base import Param, StrategyContext, naive_until_first_step
+from chainforget.strategies.base import Param, naive_until_first_step
 from chainforget.strategies.selection import group_counts, quota, select
-from chainforget.tasks.base import Example
 
 NAMES = {"naive", "replay", "ewc", "lwf", "safety-retune", "sam", "joint"}
-
-
-def make_examples(task, sizes):
-    """``sizes``: group -> count; ids are unique within the task."""
-    out = []
-    for group, n in sizes.items():
-        out += [Example(id=f"{task}/{group}/{i}", group=group, prompt=f"{task} {group} {i}?", target=" yes", task=task,
-                        gold=0, options=(" yes", " no")) for i in range(n)]
-    return out
-
-
-def make_context(chain=("safe", "cap"), seed=0, **sizes):
-    kinds = {"safe": "safety", "safe2": "safety", "cap": "capability", "cap2": "capability"}
-    default = {"safe": {"A": 40, "B": 20, "C": 5}, "safe2": {"X": 10, "Y": 10},
-               "cap": {"all": 60}, "cap2": {"all": 30}}
-    train = {t: make_examples(t, sizes.get(t, default[t])) for t in chain}
-    tasks = {t: SimpleNamespace(spec=SimpleNamespace(kind=kinds[t], name=t)) for t in chain}
-    return StrategyContext(chain=tuple(chain), tasks=tasks, seed=seed, limit_train=None, train_examples=train)
 
 
 def specs():

@@ -14,7 +14,7 @@ from chainforget.config.suite import expand_suite
 from chainforget.plugins import manager
 from chainforget.store import results as store
 
-SRC = Path(__file__).resolve().parents[1] / "examples" / "chainforget-plugin-example" / "src"
+SRC = Path(__file__).resolve().parents[2] / "examples" / "chainforget-plugin-example" / "src"
 METRICS = {"n_boot": 20, "min_group_size": 2}
 SUITE = {
     "model": "tiny",

@@ -79,7 +79,7 @@ def kill_table(stats: dict) -> str:
     lines.append(f"Schedules (seeds): {', '.join(seeds)}. Ctrl-C exit: {stats.get('ctrl-c seconds to exit', '-')} s "
                  f"after SIGINT; SIGTERM exit: {stats.get('sigterm seconds to exit', '-')} s after the signal. "
                  f"Regenerate: `CHAINFORGET_WRITE_DOCS=1 CHAINFORGET_KILL_SEEDS=... pytest "
-                 f"tests/test_reliability_processes.py`.")
+                 f"tests/system/test_reliability_processes.py`.")
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from test_strategies import make_context
+from strategy_fixtures import make_context
 from test_template import make, stream, toy_examples
 
 from chainforget.engine.training import target_logits, target_logits_loss, target_mask, target_token_loss

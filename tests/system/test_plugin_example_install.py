@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chainforget-plugin-example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "chainforget-plugin-example"
 
 
 def test_installed_example_plugin_runs_through_the_cli(tmp_path):

@@ -99,7 +99,7 @@ def test_docs_suites_md_examples_and_messages_are_real(tmp_path, monkeypatch):
 
     from chainforget.plugins import manager
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     info = tmp_path / "chainforget_plugin_example-0.1.0.dist-info"  # the example plugin, as pip would install it
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chainforget-plugin-example\nVersion: 0.1.0\n")

@@ -12,7 +12,7 @@ import pytest
 from chainforget.plugins.registry import Registry
 from chainforget.tasks import builtin as builtin_tasks
 
-SRC = Path(__file__).resolve().parents[1] / "examples" / "chainforget-plugin-example" / "src"
+SRC = Path(__file__).resolve().parents[2] / "examples" / "chainforget-plugin-example" / "src"
 
 
 @pytest.fixture(scope="module")

@@ -257,7 +257,7 @@ def test_the_example_in_docs_tasks_md_works(tmp_path):
     import pathlib
     import re
 
-    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text()
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
     blocks = {}
     for kind, text in re.findall(r"```(yaml|jsonl|toml)\n(.*?)```", doc, flags=re.S):
         blocks.setdefault(kind, text)  # the first block of each kind: the plain task file's example
@@ -279,7 +279,7 @@ def test_the_derived_examples_in_docs_tasks_md_work(tmp_path):
 
     from chainforget.tasks.derived import shipped_data
 
-    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "tasks.md").read_text()
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
     derived = doc[doc.index("## Derived tasks"):]
     first, raw = re.findall(r"```yaml\n(.*?)```", derived, flags=re.S)
     (tmp_path / "bbq-age.yaml").write_text(first)
