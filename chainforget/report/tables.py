@@ -38,15 +38,23 @@ _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
 class Cell(str):
-    """A rendered table cell that keeps its numbers, so sorting does not re-parse text."""
+    """A rendered table cell that keeps its numbers, so sorting and the JSON/CSV outputs never re-parse text.
+
+    ``value``/``low``/``high``: the estimate and its 95% interval; ``p``: its p-value where a test goes with it;
+    ``n``: the evaluation examples (or pairs) behind it; ``seeds``: the runs it combines; ``unit``: the metric's unit;
+    ``missing``: why there is no value (None when there is one).
+    """
 
     value: float | None
     low: float | None
     high: float | None
 
-    def __new__(cls, text: str, value: float | None = None, low: float | None = None, high: float | None = None):
+    def __new__(cls, text: str, value: float | None = None, low: float | None = None, high: float | None = None, *,
+                p: float | None = None, n: int | None = None, seeds: int | None = None, unit: str | None = None,
+                missing: str | None = None):
         cell = super().__new__(cls, text)
         cell.value, cell.low, cell.high = value, low, high
+        cell.p, cell.n, cell.seeds, cell.unit, cell.missing = p, n, seeds, unit, missing
         return cell
 
 
