@@ -118,11 +118,16 @@ def main(ctx: click.Context, debug: bool) -> None:
 @main.command("list")
 @click.argument("kind", required=False, type=click.Choice(KIND_CHOICES))
 @click.option("--verbose", "-v", is_flag=True, help="Also show hyper-parameters (strategies) and details.")
-def list_cmd(kind: str | None, verbose: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text tables, or JSON with typed fields (schema chainforget.list/1, docs/outputs.md).")
+def list_cmd(kind: str | None, verbose: bool, fmt: str) -> None:
     """List registered tasks, strategies, metrics, models and presets (all kinds when KIND is omitted)."""
-    from chainforget.report.listing import render_registry
+    from chainforget.report.listing import render_registries_json, render_registry
 
     kinds = [kind] if kind else KIND_CHOICES
+    if fmt == "json":
+        click.echo(render_registries_json(kinds), nl=False)
+        return
     for i, k in enumerate(kinds):
         if i:
             click.echo()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from chainforget.config.ranges import check_number
-from chainforget.errors import ConfigError, did_you_mean
+from chainforget.errors import ConfigError, DataError, did_you_mean
 from chainforget.plugins import registries
 from chainforget.report.compare import METRICS, check_metrics, compare_runs, load_groups
 from chainforget.report.findings import DEFAULT_METRIC, check_metric, findings
 from chainforget.report.findings_render import render
 from chainforget.report.plots import plot_all
-from chainforget.report.tables import render_table, strategy_name
+from chainforget.report.tables import Cell, Column, Columns, render_table, strategy_name
 from chainforget.store.results import find_runs, load_result, load_run
 
 
@@ -34,8 +34,57 @@ def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, m
     if len(groups) < 2:
         raise ConfigError(f"compare needs at least two run sets, found {len(groups)} ({', '.join(groups)}); "
                           f"give more paths or use --by strategy")
-    headers, rows = compare_runs(groups, baseline, metrics=tuple(metrics) or METRICS, n_boot=n_boot, seed=seed)
-    return render_table(headers, rows, fmt), warnings
+    wanted = tuple(metrics) or METRICS
+    headers, rows = compare_runs(groups, baseline, metrics=wanted, n_boot=n_boot, seed=seed)
+    shown = {str(row[0]) for row in rows}
+    absent = [{"metric": m, "missing": metric_missing_reason(groups, m)} for m in wanted if m not in shown]
+    if absent and len(absent) == len(wanted):
+        raise DataError("; ".join(f"metric {a['metric']} is missing in every run ({a['missing']})" for a in absent)
+                        + "; nothing to compare: choose another --metric (see `chainforget list metrics`)")
+    warnings += [f"metric {a['metric']} is missing in every run ({a['missing']}); left out of the table"
+                 for a in absent]
+    columns, rows = compare_columns(headers, rows, baseline)
+    return render_table(columns, rows, fmt, extra={"baseline": baseline, "missing_metrics": absent}), warnings
+
+
+COMPARE_SCHEMA = "chainforget.compare/2"
+_COMPARE_KEYS = {"metric": ("metric", "label"), "task": ("task", "label"), "chain": ("chain", "label"),
+                 "method": ("method", "label"), "seeds": ("seeds", "count"), "value": ("value", "measure"),
+                 "pairs": ("pairs", "count"), "diff": ("difference", "measure"), "sig": ("significant", "flag")}
+
+
+def compare_columns(headers, rows, baseline: str) -> tuple[Columns, list]:
+    """compare's headers as stable keyed columns ('diff vs <baseline> [95% CI]' is ``difference``); the baseline's
+    own difference cells say why they are empty."""
+    columns = []
+    for h in headers:
+        key, kind = _COMPARE_KEYS.get(str(h).split(" ", 1)[0], (None, "measure"))
+        columns.append(Column(str(h), key, kind))
+    method = [c.key for c in columns].index("method") if any(c.key == "method" for c in columns) else None
+    out = []
+    for row in rows:
+        row = list(row)
+        if method is not None and str(row[method]) == baseline:
+            for j, c in enumerate(columns):
+                cell = row[j]
+                if c.kind == "measure" and not str(cell) and not getattr(cell, "missing", None):
+                    row[j] = Cell("", missing="the baseline itself")
+        out.append(row)
+    return Columns(columns, COMPARE_SCHEMA), out
+
+
+def metric_missing_reason(groups: dict, metric: str) -> str:
+    """Why ``metric`` has no value in any of these runs: a stored reason, else what the metric needs."""
+    for runs in groups.values():
+        for run in runs:
+            for entry in (run["result"].get("metrics", {}).get(metric) or {}).values():
+                if isinstance(entry, dict) and entry.get("missing"):
+                    return str(entry["missing"])
+    if metric in ("forgetting", "biased_forgetting"):
+        return "needs a safety task trained before the last stage"
+    if metric == "drift":
+        return "needs a safety task that is evaluated but never trained"
+    return "no run stores a value for it"
 
 
 def plot_command(paths: Sequence[str], out: str, metrics: Sequence[str] = ()) -> tuple[list[str], list[str]]:

@@ -11,8 +11,13 @@ CI ("0.120 [0.050, 0.190]"); with n > 1 seeds it shows the mean over seeds and t
 mean +- t(0.975, n-1) * sd / sqrt(n) (Student t, sd with n-1), which reflects seed-to-seed variation rather than
 example sampling. ``C final`` is the last score-matrix row (after every stage, a retune stage included).
 ``C vs naive`` is the capability cost: final score minus naive's final score on the same chain, seed and other
-fields, aggregated the same way (negative = capability lost); blank for naive and where no naive run matches.
-A missing metric gives a blank cell, never a zero.
+fields, aggregated the same way (negative = capability lost); missing for naive and where no naive run matches.
+
+A missing value is never a zero and never a blank: its cell carries the reason (``Cell.missing``), the text formats
+print ``n/a (k)`` with the reason as footnote ``(k)`` under the table, JSON and CSV carry it in ``missing``.
+JSON and CSV carry numbers, not display strings (schema in docs/outputs.md): each header is a :class:`Column` with a
+stable snake_case ``key`` and a ``kind`` (label, count, measure, flag), each measure cell an object with ``value``,
+``ci_low``, ``ci_high``, ``p``, ``n``, ``unit``, ``seeds`` and ``missing``.
 """
 
 from __future__ import annotations
@@ -83,15 +88,50 @@ def aggregate(entries: Iterable[tuple[Any, Any, Any]], bounds: tuple[float | Non
     return combine_seeds([e[0] for e in clean], [se_from_interval(e[1], e[2]) for e in clean], bounds)[:3]
 
 
-def format_cell(agg: tuple[float, float | None, float | None] | None, digits: int = 3) -> Cell:
-    """'0.120 [0.050, 0.190]', '0.120' without a CI, '' when missing."""
+def format_cell(agg: tuple[float, float | None, float | None] | None, digits: int = 3, *, p: float | None = None,
+                n: int | None = None, seeds: int | None = None, unit: str | None = None,
+                missing: str | None = None) -> Cell:
+    """'0.120 [0.050, 0.190]', '0.120' without a CI; '' when missing, with the reason in ``Cell.missing``."""
     if agg is None:
-        return Cell("")
+        return Cell("", p=p, n=n, seeds=seeds, unit=unit, missing=missing or "not computed for these runs")
     value, low, high = agg
     text = f"{value:.{digits}f}"
     if low is not None and high is not None:
         text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    return Cell(text, value, low, high)
+    return Cell(text, value, low, high, p=p, n=n, seeds=seeds, unit=unit)
+
+
+KINDS = ("label", "count", "measure", "flag")
+
+
+class Column(str):
+    """A table header that knows its stable snake_case ``key`` (the JSON/CSV name) and its ``kind``: ``label``
+    (text that names the row), ``count`` (an integer), ``measure`` (a number with its interval, p, n, unit, seeds
+    and missing reason) or ``flag`` (true/false, e.g. an interval that excludes 0)."""
+
+    key: str
+    kind: str
+
+    def __new__(cls, title: str, key: str | None = None, kind: str = "measure"):
+        if kind not in KINDS:
+            raise ValueError(f"column kind must be one of {KINDS}, got {kind!r}")
+        column = super().__new__(cls, title)
+        column.key, column.kind = key or column_key(title), kind
+        return column
+
+
+class Columns(list):
+    """The headers of one table and the id of its JSON schema (``chainforget.<table>/<version>``)."""
+
+    def __init__(self, columns: Iterable[Column], schema: str = "chainforget.table/2"):
+        super().__init__(columns)
+        self.schema = schema
+
+
+def column_key(title: str) -> str:
+    """A header as a snake_case key: '[unit]' and '(note)' tails dropped, anything not a letter or digit is '_'."""
+    bare = re.sub(r"\s*\([^)]*\)$", "", _UNIT.sub("", str(title)))
+    return re.sub(r"[^0-9a-z]+", "_", bare.lower()).strip("_") or "column"
 
 
 def spec_label(value: Any) -> str:
@@ -197,6 +237,7 @@ def _strategy_labels(results: Sequence[dict]) -> list[str]:
 
 
 SEEDS_HEADER = "seeds (*: CIs conditional on one trained model)"
+LEADERBOARD_SCHEMA = "chainforget.leaderboard/2"
 
 
 def _bounds(metric: str) -> tuple[float | None, float | None]:
@@ -208,6 +249,40 @@ def _unit_suffix(metric: str) -> str:
     """`` [unit]`` of a metric whose unit is its own (a plugin's "ratio"); nothing for task-unit metrics."""
     unit = registries("metrics").get(metric).unit
     return "" if not unit or unit == TASK_UNIT else f" [{unit}]"
+
+
+def _unit_of(result: dict, metric: str, task: str) -> str:
+    """The unit of ``metric`` on ``task``: the metric's own (a share, a p-value), else the task's score unit."""
+    unit = registries("metrics").get(metric).unit if metric in registries("metrics").names() else TASK_UNIT
+    if unit and unit != TASK_UNIT:
+        return unit
+    info = result.get("task_info", {}).get(task.split("/", 1)[0], {})
+    return str(info.get("unit") or info.get("primary_metric") or "score")
+
+
+def _entry_field(result: dict, metric: str, key: str, field: str) -> Any:
+    entry = result.get("metrics", {}).get(metric, {}).get(key)
+    return entry.get(field) if isinstance(entry, dict) else None
+
+
+def missing_reason(runs: Sequence[dict], metric: str, key: str) -> str:
+    """Why ``metric`` has no value for ``key`` in these runs: the first stored reason, else that none is stored."""
+    for r in runs:
+        reason = _entry_field(r, metric, key, "missing")
+        if reason:
+            return str(reason)
+    return f"no {metric} value for {key} in these runs"
+
+
+def _stored_cell(runs: Sequence[dict], metric: str, key: str, digits: int) -> Cell:
+    """A stored metric over seeds (``aggregate``), with its unit, seeds, n and p (one run) or missing reason."""
+    agg = aggregate((metric_entry(r, metric, key) for r in runs), _bounds(metric))
+    one = len(runs) == 1
+    n = _entry_field(runs[0], metric, key, "n") if one else None
+    p = _entry_field(runs[0], metric, key, "p") if one else None
+    return format_cell(agg, digits, p=_num(p), n=n if isinstance(n, int) else None, seeds=len(runs),
+                       unit=_unit_of(runs[0], metric, key),
+                       missing=None if agg else missing_reason(runs, metric, key))
 
 
 def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tuple[str, str]]:
@@ -243,10 +318,12 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
              for r in results if strategy_name(r) == "naive"}
 
     extra = _metric_columns(results, columns)
-    headers = ["strategy", "chain", *fields, SEEDS_HEADER]
-    headers += [h for t in safety for h in (f"{t} forgetting", f"{t} biased forgetting", f"{t} group p")]
-    headers += [f"{t} final" for t in capability] + [f"{t} vs naive" for t in capability]
-    headers += [f"{key} {metric}{_unit_suffix(metric)}" for metric, key in extra]
+    headers = [Column("strategy", kind="label"), Column("chain", kind="label"),
+               *(Column(f, kind="label") for f in fields), Column(SEEDS_HEADER, "seeds", "count")]
+    headers += [c for t in safety for c in (Column(f"{t} forgetting"), Column(f"{t} biased forgetting"),
+                                            Column(f"{t} group p"))]
+    headers += [Column(f"{t} final") for t in capability] + [Column(f"{t} vs naive") for t in capability]
+    headers += [Column(f"{key} {metric}{_unit_suffix(metric)}") for metric, key in extra]
 
     chain_order = list(dict.fromkeys(chain_label(r) for r in results))
     keys = sorted(groups, key=lambda k: (chain_order.index(k[1]), k[0] != "naive", k[0], k[2:]))
@@ -256,14 +333,19 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
         seeds = f"{len(runs)}*" if len(runs) == 1 else str(len(runs))
         row = [Cell(key[0]), Cell(key[1]), *map(Cell, key[2:]), Cell(seeds, len(runs))]
         for t in safety:
-            row.append(format_cell(aggregate((metric_entry(r, "forgetting", t) for r in runs),
-                                             _bounds("forgetting")), digits))
-            row.append(format_cell(aggregate((metric_entry(r, "biased_forgetting", t) for r in runs),
-                                             _bounds("biased_forgetting")), digits))
-            p = metric_entry(runs[0], "group_effect_pvalue", t)[0] if len(runs) == 1 else None
-            row.append(Cell("" if p is None else f"{p:.3f}", p))
+            row.append(_stored_cell(runs, "forgetting", t, digits))
+            biased = _stored_cell(runs, "biased_forgetting", t, digits)
+            row.append(biased)
+            if len(runs) == 1:
+                p = _num(metric_entry(runs[0], "group_effect_pvalue", t)[0])
+                row.append(Cell("" if p is None else f"{p:.3f}", p, p=p, seeds=1, unit="p-value",
+                                missing=None if p is not None else missing_reason(runs, "group_effect_pvalue", t)))
+            else:
+                row.append(Cell("", seeds=len(runs), unit="p-value",
+                                missing="a per-run test; over several seeds see `chainforget findings` (2)"))
         for t in capability:
-            row.append(format_cell(aggregate((final_score(r, t), None, None) for r in runs), digits))
+            row.append(format_cell(aggregate((final_score(r, t), None, None) for r in runs), digits, seeds=len(runs),
+                                   unit=_unit_of(runs[0], "forgetting", t), missing=f"no final {t} score"))
         for t in capability:
             diffs = []
             for r in runs:
@@ -271,11 +353,14 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
                 mine, theirs = final_score(r, t), final_score(base, t) if base is not None else None
                 if strategy_name(r) != "naive" and mine is not None and theirs is not None:
                     diffs.append((mine - theirs, None, None))
-            row.append(format_cell(aggregate(diffs), digits))
+            reason = ("naive is the baseline" if key[0] == "naive" else
+                      "no naive run with the same chain, seed and settings")
+            row.append(format_cell(aggregate(diffs), digits, seeds=len(diffs) or None,
+                                   unit=_unit_of(runs[0], "forgetting", t), missing=reason))
         for metric, k in extra:
-            row.append(format_cell(aggregate((metric_entry(r, metric, k) for r in runs), _bounds(metric)), digits))
+            row.append(_stored_cell(runs, metric, k, digits))
         rows.append(row)
-    return headers, rows
+    return Columns(headers, LEADERBOARD_SCHEMA), rows
 
 
 def _norm(name: str) -> str:
@@ -318,24 +403,151 @@ def sort_rows(rows: Sequence[Sequence[Any]], headers: Sequence[str], key: str, d
     return ordered + blank
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "github") -> str:
-    """Render as github|latex|csv|json|html|plain. CSV and JSON (a list of objects) load back losslessly."""
+MEASURE_FIELDS = ("value", "ci_low", "ci_high", "p", "n", "unit", "seeds", "missing")
+
+
+def _as_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Column]:
+    """Headers as :class:`Column`s; a plain string header is a measure when a cell under it holds numbers."""
+    out = []
+    for j, h in enumerate(headers):
+        if isinstance(h, Column):
+            out.append(h)
+            continue
+        numeric = any(isinstance(row[j], Cell) and (row[j].value is not None or row[j].missing) for row in rows)
+        out.append(Column(str(h), kind="measure" if numeric else "label"))
+    seen: dict[str, int] = {}
+    for c in out:  # keys stay unique: a second 'x' becomes 'x_2'
+        seen[c.key] = seen.get(c.key, 0) + 1
+        if seen[c.key] > 1:
+            c.key = f"{c.key}_{seen[c.key]}"
+    return out
+
+
+def _int(cell: Any) -> int | None:
+    value = getattr(cell, "value", None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    match = re.match(r"^\s*(\d+)", "" if cell is None else str(cell))
+    return int(match.group(1)) if match else None
+
+
+def _measure(cell: Any) -> dict[str, Any]:
+    """A cell as its numbers: the Cell's own fields, or a number read from plain text (a CSV read back)."""
+    if isinstance(cell, Cell):
+        out = {"value": _num(cell.value), "ci_low": _num(cell.low), "ci_high": _num(cell.high), "p": _num(cell.p),
+               "n": cell.n, "unit": cell.unit, "seeds": cell.seeds, "missing": cell.missing}
+    else:
+        text = "" if cell is None else str(cell)
+        match = _NUMBER.match(text)
+        out = dict.fromkeys(MEASURE_FIELDS)
+        out["value"] = float(match.group(1)) if match else None
+    if out["value"] is None and not out["missing"]:
+        out["missing"] = "no value"
+    return out
+
+
+def _flag(cell: Any, row_measures: list[dict]) -> bool | None:
+    """'*' = true; blank = false, or null when the measure it marks has no value."""
+    if row_measures and row_measures[-1]["value"] is None:
+        return None
+    return "*" in ("" if cell is None else str(cell))
+
+
+def table_records(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[Column], list[dict]]:
+    """The table as numbers: one dict per row keyed by column key (labels as text, counts as integers, measures
+    as ``{value, ci_low, ci_high, p, n, unit, seeds, missing}``, flags as booleans)."""
+    columns = _as_columns(headers, rows)
+    records = []
+    for row in rows:
+        record: dict[str, Any] = {}
+        measures: list[dict] = []
+        for column, cell in zip(columns, row):
+            if column.kind == "measure":
+                measures.append(_measure(cell))
+                record[column.key] = measures[-1]
+            elif column.kind == "count":
+                record[column.key] = _int(cell)
+            elif column.kind == "flag":
+                record[column.key] = _flag(cell, measures)
+            else:
+                record[column.key] = "" if cell is None else str(cell)
+        records.append(record)
+    return columns, records
+
+
+def _csv(columns: list[Column], records: list[dict]) -> str:
+    names = []
+    for c in columns:
+        names += [f"{c.key}_{f}" for f in MEASURE_FIELDS] if c.kind == "measure" else [c.key]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for record in records:
+        line = []
+        for c in columns:
+            cell = record[c.key]
+            parts = [cell[f] for f in MEASURE_FIELDS] if c.kind == "measure" else [cell]
+            line += ["" if v is None else str(v).lower() if isinstance(v, bool) else repr(v)
+                     if isinstance(v, float) else str(v) for v in parts]
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def _display(columns: list[Column], rows: Sequence[Sequence[Any]]) -> tuple[list[list[str]], dict[str, int]]:
+    """Display text; a measure without a value shows 'n/a (k)', k numbering its reason in the footnotes."""
+    notes: dict[str, int] = {}
+    cells = []
+    for row in rows:
+        line = []
+        for column, cell in zip(columns, row):
+            text = "" if cell is None else str(cell)
+            if not text and column.kind == "measure":
+                reason = getattr(cell, "missing", None) or "no value"
+                text = f"n/a ({notes.setdefault(reason, len(notes) + 1)})"
+            line.append(text)
+        cells.append(line)
+    return cells, notes
+
+
+def _latex_escape(text: str) -> str:
+    return re.sub(r"([\\&%$#_{}~^])", lambda m: "\\" + m.group(1) if m.group(1) not in "\\~^" else " ", text)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "github",
+                 schema: str | None = None, extra: dict | None = None) -> str:
+    """Render as github|latex|csv|json|html|plain.
+
+    JSON: ``{"schema", "columns": [{key, title, kind}], "rows": [{key: ...}], **extra}`` with numbers (see
+    :func:`table_records`); CSV: one column per label/count and eight per measure (``<key>_value``,
+    ``<key>_ci_low``, ... ``<key>_missing``). The text formats print missing values as ``n/a (k)`` with footnotes.
+    """
     if fmt not in FORMATS:
         hint = did_you_mean(fmt, FORMATS, cutoff=0.5)
         raise ConfigError(f"unknown table format {fmt!r}; {hint}choose one of {', '.join(FORMATS)}")
-    cells = [["" if c is None else str(c) for c in row] for row in rows]
-    headers = [str(h) for h in headers]
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(cells)
-        return buf.getvalue()
-    if fmt == "json":
-        return json.dumps([dict(zip(headers, row)) for row in cells], indent=2, ensure_ascii=False) + "\n"
+    schema = schema or getattr(headers, "schema", None) or "chainforget.table/2"
+    if fmt in ("json", "csv"):
+        columns, records = table_records(headers, rows)
+        if fmt == "csv":
+            return _csv(columns, records)
+        doc = {"schema": schema, **(extra or {}),
+               "columns": [{"key": c.key, "title": str(c), "kind": c.kind} for c in columns], "rows": records}
+        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     from tabulate import tabulate
 
-    numeric = [all(_NUMBER.match(row[j]) for row in cells if row[j]) and any(row[j] for row in cells)
-               for j in range(len(headers))]
+    columns = _as_columns(headers, rows)
+    raw = [["" if c is None else str(c) for c in row] for row in rows]
+    numeric = [all(_NUMBER.match(row[j]) for row in raw if row[j]) and any(row[j] for row in raw)
+               for j in range(len(columns))]
+    cells, notes = _display(columns, rows)
     align = ["right" if n else "left" for n in numeric]
-    return tabulate(cells, headers=headers, tablefmt=_TABULATE_FMT[fmt], disable_numparse=True, colalign=align)
+    text = tabulate(cells, headers=[str(h) for h in headers], tablefmt=_TABULATE_FMT[fmt], disable_numparse=True,
+                    colalign=align)
+    if not notes:
+        return text
+    if fmt == "html":
+        import html
+
+        return text + "\n" + "\n".join(f"<p>({k}) {html.escape(r)}</p>" for r, k in notes.items())
+    if fmt == "latex":
+        return text + "\n" + "\n".join(f"\\noindent ({k}) {_latex_escape(r)}\\\\" for r, k in notes.items())
+    return text + "\n\n" + "\n".join(f"({k}) {r}" for r, k in notes.items())

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 
 import pytest
 from test_report_factory import make_result
@@ -79,12 +80,21 @@ def test_varying_fields_become_columns_and_naive_is_matched_on_them():
     assert costs == {"full": "-0.050", "lora": "0.020"}
 
 
-def test_missing_metrics_and_naive_give_blank_cells():
+def test_missing_cells_carry_their_reason_and_print_a_footnote_mark():
     results = [make_result("replay", SF, 0, metrics=False)]
+    results[0]["metrics"]["forgetting"] = {"bbq": {"value": None, "missing": "bbq is trained in the last stage"}}
     headers, rows = leaderboard_rows(results)
     row = dict(zip(headers, rows[0]))
-    assert row["bbq forgetting"] == "" and row["bbq biased forgetting"] == "" and row["gsm8k vs naive"] == ""
-    assert row["gsm8k final"] == "0.300"
+    assert row["bbq forgetting"] == "" and row["bbq forgetting"].missing == "bbq is trained in the last stage"
+    assert row["gsm8k vs naive"].missing == "no naive run with the same chain, seed and settings"
+    assert row["gsm8k final"] == "0.300" and row["gsm8k final"].missing is None
+    for fmt in ("github", "plain", "html", "latex"):
+        text = render_table(headers, rows, fmt)
+        marks = {cell for line in text.splitlines() for cell in re.findall(r"n/a \((\d+)\)", line)}
+        assert marks == {"1", "2", "3", "4"}  # forgetting, biased forgetting, group p, vs naive
+        assert "bbq is trained in the last stage" in text and "no naive run with the same chain" in text
+    table = render_table(headers, rows, "github").split("\n\n")[0]
+    assert "||" not in table.replace(" ", "")  # no blank cell in the table itself
 
 
 def test_strategy_hyperparameters_that_differ_split_rows():
@@ -116,11 +126,24 @@ def test_every_format_renders_the_values(fmt):
     headers, rows = leaderboard_rows(_grid())
     text = render_table(headers, rows, fmt)
     if fmt == "csv":
-        back = list(csv.reader(io.StringIO(text)))
-        assert back == [headers] + [[str(c) for c in r] for r in rows]
+        back = list(csv.DictReader(io.StringIO(text)))
+        assert [(r["strategy"], r["chain"], int(r["seeds"])) for r in back] == [(r[0], r[1], 1) for r in rows]
+        replay = back[1]
+        assert float(replay["bbq_forgetting_value"]) == pytest.approx(0.1)
+        assert float(replay["bbq_forgetting_ci_low"]) == pytest.approx(0.08)
+        assert replay["bbq_forgetting_unit"] == "acc" and replay["bbq_forgetting_missing"] == ""
+        assert back[0]["gsm8k_vs_naive_value"] == "" and back[0]["gsm8k_vs_naive_missing"] == "naive is the baseline"
     elif fmt == "json":
         back = json.loads(text)
-        assert back == [dict(zip(headers, map(str, r))) for r in rows]
+        assert back["schema"] == "chainforget.leaderboard/2"
+        assert [c["key"] for c in back["columns"]] == ["strategy", "chain", "seeds", "bbq_forgetting",
+                                                       "bbq_biased_forgetting", "bbq_group_p", "gsm8k_final",
+                                                       "gsm8k_vs_naive"]
+        replay = back["rows"][1]
+        assert replay["bbq_forgetting"] == {"value": 0.1, "ci_low": pytest.approx(0.08),
+                                            "ci_high": pytest.approx(0.12), "p": None, "n": None, "unit": "acc",
+                                            "seeds": 1, "missing": None}
+        assert replay["gsm8k_vs_naive"]["value"] == pytest.approx(-0.05) and replay["seeds"] == 1
     else:
         for value in ("0.100 [0.080, 0.120]", "-0.050", "gsm8k,bbq", "0.350"):
             assert value in text
