@@ -2,23 +2,22 @@
 
 The runner calls :func:`compute_all` at the end of a run and ``chainforget metrics RUN_DIR`` calls
 :func:`recompute_run` on the files on disk; both go through the same pure function, so the numbers are identical.
+Reading goes through ``store.results`` only (the one reader of a run directory); :func:`read_run` adds the check
+that the records still give result.json's matrices.
 Every metric in the ``metrics`` registry is computed, so third-party metric plugins appear in results too.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from chainforget.config.metric_options import metric_options_from
 from chainforget.errors import DataError, PluginError
 from chainforget.metrics.base import DEFAULT_OPTIONS, MetricInputs
 from chainforget.metrics.matrices import build_views, group_matrix_from_views, group_sizes_from_views, matrix_from_views
-
-STEP_FILE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
+from chainforget.store.results import REDO, load_run
 
 
 def _clean(value: Any) -> Any:
@@ -100,38 +99,66 @@ def compute_all(records: Iterable[Mapping[str, Any]], task_info: Mapping[str, Ma
     return _clean(out)
 
 
-def read_records(records_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record of ``records_dir/step-<t>.jsonl.gz``, in step order."""
-    records_dir = Path(records_dir)
-    files = sorted((int(m.group(1)), p) for p in records_dir.glob("step-*.jsonl.gz")
-                   if (m := STEP_FILE.match(p.name)))
-    if not files:
-        raise DataError(f"no evaluation records (step-<t>.jsonl.gz) in {records_dir}; "
-                        f"the run did not evaluate, or its records were moved")
-    out = []
-    for _, path in files:
-        try:
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
-                out.extend(json.loads(line) for line in fh if line.strip())
-        except (OSError, EOFError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read {path}: {exc}; the record file is damaged, re-run the evaluation") from exc
-    return out
-
-
 def recompute_run(run_dir: str | Path) -> dict[str, Any]:
-    """Recompute the matrices and metrics of a finished run from its result.json and records, without a model."""
-    run_dir = Path(run_dir)
-    path = run_dir / "result.json"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; give the directory of a run (runs/<run id>)")
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc}); the run did not finish writing it") from exc
-    for key in ("stages", "task_info"):
-        if key not in result:
-            raise DataError(f"{path} has no {key!r}; it was not written by this version of chainforget")
-    records = read_records(run_dir / (result.get("records") or "records"))
+    """Recompute the matrices and metrics of a finished run from its records, without a model.
+
+    Read through the one reader of a run (``store.results.load_run``): the marker's checksums, the run's identity,
+    the schema, the reader's bounds and every record field are checked before a number is computed.
+    """
+    run = load_run(run_dir)
+    result = run["result"]
     options = {k: v for k, v in (result.get("metric_options") or {}).items() if k in DEFAULT_OPTIONS}
-    return compute_all(records, result["task_info"], result["stages"], eval_tasks=result.get("eval_tasks"),
+    metric_options_from(options)  # a stored n_boot of 10**12 is refused, not attempted
+    return compute_all(run["records"], result["task_info"], result["stages"], eval_tasks=result.get("eval_tasks"),
                        **options)
+
+
+_MATRICES = ("score_matrix", "group_score_matrix", "group_sizes")
+
+
+def _first_difference(stored: Any, recomputed: Any, where: str) -> str | None:
+    """Where two JSON values differ (numbers within 1e-9), e.g. "score_matrix[1][0]: 0.5 vs 0.25"; None if equal."""
+    if isinstance(stored, dict) and isinstance(recomputed, dict):
+        for key in sorted(set(stored) | set(recomputed), key=str):
+            found = _first_difference(stored.get(key), recomputed.get(key), f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(stored, list) and isinstance(recomputed, list) and len(stored) == len(recomputed):
+        for i, (a, b) in enumerate(zip(stored, recomputed)):
+            found = _first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (stored, recomputed))
+    if numbers and math.isclose(stored, recomputed, rel_tol=0, abs_tol=1e-9):
+        return None
+    return None if stored == recomputed else f"{where}: result.json {stored!r} vs records {recomputed!r}"
+
+
+def records_disagreement(result: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str | None:
+    """None when the records give result.json's score matrices and group sizes, else the first difference."""
+    inputs = build_inputs(records, result["task_info"], result["stages"], result.get("eval_tasks"))
+    recomputed = _clean({"score_matrix": inputs.score_matrix, "group_score_matrix": inputs.group_score_matrix,
+                         "group_sizes": inputs.group_sizes})
+    for key in _MATRICES:
+        found = _first_difference(result.get(key), recomputed[key], key)
+        if found:
+            return found
+    return None
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """One verified run for leaderboard, compare and findings alike: ``store.results.load_run`` (checksums,
+    identity, bounds, typed records), then the records must give result.json's score matrices.
+
+    So the three commands read the same stored truth: a records file edited with its DONE marker recomputed is
+    refused here with one line (a leaderboard warns and leaves the run out), never shown by one command and hidden
+    by another.
+    """
+    run = load_run(run_dir)
+    problem = records_disagreement(run["result"], run["records"])
+    if problem is not None:
+        raise DataError(f"{run_dir}: its records disagree with its result.json ({problem}); one of them was edited "
+                        f"after the run: {REDO}")
+    return run

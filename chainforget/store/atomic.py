@@ -168,10 +168,34 @@ def write_jsonl_gz(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 FIX = "delete the directory that holds it and rerun the command that wrote it"
 
 
-def read_json(path: str | os.PathLike, what: str = "file", fix: str = FIX) -> Any:
-    """Load a JSON file; a missing or malformed file is a one-line ``DataError`` ending in ``fix``."""
+MAX_JSON_BYTES = 64 << 20  # a result.json, meta or state file: far above any real one (a quick run's: 40 KB)
+MAX_LINE_BYTES = 1 << 20  # one record line (a real one: about 1 KB)
+MAX_INFLATED_BYTES = 256 << 20  # one records file once inflated (a full BBQ evaluation: about 50 MB)
+
+
+def _no_constant(name: str) -> Any:
+    """json's hook for NaN/Infinity: chainforget writes non-finite numbers as null, so these tokens are edits."""
+    raise ValueError(f"non-finite number {name} (chainforget stores those as null)")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """``json.loads`` that refuses NaN and Infinity: what a reader hands on stays strict JSON."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _size_error(path: Path, what: str, size: int, limit: int, fix: str) -> DataError:
+    return DataError(f"{path}: the {what} is {size / (1 << 20):.1f} MiB, more than the {limit >> 20} MiB this "
+                     f"chainforget reads; it is not one chainforget wrote: {fix}")
+
+
+def read_json(path: str | os.PathLike, what: str = "file", fix: str = FIX, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Load a JSON file of at most ``max_bytes``; a missing, oversized or malformed file (NaN and Infinity
+    included) is a one-line ``DataError`` ending in ``fix``."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise _size_error(path, what, size, max_bytes, fix)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the path") from None
@@ -180,43 +204,73 @@ def read_json(path: str | os.PathLike, what: str = "file", fix: str = FIX) -> An
     except OSError as exc:
         raise DataError(f"could not read {path}: {exc.strerror or exc}") from None
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} line {exc.lineno}: bad JSON ({exc.msg}); the {what} is corrupt: {fix}") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}; the {what} is corrupt: {fix}") from None
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply; the {what} is corrupt: {fix}") from None
 
 
-def read_jsonl_gz(path: str | os.PathLike, fix: str = FIX) -> list[dict]:
-    """Read a gzip JSON-lines file into a list of dicts.
-
-    A truncated or corrupt gzip stream, or a line that is not a JSON object, raises a ``DataError`` naming the file
-    and the 1-based line number (for a truncated stream: the first line that could not be read completely).
-    """
-    path = Path(path)
-    chunks: list[bytes] = []
+def _check_inflated(path: Path, fix: str, max_bytes: int) -> None:
+    """Inflate once without keeping anything: a gzip bomb is refused after ``max_bytes``, in bounded memory, before
+    a single line is parsed; a truncated stream names the first line it could not read."""
+    total = lines = 0
     try:
         with gzip.open(path, "rb") as gz:
             while chunk := gz.read1(1 << 20):
-                chunks.append(chunk)
+                total += len(chunk)
+                lines += chunk.count(b"\n")
+                if total > max_bytes:
+                    raise DataError(f"{path}: inflates to more than {max_bytes >> 20} MiB of records, more than "
+                                    f"this chainforget reads from one file; it is not one chainforget wrote: {fix}")
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the path") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        line = b"".join(chunks).count(b"\n") + 1
-        raise DataError(f"{path} line {line}: truncated or corrupt gzip ({exc}); {fix}") from None
+        raise DataError(f"{path} line {lines + 1}: truncated or corrupt gzip ({exc}); {fix}") from None
     except OSError as exc:
         raise DataError(f"could not read {path}: {exc.strerror or exc}") from None
-    rows: list[dict] = []
-    for lineno, raw in enumerate(b"".join(chunks).split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            msg = getattr(exc, "msg", None) or ("nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8")
-            raise DataError(f"{path} line {lineno}: bad JSON ({msg}); the file is corrupt: {fix}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}; "
-                            f"the file is corrupt: {fix}")
-        rows.append(row)
-    return rows
+
+
+def iter_jsonl_gz(path: str | os.PathLike, fix: str = FIX, *, max_line: int = MAX_LINE_BYTES,
+                  max_bytes: int = MAX_INFLATED_BYTES) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each line of a gzip JSON-lines file, streamed line by line.
+
+    Bounded: a line longer than ``max_line`` bytes or a file inflating to more than ``max_bytes`` is a one-line
+    ``DataError`` (checked before parsing, so memory stays at one line). A truncated or corrupt stream, a line that
+    is not a JSON object, or NaN/Infinity in a line raises a ``DataError`` naming the file and the 1-based line.
+    """
+    path = Path(path)
+    _check_inflated(path, fix, max_bytes)
+    try:
+        with gzip.open(path, "rb") as gz:
+            lineno = 0
+            while raw := gz.readline(max_line + 2):
+                lineno += 1
+                if len(raw.rstrip(b"\r\n")) > max_line:
+                    raise DataError(f"{path} line {lineno}: longer than {max_line >> 10} KiB, more than any record "
+                                    f"chainforget writes; the file is corrupt: {fix}")
+                if not raw.strip():
+                    continue
+                try:
+                    row = loads_strict(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                    msg = getattr(exc, "msg", None) or (
+                        "nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8")
+                    raise DataError(f"{path} line {lineno}: bad JSON ({msg}); the file is corrupt: {fix}") from None
+                except ValueError as exc:
+                    raise DataError(f"{path} line {lineno}: {exc}; the file is corrupt: {fix}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}; "
+                                    f"the file is corrupt: {fix}")
+                yield lineno, row
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # changed between the two passes
+        raise DataError(f"{path}: truncated or corrupt gzip ({exc}); {fix}") from None
+    except OSError as exc:
+        raise DataError(f"could not read {path}: {exc.strerror or exc}") from None
+
+
+def read_jsonl_gz(path: str | os.PathLike, fix: str = FIX) -> list[dict]:
+    """Every object of a gzip JSON-lines file (``iter_jsonl_gz``: bounded, one-line errors naming file and line)."""
+    return [row for _, row in iter_jsonl_gz(path, fix)]

@@ -18,18 +18,29 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from chainforget.errors import DataError
-from chainforget.store.atomic import atomic_write_text, dumps_json, read_jsonl_gz, write_error, write_jsonl_gz
+from chainforget.errors import DataError, brief
+from chainforget.store.atomic import (
+    MAX_JSON_BYTES,
+    atomic_write_json,
+    atomic_write_text,
+    dumps_json,
+    iter_jsonl_gz,
+    loads_strict,
+    read_json,
+    write_error,
+    write_jsonl_gz,
+)
 from chainforget.store.layout import DONE_FILE, RECORDS_DIR, RESULT_FILE, SPEC_FILE, RunLayout
 from chainforget.store.markers import file_sha256, read_marker, write_marker
 
-__all__ = ["DONE_FILE", "RECORDS_DIR", "RESULT_FILE", "SCHEMA_VERSION", "SPEC_FILE", "find_runs", "is_complete",
-           "load_records", "load_result", "load_run", "record_steps", "records_path", "run_damage",
-           "validate_result", "write_records", "write_result"]
+__all__ = ["DONE_FILE", "RECORDS_DIR", "RESULT_FILE", "SCHEMA_VERSION", "SPEC_FILE", "RunIdentityError", "check_record",
+           "find_runs", "is_complete", "iter_records", "load_records", "load_result", "load_run", "record_steps",
+           "records_path", "run_damage", "validate_result", "write_records", "write_result"]
 
 SCHEMA_VERSION = 1
 REDO = "delete the run directory and rerun"
@@ -60,12 +71,69 @@ _OPTIONAL: dict[str, tuple[tuple[type, ...], str]] = {
 _RECORD_KEYS: dict[str, tuple[type, ...]] = {"task": (str,), "step": (int,), "id": (str,), "group": (str,)}
 
 
+class RunIdentityError(DataError):
+    """A run directory whose files describe another run (copied or renamed by hand, or two --outs merged): never
+    reused, counted or shown; the fix is to delete that folder."""
+
+
 def _corrupt(where: str, what: str) -> DataError:
     return DataError(f"{where}: {what}; the file is corrupt or was edited: {REDO}")
 
 
 def _is_number(x: Any) -> bool:
     return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _scalar(x: Any) -> bool:
+    """What ``gold``, ``pred`` and ``parsed`` may hold: text, a finite number or null."""
+    return x is None or isinstance(x, str) or _finite(x)
+
+
+def _int_list(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in x)
+
+
+def check_record(rec: dict, where: str) -> dict:
+    """Every field a metric reads has its type (docs/contracts.md, "Evaluation records"); one-line DataError naming
+    ``where`` (file and line) otherwise. Numbers must be finite: the writer stores a non-finite one as null."""
+    def bad(field: str, what: str) -> DataError:
+        return _corrupt(where, f"record field {field!r} must be {what}, got {brief(rec.get(field))}")
+
+    for key, types in _RECORD_KEYS.items():
+        if not isinstance(rec.get(key), types) or isinstance(rec.get(key), bool):
+            raise _corrupt(where, f"record field {key!r} is missing or has the wrong type")
+    for key in ("subgroup", "primary", "generated"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise bad(key, "text or null")
+    for key in ("gold", "pred", "parsed"):
+        if not _scalar(rec.get(key)):
+            raise bad(key, "text, a finite number or null")
+    if rec.get("correct") is not None and not _finite(rec["correct"]):
+        raise bad("correct", "a finite number or null")
+    scores = rec.get("scores")
+    if not isinstance(scores, dict) or not all(v is None or _finite(v) for v in scores.values()):
+        raise bad("scores", "an object of finite numbers (or null) per metric")
+    if rec.get("meta") is not None and not isinstance(rec["meta"], dict):
+        raise bad("meta", "an object or null")
+    logliks = rec.get("option_logliks")
+    if logliks is not None:
+        if not isinstance(logliks, list) or not logliks or not all(_finite(v) for v in logliks):
+            raise bad("option_logliks", "a non-empty list of finite numbers (one per option) or null")
+        for key in ("option_lengths", "option_chars"):
+            other = rec.get(key)
+            if other is not None and (not _int_list(other) or len(other) != len(logliks)):
+                raise _corrupt(where, f"record field {key!r} must be {len(logliks)} integers, one per option of "
+                                      f"option_logliks, got {brief(other)}")
+        for key in ("gold", "pred"):
+            value = rec.get(key)
+            if isinstance(value, int) and not 0 <= value < len(logliks):
+                raise _corrupt(where, f"record field {key!r} is option {value}, but option_logliks holds "
+                                      f"{len(logliks)} options")
+    return rec
 
 
 def validate_result(result: Any, where: str = "result.json") -> dict:
@@ -128,6 +196,11 @@ def write_result(run_dir: str | os.PathLike, result: dict) -> Path:
     result.setdefault("records", f"{RECORDS_DIR}/")
     result.setdefault("complete", True)
     validate_result(json.loads(dumps_json(result)), str(layout.result))
+    problem = _identity_problem(layout.root.name, result["run_id"])
+    if problem is not None:  # a writer's bug: a result no reader would accept must not be written
+        raise DataError(f"refusing to write {layout.result}: {problem}")
+    if not layout.spec.is_file():
+        atomic_write_json(layout.spec, result["spec"])
     try:
         layout.done.unlink(missing_ok=True)
     except OSError as exc:
@@ -168,13 +241,19 @@ def load_result(run_dir: str | os.PathLike) -> dict:
     if not is_complete(run_dir):
         raise DataError(f"{run_dir}: incomplete run: rerun the same command to finish it")
     try:
+        size = layout.result.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DataError(f"{layout.result} is {size / (1 << 20):.0f} MiB, more than the {MAX_JSON_BYTES >> 20} MiB "
+                            f"a result of chainforget holds (not one it wrote); {REDO}")
         raw = layout.result.read_bytes()
     except OSError as exc:
         raise DataError(f"could not read {layout.result}: {exc.strerror or exc}") from None
     try:
-        result = json.loads(raw)
+        result = loads_strict(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         result, bad_json = None, getattr(exc, "msg", None) or type(exc).__name__
+    except ValueError as exc:  # NaN or Infinity: the writer stores null
+        result, bad_json = None, str(exc)
     else:
         bad_json = None
     _check_version(result, str(run_dir))
@@ -201,7 +280,33 @@ def load_result(run_dir: str | os.PathLike) -> dict:
         if not same:
             raise DataError(f"{layout.records(step)} does not match its completion marker (damaged or changed "
                             f"after the run finished); {REDO}")
+    check_identity(run_dir, result)
     return result
+
+
+def _identity_problem(folder: str, run_id: str) -> str | None:
+    """What makes a folder name and a result's run id disagree (None when they agree)."""
+    if folder != run_id:
+        return f"it holds the result of run {brief(run_id)}, not of {brief(folder)} as its folder name says"
+    return None
+
+
+def check_identity(run_dir: str | os.PathLike, result: dict) -> None:
+    """The folder name, result.json's ``run_id``, its ``spec`` and ``spec.json`` describe one run, else a one-line
+    ``RunIdentityError``: a folder copied over another run's id, renamed by hand, or two --outs merged would
+    otherwise pass one strategy's result off as another's (reused by ``run``, counted as a seed of a leaderboard).
+    """
+    layout = RunLayout(run_dir)
+    fix = f"delete {layout.root} (copied or renamed by hand?) and rerun"
+    problem = _identity_problem(layout.root.name, result["run_id"])
+    if problem is None:
+        spec = read_json(layout.spec, "run spec", fix=fix) if layout.spec.is_file() else None
+        if spec is None:
+            problem = "its spec.json is missing"
+        elif json.dumps(spec, sort_keys=True) != json.dumps(result["spec"], sort_keys=True):
+            problem = "its spec.json and result.json describe different runs"
+    if problem is not None:
+        raise RunIdentityError(f"{layout.root}: {problem}; {fix}")
 
 
 def run_damage(run_dir: str | os.PathLike) -> str | None:
@@ -229,28 +334,32 @@ def record_steps(run_dir: str | os.PathLike) -> list[int]:
     return RunLayout(run_dir).record_steps()
 
 
-def load_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> list[dict]:
-    """All evaluation records of a run (or of the given ``steps``), in step order, checked for the key fields."""
+def iter_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> Iterator[dict]:
+    """The evaluation records of a run (or of the given ``steps``), in step order, streamed line by line with the
+    reader's bounds (``atomic.iter_jsonl_gz``) and every field typed (``check_record``)."""
     wanted = record_steps(run_dir) if steps is None else sorted(set(steps))
-    out: list[dict] = []
     for step in wanted:
         path = records_path(run_dir, step)
-        for lineno, rec in enumerate(read_jsonl_gz(path, fix=REDO), start=1):
-            for key, types in _RECORD_KEYS.items():
-                if not isinstance(rec.get(key), types) or isinstance(rec.get(key), bool):
-                    raise _corrupt(f"{path} line {lineno}", f"record field {key!r} is missing or has the wrong type")
+        for lineno, rec in iter_jsonl_gz(path, fix=REDO):
+            check_record(rec, f"{path} line {lineno}")
             if rec["step"] != step:
                 raise _corrupt(f"{path} line {lineno}", f"record has step {rec['step']} in the file of step {step}")
-            out.append(rec)
-    return out
+            yield rec
+
+
+def load_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> list[dict]:
+    """All evaluation records of a run (or of the given ``steps``), in step order, checked (``iter_records``)."""
+    return list(iter_records(run_dir, steps))
 
 
 def load_run(run_dir: str | os.PathLike, with_records: bool = True) -> dict:
-    """``{"run_dir", "result", "records"}`` for one complete run: what compare and plots consume."""
+    """``{"run_dir", "result", "records"}`` for one complete run: what compare and plots consume. The records are
+    those of the rows the verified result claims (the files its marker vouches for), nothing else."""
+    result = load_result(run_dir)
     return {
         "run_dir": str(run_dir),
-        "result": load_result(run_dir),
-        "records": load_records(run_dir) if with_records else None,
+        "result": result,
+        "records": load_records(run_dir, range(len(result["stages"]))) if with_records else None,
     }
 
 

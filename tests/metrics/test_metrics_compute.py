@@ -10,7 +10,7 @@ import pytest
 from metrics_fixtures import info
 from test_metrics_groups import random_records
 
-from chainforget.errors import DataError, PluginError
+from chainforget.errors import ConfigError, DataError, PluginError
 from chainforget.metrics.compute import compute_all, recompute_run
 from chainforget.plugins import manager, registries
 
@@ -45,15 +45,15 @@ def test_output_is_plain_json_and_deterministic():
 
 
 def write_run(run_dir, recs, **extra):
-    (run_dir / "records").mkdir(parents=True)
-    for step in sorted({r["step"] for r in recs}):
-        with gzip.open(run_dir / "records" / f"step-{step}.jsonl.gz", "wt", encoding="utf-8") as fh:
-            for r in recs:
-                if r["step"] == step:
-                    fh.write(json.dumps(r) + "\n")
-    result = {"schema_version": 1, "tasks": ["A", "B"], "stages": STAGES, "eval_tasks": ["A", "B", "P"],
-              "task_info": INFO, "records": "records/", **extra}
-    (run_dir / "result.json").write_text(json.dumps(result))
+    """A complete run as the runner leaves it (records, then result.json and its DONE marker, through the store)."""
+    from chainforget.store.results import write_records, write_result
+
+    for step in range(len(STAGES)):
+        write_records(run_dir, step, [r for r in recs if r["step"] == step])
+    result = {"schema_version": 1, "run_id": run_dir.name, "spec": {"chain": ["A", "B"]}, "tasks": ["A", "B"],
+              "stages": STAGES, "eval_tasks": ["A", "B", "P"], "task_info": INFO, "records": "records/",
+              "metrics": {}, **compute_all(recs, INFO, STAGES, eval_tasks=["A", "B", "P"], metrics=[]), **extra}
+    write_result(run_dir, result)
 
 
 def test_recompute_run_equals_compute_all_exactly(tmp_path):
@@ -67,16 +67,22 @@ def test_recompute_run_equals_compute_all_exactly(tmp_path):
     assert from_disk != compute_all(recs, INFO, STAGES, eval_tasks=["A", "B", "P"])
 
 
-def test_recompute_run_errors_are_one_line(tmp_path):
-    with pytest.raises(DataError, match="result.json does not exist"):
-        recompute_run(tmp_path)
-    (tmp_path / "result.json").write_text(json.dumps({"stages": STAGES, "task_info": INFO}))
-    with pytest.raises(DataError, match="no evaluation records"):
-        recompute_run(tmp_path)
-    (tmp_path / "records").mkdir()
-    (tmp_path / "records" / "step-0.jsonl.gz").write_bytes(b"not gzip")
-    with pytest.raises(DataError, match="damaged"):
-        recompute_run(tmp_path)
+def test_recompute_run_reads_through_the_store_with_its_checks(tmp_path):
+    """recompute_run is the store's reader plus compute_all: an incomplete run, a damaged records file and a stored
+    n_boot out of range are each one line."""
+    with pytest.raises(DataError, match="is not a run directory"):
+        recompute_run(tmp_path / "nope")
+    (tmp_path / "half" / "records").mkdir(parents=True)
+    with pytest.raises(DataError, match="incomplete run: rerun the same command"):
+        recompute_run(tmp_path / "half")
+    write_run(tmp_path / "run", records())
+    path = tmp_path / "run" / "records" / "step-1.jsonl.gz"
+    path.write_bytes(gzip.compress(b"not json\n"))
+    with pytest.raises(DataError, match="does not match its completion marker"):
+        recompute_run(tmp_path / "run")
+    write_run(tmp_path / "big", records(), metric_options={"n_boot": 10**12})
+    with pytest.raises(ConfigError, match="n_boot must be an integer in"):
+        recompute_run(tmp_path / "big")
 
 
 def test_list_columns_show_direction_and_range():

@@ -121,7 +121,7 @@ def test_bad_input_is_one_line_error():
 def test_load_groups_from_directories(tmp_path):
     for label, forget in (("naive", 0.35), ("replay", 0.0)):
         run = make_run(label, SF, 0, _acc(forget), n_per_group=30)
-        run_dir = tmp_path / label / "run1"
+        run_dir = tmp_path / label / run["result"]["run_id"]  # a run folder is named after its run
         for step in range(3):
             write_records(run_dir, step, [r for r in run["records"] if r["step"] == step])
         write_result(run_dir, run["result"])
@@ -156,7 +156,7 @@ def test_compare_point_values_equal_the_stored_metrics_of_chainforget_metrics(tm
         computed = compute_all(run["records"], result["task_info"], result["stages"],
                                eval_tasks=result["eval_tasks"], n_boot=50, metrics=["forgetting", "biased_forgetting"])
         result.update(computed)
-        write_result(tmp_path / label, result)  # real metric output passes the schema
+        write_result(tmp_path / result["run_id"], result)  # real metric output passes the schema
         groups[label] = [{**run, "result": result}]
     headers, rows = compare_runs(groups, "naive", metrics=("forgetting", "biased_forgetting", "final"), n_boot=50)
     for label in groups:

@@ -6,6 +6,7 @@ import errno
 import gzip
 import json
 import os
+from pathlib import Path
 
 import pytest
 from test_report_factory import make_result, make_run
@@ -35,11 +36,16 @@ def _enospc(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+def mine(run_dir, result):
+    """``result`` as the result of the run ``run_dir`` is named after (a folder holds only its own run's result)."""
+    return {**result, "run_id": Path(run_dir).name}
+
+
 def write_complete(run_dir, result):
     """A complete run as the runner leaves it: one records file per score-matrix row, then the result."""
     for step in range(len(result["stages"])):
         write_records(run_dir, step, [])
-    return write_result(run_dir, result)
+    return write_result(run_dir, mine(run_dir, result))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -144,7 +150,7 @@ def test_write_then_load_result_roundtrip(tmp_path):
     loaded = load_result(run_dir)
     assert loaded["schema_version"] == SCHEMA_VERSION
     assert loaded["metrics"] == result["metrics"] and loaded["score_matrix"] == result["score_matrix"]
-    assert sorted(os.listdir(run_dir)) == ["DONE", "records", "result.json"]
+    assert sorted(os.listdir(run_dir)) == ["DONE", "records", "result.json", "spec.json"]
     marker = json.loads((run_dir / "DONE").read_text())
     assert sorted(marker["sha256"]) == ["records/step-0.jsonl.gz", "records/step-1.jsonl.gz",
                                         "records/step-2.jsonl.gz", "result.json"]
@@ -156,7 +162,7 @@ def test_done_marker_written_after_result(tmp_path, monkeypatch):
     write_complete(run_dir, make_result())
     monkeypatch.setattr(atomic.os, "replace", _enospc)
     with pytest.raises(DataError, match="no space left"):
-        write_result(run_dir, make_result(forgetting=0.3))
+        write_result(run_dir, mine(run_dir, make_result(forgetting=0.3)))
     monkeypatch.undo()
     assert not is_complete(run_dir)
     with pytest.raises(DataError) as info:
@@ -193,7 +199,7 @@ def test_optional_fields_may_be_null_where_the_runner_writes_null(tmp_path):
     write_complete(tmp_path / "r", result)
     assert load_result(tmp_path / "r")["sharpness"] is None
     with pytest.raises(DataError, match="field 'sharpness' must be a list or null, got str"):
-        write_result(tmp_path / "s", {**result, "sharpness": "high"})
+        write_result(tmp_path / "s", mine("s", {**result, "sharpness": "high"}))
 
 
 def test_edited_or_invalid_result_is_rejected(tmp_path):
@@ -205,11 +211,11 @@ def test_edited_or_invalid_result_is_rejected(tmp_path):
     bad = make_result()
     bad["score_matrix"] = bad["score_matrix"][:-1]
     with pytest.raises(DataError, match="score_matrix has 2 rows but there are 3 stages"):
-        write_result(tmp_path / "y", bad)
+        write_result(tmp_path / "y", mine("y", bad))
     bad = make_result()
     del bad["task_info"]
     with pytest.raises(DataError, match="missing field 'task_info'"):
-        write_result(tmp_path / "z", bad)
+        write_result(tmp_path / "z", mine("z", bad))
     assert not (tmp_path / "y").exists()  # validated before anything is written
 
 
@@ -218,11 +224,11 @@ def test_records_roundtrip_and_validation(tmp_path):
     run_dir = tmp_path / "r"
     for step in range(3):
         write_records(run_dir, step, [r for r in run["records"] if r["step"] == step])
-    write_result(run_dir, run["result"])
+    write_result(run_dir, mine(run_dir, run["result"]))
     assert load_records(run_dir) == run["records"]
     assert len(load_records(run_dir, steps=[2])) == 2 * 3 * 5
     loaded = load_run(run_dir)
-    assert loaded["result"]["run_id"] == run["result"]["run_id"] and len(loaded["records"]) == len(run["records"])
+    assert loaded["result"]["run_id"] == "r" and len(loaded["records"]) == len(run["records"])
     write_records(run_dir, 1, [{**run["records"][0], "step": 0}])
     with pytest.raises(DataError, match=r"step-1\.jsonl\.gz line 1: record has step 0 in the file of step 1"):
         load_records(run_dir)
