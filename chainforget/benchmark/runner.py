@@ -57,6 +57,8 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
         if store.is_complete(run_dir):
             try:
                 result = store.load_result(run_dir)
+            except store.RunIdentityError:
+                raise  # another run's files under this id: never reused, never written into
             except DataError:
                 pass  # perhaps being rewritten: decide under the lock
             else:

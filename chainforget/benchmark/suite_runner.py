@@ -10,6 +10,7 @@ from chainforget.config.metric_options import metric_options_from
 from chainforget.config.spec import RunSpec
 from chainforget.config.suite import expand_suite, shard_specs
 from chainforget.errors import DataError
+from chainforget.metrics.compute import read_run
 from chainforget.plugins import registries
 from chainforget.store import results as store
 
@@ -51,7 +52,7 @@ def collect_results(suite: Mapping[str, Any], out_dir: str | Path) -> tuple[list
             missing.append(run_dir.name)
             continue
         try:
-            found.append(store.load_result(run_dir))
+            found.append(read_run(run_dir)["result"])  # verified: records agree with result.json
         except DataError as exc:
             if "written by schema version" in str(exc):
                 raise  # another chainforget's results: the whole table would be wrong, not one run

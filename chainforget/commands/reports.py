@@ -6,13 +6,14 @@ from typing import Sequence
 
 from chainforget.config.ranges import check_number
 from chainforget.errors import ConfigError, DataError, did_you_mean
+from chainforget.metrics.compute import read_run
 from chainforget.plugins import registries
 from chainforget.report.compare import METRICS, check_metrics, compare_runs, load_groups
 from chainforget.report.findings import DEFAULT_METRIC, check_metric, findings
 from chainforget.report.findings_render import render
 from chainforget.report.plots import plot_all
 from chainforget.report.tables import Cell, Column, Columns, render_table, strategy_name
-from chainforget.store.results import find_runs, load_result, load_run
+from chainforget.store.results import find_runs, load_result
 
 
 def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, metrics: Sequence[str],
@@ -25,7 +26,7 @@ def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, m
         runs, warnings = find_runs(paths)
         groups: dict[str, list[dict]] = {}
         for r in runs:
-            run = load_run(r)
+            run = read_run(r)
             groups.setdefault(strategy_name(run["result"]), []).append(run)
         baseline = baseline or ("naive" if "naive" in groups else next(iter(groups)))
     else:
@@ -107,5 +108,5 @@ def findings_command(paths: Sequence[str], *, metric: str = DEFAULT_METRIC, base
     check_number("min_group_size", min_group_size)
     check_metric(metric)  # before loading runs
     runs, warnings = find_runs(paths)
-    return render(findings([load_run(r) for r in runs], metric=metric, baseline=baseline, n_boot=n_boot, seed=seed,
+    return render(findings([read_run(r) for r in runs], metric=metric, baseline=baseline, n_boot=n_boot, seed=seed,
                            min_group_size=min_group_size), fmt), warnings

@@ -30,12 +30,12 @@ import numpy as np
 
 from chainforget.errors import ConfigError, DataError, did_you_mean
 from chainforget.metrics import spread as spread_stats
-from chainforget.metrics.compute import build_inputs
+from chainforget.metrics.compute import build_inputs, read_run
 from chainforget.metrics.replicates import combine_seeds, se_from_interval
 from chainforget.metrics.uncertainty import bootstrap, paired_differences
 from chainforget.plugins import registries
 from chainforget.report.tables import Cell, chain_label, format_cell
-from chainforget.store.results import find_runs, load_run
+from chainforget.store.results import find_runs
 
 METRICS = ("forgetting", "biased_forgetting", "drift", "final")  # computed from records; other names: stored values
 HEADERS_BASE = ["metric", "task", "chain", "method", "seeds", "value [95% CI]"]
@@ -172,7 +172,7 @@ def check_metrics(metrics: Sequence[str]) -> None:
 def _views(runs: Sequence[Any], label: str) -> dict[tuple[str, Any], _RunView]:
     out: dict[tuple[str, Any], _RunView] = {}
     for run in runs:
-        view = _RunView(load_run(run) if isinstance(run, (str, os.PathLike)) else run)
+        view = _RunView(read_run(run) if isinstance(run, (str, os.PathLike)) else run)
         key = (view.chain, view.seed)
         if key in out:
             raise ConfigError(
@@ -335,5 +335,5 @@ def load_groups(specs: Sequence[str]) -> tuple[dict[str, list[dict]], list[str]]
             raise ConfigError(f"run set {label!r} is given twice; name them with label=path")
         runs, warn = find_runs([path])
         warnings += warn
-        groups[label] = [load_run(r) for r in runs]
+        groups[label] = [read_run(r) for r in runs]  # verified: records agree with result.json
     return groups, warnings

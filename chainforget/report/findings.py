@@ -26,11 +26,11 @@ from chainforget.errors import ConfigError, did_you_mean
 from chainforget.metrics import effects
 from chainforget.metrics import spread as spread_stats
 from chainforget.metrics.base import TASK_UNIT
+from chainforget.metrics.compute import read_run
 from chainforget.plugins import registries
 from chainforget.report.compare import _aligned, _rng, _RunView, seeds_clustered
 from chainforget.report.plots import pareto_front
 from chainforget.report.tables import _strategy_labels, _varying_fields, grouping_fields, metric_entry, spec_label
-from chainforget.store.results import load_run
 
 SCHEMA_ID = "chainforget.findings/1"
 DEFAULT_METRIC = "relative_forgetting"
@@ -39,7 +39,7 @@ DEFAULT_METRIC = "relative_forgetting"
 def _cells(runs: Sequence[Any]) -> dict[tuple[tuple[str, str], str], dict[Any, _RunView]]:
     """Runs by (setting, chain) and seed; a setting is (the strategy with its differing hyper-parameters, the other
     fields that vary across the runs: finetune, learning rate...)."""
-    views = [_RunView(load_run(r) if isinstance(r, (str, os.PathLike)) else r) for r in runs]
+    views = [_RunView(read_run(r) if isinstance(r, (str, os.PathLike)) else r) for r in runs]
     results = [v.result for v in views]
     fields = _varying_fields(results)
     cells: dict[tuple[str, str], dict[Any, _RunView]] = {}
