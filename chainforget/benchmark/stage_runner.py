@@ -14,9 +14,8 @@ from chainforget.engine import chat, precision
 from chainforget.engine.distributed import Ranks
 from chainforget.engine.models import load_model
 from chainforget.metrics.sharpness import model_sharpness
-from chainforget.store.atomic import atomic_write_json, read_json
-from chainforget.store.layout import STATE_FILE, RunLayout
-from chainforget.store.markers import verify_marker, write_marker
+from chainforget.store.checkpoint import checkpoint_problem, write_checkpoint
+from chainforget.store.layout import RunLayout
 from chainforget.store.prefix import PrefixStore
 from chainforget.store.state import load_plugin_states, save_plugin_states
 from chainforget.strategies.base import check_callbacks
@@ -130,12 +129,8 @@ class StageRunner:
     def _checkpoint(self, k: int, stage, key: str) -> None:
         """The run's own marker that stage ``k`` is done (weights live in the prefix store), plugin states with it;
         the DONE marker, written last, holds the sha256 of each file."""
-        ckpt = self.layout.checkpoint(k)
-        ckpt.root.mkdir(parents=True, exist_ok=True)
-        ckpt.done.unlink(missing_ok=True)  # a rewrite never pairs an old marker with new files
-        keys = save_plugin_states(self.plugins, ckpt.root)
-        atomic_write_json(ckpt.state, {"prefix": key, "stage": stage.label, "step": k})
-        write_marker(ckpt.root, [p.name for key in keys for p in ckpt.plugin_files(key)] + [STATE_FILE])
+        write_checkpoint(self.layout.checkpoint(k), key, stage.label,
+                         lambda directory: save_plugin_states(self.plugins, directory))
 
     def _checkpoint_usable(self, k: int, key: str) -> bool:
         """``--resume`` restores stage ``k`` only from an intact checkpoint of this very prefix entry (checksums
@@ -143,11 +138,7 @@ class StageRunner:
         ckpt = self.layout.checkpoint(k)
         if not ckpt.done.exists():
             return False
-        problem = verify_marker(ckpt.root, [STATE_FILE])
-        if problem is None:
-            state = read_json(ckpt.state)
-            if not isinstance(state, dict) or state.get("prefix") != key:
-                problem = "state.json names another prefix entry"
+        problem = checkpoint_problem(ckpt, key)
         if problem is not None:
             self.echo(f"checkpoint {ckpt.root} is damaged ({problem}); not resuming from it")
             return False

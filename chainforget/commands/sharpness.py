@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 from tabulate import tabulate
@@ -17,9 +16,8 @@ from chainforget.engine.models import load_model
 from chainforget.engine.training import apply_finetune
 from chainforget.errors import DataError
 from chainforget.metrics.sharpness import model_sharpness
-from chainforget.store.atomic import read_json
-from chainforget.store.layout import STATE_FILE, RunLayout
-from chainforget.store.markers import verify_marker
+from chainforget.store.checkpoint import read_checkpoint
+from chainforget.store.layout import RunLayout
 from chainforget.store.prefix import PrefixStore
 from chainforget.store.results import REDO, load_result
 
@@ -51,13 +49,10 @@ def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS
         ckpt = layout.checkpoint(k)
         if not ckpt.state.exists():
             raise DataError(f"{ckpt.state} is missing; the run's checkpoints were deleted: {fix}")
-        problem = verify_marker(ckpt.root, [STATE_FILE])
-        state = read_json(ckpt.state, "checkpoint file", fix=fix) if problem is None else None
-        key = state.get("prefix") if isinstance(state, dict) else None
-        if problem is None and not (isinstance(key, str) and re.fullmatch(r"s\d+-[0-9a-f]{16}", key)):
-            problem = "its state.json names no prefix entry"
+        state, problem = read_checkpoint(ckpt)
         if problem is not None:
             raise DataError(f"checkpoint {ckpt.root} of stage {k} is damaged ({problem}); {fix}")
+        key = state["prefix"]
         problem = store.damage(key)
         if problem is not None:
             raise DataError(f"the stored weights {store.path(key)} of stage {k} are damaged or missing ({problem}); "

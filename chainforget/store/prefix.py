@@ -10,6 +10,7 @@ file of the entry, means complete; an entry whose files do not match it is damag
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,7 +21,9 @@ from chainforget.store.layout import META_FILE, PREFIX_DIR, PREFIX_RECORDS_FILE,
 from chainforget.store.markers import verify_marker, write_marker
 from chainforget.store.state import load_trainable, save_trainable
 
-__all__ = ["PREFIX_DIR", "PrefixStore", "base_key", "stage_key"]
+__all__ = ["PREFIX_DIR", "PrefixStore", "base_key", "is_stage_key", "stage_key"]
+
+_STAGE_KEY = re.compile(r"s[1-9]\d*-[0-9a-f]{16}")
 
 
 def base_key(common: Mapping[str, Any]) -> str:
@@ -31,6 +34,12 @@ def base_key(common: Mapping[str, Any]) -> str:
 def stage_key(common: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> str:
     """Key of the weights after the last of ``steps`` (each: task/data id + strategy signature)."""
     return f"s{len(steps)}-" + short_hash({"common": common, "steps": list(steps)}, 16)
+
+
+def is_stage_key(key: Any) -> bool:
+    """True for a key ``stage_key`` makes (``s<k>-<16 hex>``): what a checkpoint may name, and nothing else (a
+    path such as ``../x`` never reaches the file system)."""
+    return isinstance(key, str) and _STAGE_KEY.fullmatch(key) is not None
 
 
 class PrefixStore:
