@@ -11,7 +11,8 @@ from chainforget.plugins import registries
 from chainforget.report.compare import METRICS, check_metrics, compare_runs, load_groups
 from chainforget.report.findings import DEFAULT_METRIC, check_metric, findings
 from chainforget.report.findings_render import render
-from chainforget.report.plots import plot_all
+from chainforget.report.plots import metric_values, plot_all
+from chainforget.report.schemas import COMPARE_SCHEMA
 from chainforget.report.tables import Cell, Column, Columns, render_table, strategy_name
 from chainforget.store.results import find_runs, load_result
 
@@ -48,7 +49,6 @@ def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, m
     return render_table(columns, rows, fmt, extra={"baseline": baseline, "missing_metrics": absent}), warnings
 
 
-COMPARE_SCHEMA = "chainforget.compare/2"
 _COMPARE_KEYS = {"metric": ("metric", "label"), "task": ("task", "label"), "chain": ("chain", "label"),
                  "method": ("method", "label"), "seeds": ("seeds", "count"), "value": ("value", "measure"),
                  "pairs": ("pairs", "count"), "diff": ("difference", "measure"), "sig": ("significant", "flag")}
@@ -95,7 +95,12 @@ def plot_command(paths: Sequence[str], out: str, metrics: Sequence[str] = ()) ->
             raise ConfigError(f"cannot plot metric {metric!r}; {did_you_mean(metric, known, cutoff=0.5)}registered "
                               f"metrics: {', '.join(known)} (see `chainforget list metrics`)")
     runs, warnings = find_runs(paths)
-    files = plot_all([load_result(r) for r in runs], out, metrics=tuple(metrics))
+    results = [load_result(r) for r in runs]
+    files = plot_all(results, out, metrics=tuple(metrics))
+    for metric in metrics:
+        if not metric_values(results, metric):
+            reason = metric_missing_reason({"runs": [{"result": r} for r in results]}, metric)
+            warnings.append(f"metric {metric} is missing in every run ({reason}); no figure drawn for it")
     return [str(f) for f in files], warnings
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from chainforget.metrics.forgetting import matrix_drop
 from chainforget.plugins import registries
+from chainforget.report import drawing
 from chainforget.report.tables import aggregate, chain_label, metric_entry, strategy_name
 from chainforget.store.atomic import atomic_write_bytes
 
@@ -78,24 +79,51 @@ def forgetting_of(result: dict, task: str) -> tuple[Any, Any, Any]:
     return (matrix_drop(column, a, len(column) - 1, _higher_is_better(result, task)), None, None)
 
 
+def task_unit(result: dict, task: str) -> str:
+    """The unit of a task's scores: ``task_info['unit']``, else its primary metric's name (``acc``...)."""
+    info = result.get("task_info", {}).get(task, {})
+    return str(info.get("unit") or info.get("primary_metric") or "score")
+
+
 def score_heatmap(result: dict, out_dir: str | Path) -> list[Path]:
-    """The score matrix: rows are stages (base model first), columns eval tasks, each cell annotated."""
+    """The score matrix: rows are stages (base model first), columns eval tasks, each cell annotated; one panel and
+    one color scale per unit (accuracy on 0-1, nats per token on its own range), so no column is flattened by
+    another's range. A missing score is a grey 'n/a' cell, never a color."""
+    import matplotlib
+
     matrix = np.array([[np.nan if x is None else x for x in row] for row in result["score_matrix"]], dtype=float)
     stages, tasks = result["stages"], result["eval_tasks"]
-    fig = _figure(1.6 + 1.3 * len(tasks), 1.2 + 0.5 * len(stages))
-    ax = fig.add_subplot()
-    bounded = np.nanmin(matrix, initial=0) >= 0 and np.nanmax(matrix, initial=0) <= 1
-    image = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0 if bounded else None, vmax=1 if bounded else None)
-    for (i, j), v in np.ndenumerate(matrix):
-        if np.isfinite(v):
-            ax.text(j, i, f"{v:.3f}", ha="center", va="center", color="white" if v < np.nanmean(matrix) else "black")
-    kinds = [result.get("task_info", {}).get(t, {}).get("kind", "?") for t in tasks]
-    ax.set_xticks(range(len(tasks)), [f"{t} ({k})" for t, k in zip(tasks, kinds)])
-    ax.set_yticks(range(len(stages)), [f"{i}: {s}" for i, s in enumerate(stages)])
-    ax.set_xlabel("evaluated task")
-    ax.set_ylabel("after stage")
-    ax.set_title(f"score matrix: {_run_name(result)}", fontsize=9)
-    fig.colorbar(image, ax=ax, label="primary score")
+    units: dict[str, list[int]] = {}
+    for j, t in enumerate(tasks):
+        units.setdefault(task_unit(result, t), []).append(j)
+    width = 2.0 + sum(1.25 * len(cols) + 1.1 for cols in units.values())
+    fig = _figure(max(4.5, width), 1.5 + 0.45 * len(stages))
+    axes = fig.subplots(1, len(units), squeeze=False, width_ratios=[len(c) for c in units.values()],
+                        sharey=True)[0]
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
+    for ax, (unit, cols) in zip(axes, units.items()):
+        block = matrix[:, cols]
+        finite = block[np.isfinite(block)]
+        bounded = finite.size > 0 and finite.min() >= 0 and finite.max() <= 1
+        low, high = (0.0, 1.0) if bounded or finite.size == 0 else (float(finite.min()), float(finite.max()))
+        if high <= low:
+            low, high = low - 0.5, high + 0.5
+        image = ax.imshow(block, cmap=cmap, aspect="auto", vmin=low, vmax=high)
+        for (i, j), v in np.ndenumerate(block):
+            if np.isfinite(v):
+                dark = (v - low) / (high - low) < 0.55
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
+            else:
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=8, color="#555555", style="italic")
+        kinds = [result.get("task_info", {}).get(tasks[j], {}).get("kind", "?") for j in cols]
+        names = drawing.short_labels([tasks[j] for j in cols], 12)
+        ax.set_xticks(range(len(cols)), [f"{t}\n({k})" for t, k in zip(names, kinds)], fontsize=8)
+        fig.colorbar(image, ax=ax, label=drawing.wrap(unit, 0.4 * 4, 8), fraction=0.12, pad=0.03)
+    axes[0].set_yticks(range(len(stages)), drawing.short_labels([f"{i}: {s}" for i, s in enumerate(stages)], 18),
+                       fontsize=8)
+    axes[0].set_ylabel("after stage")
+    fig.supxlabel("evaluated task (one color scale per unit)", fontsize=8)
+    fig.suptitle(drawing.wrap(f"score matrix: {_run_name(result)}", max(4.5, width) - 0.3), fontsize=9)
     return _save(fig, out_dir, f"heatmap-{result.get('run_id', _run_name(result))}")
 
 
@@ -123,29 +151,29 @@ def group_forgetting(result: dict, task: str) -> dict[str, tuple[Any, Any, Any]]
 
 
 def group_forgetting_bars(result: dict, task: str, out_dir: str | Path) -> list[Path]:
-    """Per-group forgetting of one safety task, sorted, with CIs; groups below 20 examples drawn pale."""
-    per_group = {g: v for g, v in group_forgetting(result, task).items() if v[0] is not None}
-    if not per_group:
+    """Per-group forgetting of one safety task, sorted, with CIs; groups below 20 examples drawn pale, groups
+    without a value marked 'n/a' (a zero is a dot on the axis, not an empty slot)."""
+    per_group = group_forgetting(result, task)
+    if not any(v[0] is not None for v in per_group.values()):
         return []
     sizes = result.get("group_sizes", {}).get(task, {})
-    groups = sorted(per_group, key=lambda g: per_group[g][0], reverse=True)
-    values = np.array([per_group[g][0] for g in groups], dtype=float)
-    low = np.array([per_group[g][1] if per_group[g][1] is not None else per_group[g][0] for g in groups], float)
-    high = np.array([per_group[g][2] if per_group[g][2] is not None else per_group[g][0] for g in groups], float)
-    fig = _figure(max(5.0, 0.45 * len(groups) + 2), 4.2)
+    groups = sorted(per_group, key=lambda g: (per_group[g][0] is None, -(per_group[g][0] or 0.0), g))
+    fig = _figure(max(5.0, 0.45 * len(groups) + 2), 4.4)
     ax = fig.add_subplot()
     small = [sizes.get(g, MIN_GROUP_SIZE) < MIN_GROUP_SIZE for g in groups]
     colors = ["#c6dbef" if s else "#2171b5" for s in small]
-    ax.bar(range(len(groups)), values, color=colors, yerr=[values - low, high - values], capsize=3)
+    drawing.bars(ax, [per_group[g] for g in groups], colors)
     overall = forgetting_of(result, task)[0]
     if overall is not None:
         ax.axhline(overall, color="black", linestyle="--", linewidth=1, label=f"overall {overall:.3f}")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    ax.axhline(0, color="grey", linewidth=0.5)
-    labels = [f"{g} (n={sizes[g]})" if g in sizes else g for g in groups]
-    ax.set_xticks(range(len(groups)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("forgetting (score after training - final)")
-    ax.set_title(f"{task} forgetting per group: {_run_name(result)}", fontsize=9)
+    names = drawing.short_labels(groups, 18)
+    labels = [f"{n} (n={sizes[g]})" if g in sizes else n for n, g in zip(names, groups)]
+    ax.set_xticks(range(len(groups)), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_ylabel(f"forgetting of {task} ({task_unit(result, task)})")
+    width = fig.get_size_inches()[0]
+    ax.set_title(drawing.wrap(f"{task} forgetting per group: {_run_name(result)}", width - 1.0), fontsize=9)
     return _save(fig, out_dir, f"group-forgetting-{task}-{result.get('run_id', _run_name(result))}")
 
 
@@ -166,7 +194,7 @@ def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
     number to compare across panels."""
     cells: dict[tuple[str, str], list[tuple[Any, Any, Any]]] = {}
     gains: dict[tuple[str, str], list[tuple[float | None, float | None]]] = {}
-    panels: dict[str, tuple[str, str]] = {}  # first task -> (kind, primary metric)
+    panels: dict[str, tuple[str, str]] = {}  # first task -> (kind, score unit)
     for r in results:
         if not r.get("tasks"):
             continue
@@ -174,34 +202,32 @@ def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
         info = r.get("task_info", {}).get(first, {})
         if info.get("kind") not in ("safety", "capability"):
             continue
-        panels.setdefault(first, (info["kind"], info.get("primary_metric", "score")))
+        panels.setdefault(first, (info["kind"], task_unit(r, first)))
         cells.setdefault((strategy_name(r), first), []).append(forgetting_of(r, first))
         gains.setdefault((strategy_name(r), first), []).append(gain_lost(r, first))
     if not cells:
         return []
     order = sorted(panels, key=lambda t: (panels[t][0] != "safety", t))
     strategies = sorted({s for s, _ in cells}, key=lambda s: (s != "naive", s))
-    fig = _figure(max(5.0, (0.8 * len(strategies) + 1.5) * len(order)), 4.0)
+    names = drawing.short_labels(strategies, 16)
+    fig = _figure(max(5.0, (0.75 * len(strategies) + 1.6) * len(order)), 4.4)
     axes = fig.subplots(1, len(order), squeeze=False)[0]
     for ax, task in zip(axes, order):
         kind, metric = panels[task]
         aggs = [aggregate(cells.get((s, task), [])) for s in strategies]
-        keep = [i for i, a in enumerate(aggs) if a is not None]
-        if keep:
-            vals = np.array([aggs[i][0] for i in keep])
-            lows = np.array([aggs[i][1] if aggs[i][1] is not None else aggs[i][0] for i in keep])
-            highs = np.array([aggs[i][2] if aggs[i][2] is not None else aggs[i][0] for i in keep])
-            ax.bar(keep, vals, width=0.6, color="#cb181d" if kind == "safety" else "#2171b5",
-                   yerr=[vals - lows, highs - vals], capsize=3)
-            for i, top in zip(keep, np.maximum(vals, highs)):
-                forgot = _mean([f for f, _ in gains[(strategies[i], task)]])
-                gain = _mean([g for _, g in gains[(strategies[i], task)]])
-                text = f"{forgot / gain:.0%} of gain" if forgot is not None and gain and gain > 0 else "no gain"
-                ax.annotate(text, (i, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-        ax.axhline(0, color="grey", linewidth=0.5)
-        ax.set_xticks(range(len(strategies)), strategies, rotation=30 if len(strategies) > 4 else 0)
+        drawing.bars(ax, aggs, "#cb181d" if kind == "safety" else "#2171b5")
+        for i, agg in enumerate(aggs):
+            if agg is None:
+                continue
+            top = max(agg[0], agg[2] if agg[2] is not None else agg[0])
+            forgot = _mean([f for f, _ in gains[(strategies[i], task)]])
+            gain = _mean([g for _, g in gains[(strategies[i], task)]])
+            text = f"{forgot / gain:.0%}" if forgot is not None and gain and gain > 0 else "no gain"
+            ax.annotate(text, (i, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+        ax.set_xticks(range(len(strategies)), names, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_ylabel(f"forgetting of {task} ({metric})")
         ax.set_title(f"{kind} first: {task} forgotten", fontsize=9)
+    fig.supxlabel("above each bar: the share of what the task's own stage gained that was lost", fontsize=8)
     fig.suptitle("order asymmetry: is safety forgotten more when it comes first?", fontsize=9)
     return _save(fig, out_dir, "order-asymmetry")
 
@@ -233,39 +259,85 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+def tradeoff_pairs(result: dict) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+    """Per (trained safety task, capability task): (capability gained on that task, safety retained on that task),
+    each in its own task's unit; never averaged across tasks, whose units may differ."""
+    matrix, info = result.get("score_matrix") or [], result.get("task_info", {})
+    tasks = result.get("eval_tasks", [])
+    safety = [t for t in tasks if info.get(t, {}).get("kind") == "safety" and info[t].get("trained_at") is not None]
+    capability = [t for t in tasks if info.get(t, {}).get("kind") == "capability"]
+    out = {}
+    for c in capability:
+        col = _col(result, c)
+        gained = None
+        if matrix and matrix[0][col] is not None and matrix[-1][col] is not None:
+            gained = -matrix_drop([row[col] for row in matrix], 0, len(matrix) - 1, _higher_is_better(result, c))
+        for s in safety:
+            forgot = forgetting_of(result, s)[0]
+            out[(s, c)] = (gained, None if forgot is None else -forgot)
+    return out
+
+
 def pareto_scatter(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
-    """Safety retained vs capability gained, one point per strategy and chain (mean over seeds), front drawn."""
-    by_key: dict[tuple[str, str], list[tuple[float | None, float | None]]] = {}
+    """Safety retained vs capability gained, one panel per (safety task, capability task) pair so that each axis
+    has one unit, one point per strategy and chain (mean over seeds), the front drawn. Points carry no text: the
+    color names the strategy and the marker the chain in a legend under the panels, so labels never collide and
+    long setting names never squeeze the axes; points that coincide are drawn side by side."""
+    by_key: dict[tuple[str, str], list[dict]] = {}
     for r in results:
-        by_key.setdefault((strategy_name(r), chain_label(r)), []).append(tradeoff_point(r))
-    labels, points = [], []
-    for key, pts in sorted(by_key.items()):
-        x, y = _mean([p[0] for p in pts]), _mean([p[1] for p in pts])
-        if x is not None and y is not None:
-            labels.append(key)
-            points.append((x, y))
-    if not points:
+        by_key.setdefault((strategy_name(r), chain_label(r)), []).append(r)
+    panels: dict[tuple[str, str], tuple[list[tuple[str, str]], list[tuple[float, float]]]] = {}
+    units: dict[str, str] = {}
+    for key, runs in sorted(by_key.items()):
+        pairs = [tradeoff_pairs(r) for r in runs]
+        for r in runs:
+            for t in r.get("eval_tasks", []):
+                units.setdefault(t, task_unit(r, t))
+        for pair in dict.fromkeys(p for d in pairs for p in d):
+            x, y = _mean([d.get(pair, (None, None))[0] for d in pairs]), _mean([d.get(pair, (None, None))[1]
+                                                                              for d in pairs])
+            if x is not None and y is not None:
+                labels, points = panels.setdefault(pair, ([], []))
+                labels.append(key)
+                points.append((x, y))
+    if not panels:
         return []
-    fig = _figure(6.0, 4.5)
-    ax = fig.add_subplot()
-    strategies = sorted({s for s, _ in labels}, key=lambda s: (s != "naive", s))
-    chains = sorted({c for _, c in labels})
+    strategies = sorted({s for s, _ in by_key}, key=lambda s: (s != "naive", s))
+    chains = sorted({c for _, c in by_key})
     markers = "osD^vP*X"
-    colors = [f"C{i % 10}" for i in range(len(strategies))]
-    for (s, c), (x, y) in zip(labels, points):
-        ax.scatter(x, y, color=colors[strategies.index(s)], marker=markers[chains.index(c) % len(markers)], s=50)
-        ax.annotate(s, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    front = pareto_front(points)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black", linewidth=1,
-            linestyle=":", label="Pareto front")
-    for c in chains:
-        ax.scatter([], [], color="grey", marker=markers[chains.index(c) % len(markers)], label=f"chain {c}")
-    ax.axhline(0, color="grey", linewidth=0.5)
-    ax.axvline(0, color="grey", linewidth=0.5)
-    ax.set_xlabel("capability gained (final - base, mean over capability tasks)")
-    ax.set_ylabel("safety retained (final - after safety training)")
-    ax.set_title("safety retained vs capability gained", fontsize=9)
-    ax.legend(fontsize=7)
+    fig = _figure(max(6.0, 4.2 * len(panels)), 4.4 + 0.25 * math.ceil((len(strategies) + len(chains)) / 3))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, ((s_task, c_task), (labels, points)) in zip(axes, panels.items()):
+        from matplotlib.transforms import offset_copy
+
+        same: dict[tuple[float, float], int] = {}
+        for p in points:
+            same[p] = same.get(p, 0) + 1
+        seen: dict[tuple[float, float], int] = {}
+        for (s, c), (x, y) in zip(labels, points):
+            k = seen[(x, y)] = seen.get((x, y), -1) + 1
+            shift = (k - (same[(x, y)] - 1) / 2) * 8  # coinciding points side by side (points), never hidden
+            ax.scatter(x, y, color=f"C{strategies.index(s) % 10}", marker=markers[chains.index(c) % len(markers)],
+                       s=55, edgecolor="black", linewidth=0.5, zorder=3,
+                       transform=offset_copy(ax.transData, fig=fig, x=shift, y=0, units="points"))
+        front = pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black", linewidth=1,
+                linestyle=":", zorder=2)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.axvline(0, color="grey", linewidth=0.5)
+        ax.set_xlabel(drawing.wrap(f"{c_task} gained, final - base ({units.get(c_task, 'score')})", 3.8, 9))
+        ax.set_ylabel(drawing.wrap(f"{s_task} retained, final - after training ({units.get(s_task, 'score')})",
+                                   3.6, 9))
+        ax.set_title(f"{s_task} vs {c_task}", fontsize=9)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="none", marker="o", color=f"C{i % 10}", label=s)
+               for i, s in enumerate(strategies)]
+    handles += [Line2D([], [], linestyle="none", marker=markers[i % len(markers)], color="grey", label=f"chain {c}")
+                for i, c in enumerate(chains)]
+    handles.append(Line2D([], [], color="black", linestyle=":", label="Pareto front"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle("safety retained vs capability gained (mean over seeds; up and right is better)", fontsize=9)
     return _save(fig, out_dir, "pareto")
 
 
@@ -337,30 +409,33 @@ def sharpness_vs_forgetting(results: Sequence[dict], out_dir: str | Path) -> lis
     return _save(fig, out_dir, "sharpness-vs-forgetting")
 
 
+def metric_values(results: Sequence[dict], metric: str) -> list[str]:
+    """The keys (tasks) for which some run stores a value of ``metric``."""
+    return list(dict.fromkeys(k for r in results for k, e in (r.get("metrics", {}).get(metric) or {}).items()
+                              if isinstance(e, dict) and isinstance(e.get("value"), (int, float))))
+
+
 def metric_bars(results: Sequence[dict], metric: str, out_dir: str | Path) -> list[Path]:
     """Any registered metric (plugins included): one panel per stored key (task), one bar per strategy and chain
     (mean over seeds, interval from ``tables.aggregate`` within the metric's declared range); the axis names the
-    metric's unit and the title its direction, both read from its ``MetricSpec``."""
+    metric's unit (its ``MetricSpec``'s, or the task's own for a metric in task units) and the title its
+    direction. A strategy without a value is marked 'n/a', distinct from a zero."""
     spec = registries("metrics").get(metric)
-    keys = list(dict.fromkeys(k for r in results for k, e in (r.get("metrics", {}).get(metric) or {}).items()
-                              if isinstance(e, dict) and isinstance(e.get("value"), (int, float))))
+    keys = metric_values(results, metric)
     if not keys:
         return []
     cells = sorted({(strategy_name(r), chain_label(r)) for r in results}, key=lambda c: (c[1], c[0] != "naive", c[0]))
-    fig = _figure(max(5.0, (0.6 * len(cells) + 1.5) * len(keys)), 4.0)
+    fig = _figure(max(5.0, (0.45 * len(cells) + 1.6) * len(keys)), 4.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    unit = "" if spec.unit in ("", None) else f" ({spec.unit})"
+    info = {t: i for r in results for t, i in r.get("task_info", {}).items()}
     for ax, key in zip(axes, keys):
         aggs = [aggregate((metric_entry(r, metric, key) for r in results
                            if (strategy_name(r), chain_label(r)) == cell), (spec.low, spec.high)) for cell in cells]
-        keep = [i for i, a in enumerate(aggs) if a is not None]
-        vals = np.array([aggs[i][0] for i in keep], dtype=float)
-        lows = np.array([aggs[i][1] if aggs[i][1] is not None else aggs[i][0] for i in keep], dtype=float)
-        highs = np.array([aggs[i][2] if aggs[i][2] is not None else aggs[i][0] for i in keep], dtype=float)
-        ax.bar(keep, vals, color="#6a51a3", yerr=[vals - lows, highs - vals], capsize=3)
-        ax.axhline(0, color="grey", linewidth=0.5)
-        ax.set_xticks(range(len(cells)), [f"{s}\n{c}" for s, c in cells], rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel(f"{metric}{unit}")
+        drawing.bars(ax, aggs, "#6a51a3")
+        ax.set_xticks(range(len(cells)), drawing.short_labels([f"{s} {c}" for s, c in cells], 22), rotation=45,
+                      ha="right", rotation_mode="anchor", fontsize=7)
+        unit = drawing.metric_unit(metric, info.get(key.split("/", 1)[0]))
+        ax.set_ylabel(drawing.wrap(f"{metric} ({unit})", 3.6, 10))
         ax.set_title(key, fontsize=9)
     direction = {True: "higher is better", False: "lower is better", None: "not a score"}[spec.higher_is_better]
     fig.suptitle(f"{metric}: {direction}", fontsize=9)

@@ -118,5 +118,5 @@ def test_order_asymmetry_keeps_units_apart_and_reports_the_share_of_the_gain_los
     axes = fig.get_axes()
     assert [ax.get_ylabel() for ax in axes] == ["forgetting of bbq (acc)", "forgetting of gsm8k (gold_logprob)"]
     assert [ax.get_title() for ax in axes] == ["safety first: bbq forgotten", "capability first: gsm8k forgotten"]
-    share = f"{forgot / gain:.0%} of gain"
+    share = f"{forgot / gain:.0%}"
     assert [t.get_text() for t in axes[0].texts] == [share]
