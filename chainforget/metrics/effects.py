@@ -26,7 +26,6 @@ import numpy as np
 
 from chainforget.metrics.distributions import chi2_ppf, normal_cdf, normal_ppf, t_cdf, t_ppf
 from chainforget.metrics.replicates import clip, se_from_interval
-from chainforget.metrics.uncertainty import bootstrap, percentile_ci
 
 CONFIDENCE = 0.95
 POWER = 0.80
@@ -124,24 +123,6 @@ def from_seeds(values: Sequence[float], ses: Sequence[float | None]) -> Effect:
 def from_entries(entries: Sequence[tuple[float, float | None, float | None]]) -> Effect:
     """From stored metric entries ``(value, ci_low, ci_high)`` of one cell's seeds (SE from each 95% interval)."""
     return from_seeds([e[0] for e in entries], [se_from_interval(e[1], e[2]) for e in entries])
-
-
-def bootstrap_se(samples: np.ndarray) -> float | None:
-    """The standard error a bootstrap's 95% percentile interval implies (None when it has no finite resample)."""
-    return se_from_interval(*percentile_ci(samples))
-
-
-def paired_effect(pairs: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str], Sequence[str] | None]],
-                  n_boot: int, rng: np.random.Generator) -> Effect:
-    """The mean of ``x - y`` over examples, one ``(x, y, groups, clusters)`` per seed (x, y aligned per example:
-    the same examples scored for two methods), combined over seeds. Within a seed the clusters are resampled within
-    groups (``uncertainty.bootstrap``), once for both methods (pairing)."""
-    values, ses = [], []
-    for x, y, groups, clusters in pairs:
-        diff = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
-        values.append(float(diff.mean()))
-        ses.append(bootstrap_se(bootstrap(diff, groups, n_boot, rng, clusters).overall))
-    return from_seeds(values, ses)
 
 
 def spread_mde(group_variances: Sequence[float], power: float = POWER, alpha: float = 1.0 - CONFIDENCE) -> float:

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from chainforget.metrics import inference
 from chainforget.metrics.base import DEFAULT_OPTIONS, MetricInputs, missing
 from chainforget.metrics.uncertainty import Bootstrap, bootstrap, paired_differences, percentile_ci, task_rng
 
@@ -168,15 +169,12 @@ def bwt(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     return _per_unit(inputs, tasks, compute, "trained")
 
 
-RELATIVE_PURPOSE = 5_000_003
-
-
 def relative_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     """``forgetting[A] / gain[A]``, ``gain = sign * (R[a][A] - R[a-1][A])`` (what A's own stage added): the share of
-    the gain lost, unit-free. Missing when the gain is not positive. The 95% interval resamples the forgetting and
-    the gain jointly (same clusters); when more than 2.5% of resamples have no positive gain the high end is open."""
+    the gain lost, unit-free. Missing when the gain is not positive. The 95% interval is Fieller's
+    (``inference.ratio``: the cluster covariance of forgetting and gain on the same examples), which follows the
+    ratio's skew; when the gain is not clearly positive it is unbounded (both ends null, ``"unbounded": "both"``)."""
     out = {}
-    n_boot, seed = int(option(options, "n_boot")), int(option(options, "seed"))
     for task in inputs.forgetting_tasks():
         a, last, sign = inputs.trained_at(task), inputs.last, inputs.sign(task)
         forgot, gain = drop(inputs, task, a)[last], _diff(_signed(inputs, task, a), _signed(inputs, task, a - 1))
@@ -189,17 +187,24 @@ def relative_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dic
             continue
         values = inputs.views[task].values
         keep = ~np.isnan(values[:, [a - 1, a, last]]).any(axis=1)
-        cols = sign * np.stack([values[keep, a] - values[keep, last], values[keep, a] - values[keep, a - 1]], axis=1)
         labels, clusters = kept(inputs.views[task], keep)
-        low, high = ratio_interval(cols, labels, clusters, n_boot, task_rng(seed, task, RELATIVE_PURPOSE))
-        out[task] = {"value": forgot / gain, "ci_low": low, "ci_high": high, **extra}
+        ratio = inference.ratio(sign * (values[keep, a] - values[keep, last]),
+                                sign * (values[keep, a] - values[keep, a - 1]), labels, clusters)
+        low, high = ratio.interval()
+        entry = {"value": forgot / gain, "ci_low": low, "ci_high": high, "n": int(keep.sum()), **extra}
+        if not (np.isfinite(low) and np.isfinite(high)):
+            entry.update({"ci_low": None, "ci_high": None, "unbounded": "both"})
+        out[task] = entry
     return out
 
 
 def ratio_interval(cols: np.ndarray, labels, clusters, n_boot: int, rng: np.random.Generator
                    ) -> tuple[float | None, float | None]:
     """95% percentile interval of ``mean(cols[:, 0]) / mean(cols[:, 1])`` (forgetting / gain), both resampled with
-    the same clusters; the high end is open (None) when more than 2.5% of resamples have no positive gain."""
+    the same clusters; the high end is open (None) when more than 2.5% of resamples have no positive gain.
+
+    Replaced for ``relative_forgetting`` by Fieller's interval (``inference.ratio``); kept for the calibration
+    simulations that show why (``simulate.asymmetry_calibration``)."""
     boot = bootstrap(cols, labels, n_boot, rng, clusters).overall
     positive = boot[:, 1] > 0
     ratios = np.where(positive, boot[:, 0] / np.where(positive, boot[:, 1], 1.0), np.nan)

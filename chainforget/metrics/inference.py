@@ -32,7 +32,7 @@ import numpy as np
 
 from chainforget.metrics import effects
 from chainforget.metrics.distributions import normal_ppf, t_ppf
-from chainforget.metrics.replicates import clip
+from chainforget.metrics.replicates import clip, se_from_interval
 
 CONFIDENCE = effects.CONFIDENCE
 POWER = effects.POWER
@@ -88,17 +88,23 @@ def cell(entries: Sequence[tuple[Any, Any, Any]], bounds: Bounds = (None, None),
     """One table cell from its runs' stored ``(value, ci_low, ci_high)`` entries, one per seed.
 
     One defined entry: as stored (clipped to ``bounds``), with the p and MDE of the normal SE its interval implies.
-    Several: their mean, ``effects.from_entries`` (seeds combined). None defined: missing, with ``missing``.
+    Several: their mean with ``effects.from_seeds`` (between-seed variance with t(S - 1), the runs' mean evaluation
+    SE whole: the seeds share the examples), i.e. ``replicates.combine_seeds``. None defined: missing.
     """
+    entries = list(entries)
     clean = [(_num(v), _num(lo), _num(hi)) for v, lo, hi in entries]
     clean = [e for e in clean if e[0] is not None]
     if not clean:
-        return missing_estimate(missing or "no run of this cell has a value", len(list(entries)), unit)
-    effect = effects.from_entries(clean)
+        return missing_estimate(missing or "no run of this cell has a value", len(entries), unit)
+    # an entry with no interval at all (a final score) adds nothing to the evaluation part; a half-open one
+    # (a ratio whose gain is not clearly positive) leaves the whole cell open
+    ses = [0.0 if lo is None and hi is None else se_from_interval(lo, hi) for _, lo, hi in clean]
+    effect = effects.from_seeds([e[0] for e in clean], ses)
     if len(clean) == 1:
         value, low, high = clean[0]
         low, high = clip(low, high, bounds)
-        return Estimate(value, low, high, effect.pvalue(), effect.mde(), effect.se, n, 1, unit)
+        p, mde = (None, None) if low is None and high is None else (effect.pvalue(), effect.mde())
+        return Estimate(value, low, high, p, mde, effect.se if p is not None else None, n, 1, unit)
     return _from_effect(effect, bounds, n, unit)
 
 

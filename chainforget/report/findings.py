@@ -20,35 +20,33 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import numpy as np
-
 from chainforget.errors import ConfigError, did_you_mean
-from chainforget.metrics import effects
-from chainforget.metrics import spread as spread_stats
+from chainforget.metrics import effects, estimates
 from chainforget.metrics.base import TASK_UNIT
 from chainforget.metrics.compute import read_run
+from chainforget.metrics.estimates import RunView
+from chainforget.metrics.pareto import pareto_front
 from chainforget.plugins import registries
-from chainforget.report.compare import _aligned, _rng, _RunView, seeds_clustered
-from chainforget.report.plots import pareto_front
-from chainforget.report.tables import _strategy_labels, _varying_fields, grouping_fields, metric_entry, spec_label
+from chainforget.report.tables import chain_label, grouping_fields, spec_label, strategy_labels, varying_fields
 
 SCHEMA_ID = "chainforget.findings/1"
 DEFAULT_METRIC = "relative_forgetting"
 
 
-def _cells(runs: Sequence[Any]) -> dict[tuple[tuple[str, str], str], dict[Any, _RunView]]:
+def _cells(runs: Sequence[Any]) -> dict[tuple[tuple[str, str], str], dict[Any, RunView]]:
     """Runs by (setting, chain) and seed; a setting is (the strategy with its differing hyper-parameters, the other
     fields that vary across the runs: finetune, learning rate...)."""
-    views = [_RunView(read_run(r) if isinstance(r, (str, os.PathLike)) else r) for r in runs]
+    views = [RunView(read_run(r) if isinstance(r, (str, os.PathLike)) else r) for r in runs]
     results = [v.result for v in views]
-    fields = _varying_fields(results)
-    cells: dict[tuple[str, str], dict[Any, _RunView]] = {}
-    for label, view in zip(_strategy_labels(results), views):
+    fields = varying_fields(results)
+    cells: dict[tuple[str, str], dict[Any, RunView]] = {}
+    for label, view in zip(strategy_labels(results), views):
         extra = grouping_fields(view.result)
         setting = (label, " ".join(f"{k}={spec_label(extra.get(k))}" for k in fields))
-        per_seed = cells.setdefault((setting, view.chain), {})
+        chain = chain_label(view.result)
+        per_seed = cells.setdefault((setting, chain), {})
         if view.seed in per_seed:
-            raise ConfigError(f"two runs of {_name(setting)} on chain {view.chain} with seed {view.seed} "
+            raise ConfigError(f"two runs of {_name(setting)} on chain {chain} with seed {view.seed} "
                               f"({per_seed[view.seed].where}, {view.where}); pass each run once")
         per_seed[view.seed] = view
     return cells
@@ -58,13 +56,12 @@ def _name(setting: tuple[str, str]) -> str:
     return " ".join(x for x in setting if x)
 
 
-def _kind(view: _RunView, task: str) -> str | None:
+def _kind(view: RunView, task: str) -> str | None:
     return view.kind(task)
 
 
-def _first(view: _RunView) -> str | None:
-    tasks = view.result.get("tasks") or view.result.get("spec", {}).get("chain") or []
-    return tasks[0] if tasks else None
+def _first(view: RunView) -> str | None:
+    return view.first_task()
 
 
 def _verdict(summary: dict, more: str, less: str, unit: str) -> str:
@@ -131,44 +128,37 @@ def order_asymmetry(cells: dict, metric: str = DEFAULT_METRIC) -> dict:
 
 def _asymmetry_answer(setting, safety_first, capability_first, metric, spec, bounds) -> dict:
     sides = {}
-    estimates = []
     for name, (chain, task, per_seed) in (("safety_first", safety_first), ("capability_first", capability_first)):
-        entries = [metric_entry(v.result, metric, task) for _, v in sorted(per_seed.items(), key=lambda p: str(p[0]))]
-        defined = [e for e in entries if isinstance(e[0], (int, float))]
-        side = {"chain": chain, "task": task, "seeds": len(entries), "seeds_defined": len(defined)}
-        if defined:
-            est = effects.from_entries(defined)
-            side.update(est.summary(bounds))
-            estimates.append(est)
-        else:
-            side.update({"value": None, "missing": _missing_reason(per_seed, metric, task)})
+        results = [v.result for _, v in sorted(per_seed.items(), key=lambda p: str(p[0]))]
+        est = estimates.stored_cell(results, metric, task, bounds, spec.unit or None)  # as the leaderboard shows it
+        side = {"chain": chain, "task": task, "seeds": len(results),
+                "seeds_defined": sum(isinstance(r.get("metrics", {}).get(metric, {}).get(task, {}).get("value"),
+                                                (int, float)) for r in results)}
+        side.update(est.summary())
         sides[name] = side
     answer = {"setting": _name(setting), "safety_task": sides["safety_first"]["task"],
               "capability_task": sides["capability_first"]["task"], **sides, "difference": None}
-    if len(estimates) == 2:
-        diff = estimates[0].minus(estimates[1]).summary()
-        answer["difference"] = diff
-        forgot_more = spec.higher_is_better is False
-        more = "safety is forgotten more when it comes first" if forgot_more else \
-            "safety keeps more when it comes first"
-        less = "capability is forgotten more when it comes first" if forgot_more else \
-            "capability keeps more when it comes first"
-        answer["reading"] = _verdict(diff, more, less, "")
-    else:
+    if sides["safety_first"]["value"] is None or sides["capability_first"]["value"] is None:
         answer["reading"] = f"{metric} is missing for one order (see 'missing'); no comparison"
+        return answer
+    (_, s_task, s_runs), (_, c_task, c_runs) = safety_first, capability_first
+    if metric == "relative_forgetting":  # a ratio: Fieller per order, MOVER for the difference, from the records
+        diff = estimates.order_asymmetry(s_runs, s_task, c_runs, c_task)
+    else:
+        diff = estimates.stored_difference([v.result for v in s_runs.values()], s_task,
+                                           [v.result for v in c_runs.values()], c_task, metric)
+    answer["difference"] = diff.summary()
+    forgot_more = spec.higher_is_better is False
+    more = "safety is forgotten more when it comes first" if forgot_more else \
+        "safety keeps more when it comes first"
+    less = "capability is forgotten more when it comes first" if forgot_more else \
+        "capability keeps more when it comes first"
+    reading = _verdict(answer["difference"], more, less, "")
+    if diff.unbounded:
+        reading += ("; the interval is unbounded (a gain not clearly positive: the data cannot bound the share "
+                    "lost)")
+    answer["reading"] = reading
     return answer
-
-
-def _missing_reason(per_seed: dict, metric: str, task: str) -> str:
-    for view in per_seed.values():
-        entry = view.result.get("metrics", {}).get(metric, {}).get(task)
-        if isinstance(entry, dict) and entry.get("missing"):
-            return str(entry["missing"])
-    return f"no {metric} entry for {task!r} in these runs"
-
-
-def _forgetting_vectors(per_seed: dict, task: str, metric: str = "forgetting") -> list:
-    return [vec for _, v in sorted(per_seed.items(), key=lambda p: str(p[0])) if (vec := v.per_example(metric, task))]
 
 
 def group_dependence(cells: dict, n_boot: int, seed: int, min_group_size: int) -> dict:
@@ -180,69 +170,53 @@ def group_dependence(cells: dict, n_boot: int, seed: int, min_group_size: int) -
         for task in view.result["eval_tasks"]:
             if _kind(view, task) != "safety":
                 continue
-            vectors = _forgetting_vectors(per_seed, task)
-            if not vectors:
+            if not estimates.forgetting_vectors(per_seed, task):
                 continue
-            answers.append(_group_answer(setting, chain, task, per_seed, vectors, n_boot, seed, min_group_size))
+            answers.append(_group_answer(setting, chain, task, per_seed, n_boot, seed, min_group_size))
     return {"answers": answers, "min_group_size": min_group_size,
             "note": None if answers else "needs a safety task trained before the last stage"}
 
 
-def _group_answer(setting, chain, task, per_seed, vectors, n_boot, seed, min_group_size) -> dict:
-    answer = {"setting": _name(setting), "chain": chain, "task": task, "seeds": len(vectors)}
+def _group_answer(setting, chain, task, per_seed, n_boot, seed, min_group_size) -> dict:
+    answer = {"setting": _name(setting), "chain": chain, "task": task, "seeds": len(per_seed)}
     unit = next(iter(per_seed.values())).inputs.unit(task)
-    if len(vectors) == 1:
-        result = next(iter(per_seed.values())).result
-        entry = result.get("metrics", {}).get("biased_forgetting", {}).get(task) or {}
+    floor = min_group_size
+    if len(per_seed) == 1:
+        view = next(iter(per_seed.values()))
+        entry = view.entry("biased_forgetting", task)
         if entry.get("value") is None:
             return {**answer, "spread": None, "reading": entry.get("missing", "no biased_forgetting entry")}
-        used = list(entry.get("groups") or [])
-        cl = seeds_clustered(vectors, min(min_group_size, int(entry.get("min_group_size", min_group_size))))
+        floor = min(min_group_size, int(entry.get("min_group_size", min_group_size)))
         spread = {k: entry.get(k) for k in ("value", "ci_low", "ci_high", "p")}
         groups = []
-        for g in used:
-            e = result["metrics"].get("group_forgetting", {}).get(f"{task}/{g}") or {}
+        for g in list(entry.get("groups") or []):
+            e = view.entry("group_forgetting", f"{task}/{g}")
             groups.append({"group": g, "value": e.get("value"), "ci_low": e.get("ci_low"),
-                           "ci_high": e.get("ci_high"), "n": e.get("n"), "ci": e.get("ci")})
-        critical = next((e.get("critical_value") for e in (result["metrics"].get("group_forgetting") or {}).values()
-                         if isinstance(e, dict) and e.get("critical_value")), None)
+                           "ci_high": e.get("ci_high"), "n": e.get("n"), "ci": e.get("ci"),
+                           **({"missing": e["missing"]} if e.get("missing") else {})})
+        critical = next((e.get("critical_value") for e in (view.result["metrics"].get("group_forgetting") or {})
+                         .values() if isinstance(e, dict) and e.get("critical_value")), None)
         source = "stored biased_forgetting and group_forgetting (as in the leaderboard)"
     else:
-        cl = seeds_clustered(vectors, min_group_size)
-        if cl is None:
+        full, cl = estimates.spread_over_seeds(per_seed, task, min_group_size, n_boot, seed)
+        if full is None:
             return {**answer, "spread": None, "reading": "fewer than 2 groups with enough eval examples"}
-        full = spread_stats.spread(cl, n_boot, _rng(seed, "biased_forgetting", task, chain, _name(setting)))
         spread = {k: full[k] for k in ("value", "ci_low", "ci_high", "p")}
-        m, low, high, critical = spread_stats.simultaneous_intervals(
-            cl, n_boot, _rng(seed, "group_forgetting", task, chain, _name(setting)))
-        counts = dict(zip(*np.unique(np.array(_aligned(vectors)[1], dtype=object), return_counts=True)))
-        groups = [{"group": g, "value": float(v), "ci_low": float(lo), "ci_high": float(hi), "n": int(counts[g]),
+        m, low, high, critical = estimates.simultaneous_over_seeds(per_seed, cl, task, n_boot, seed)
+        counts = estimates.group_sizes(per_seed, task)
+        groups = [{"group": g, "value": float(v), "ci_low": float(lo), "ci_high": float(hi), "n": counts[g],
                    "ci": "simultaneous"} for g, v, lo, hi in zip(cl.names, m, low, high)]
         source = "recomputed over seeds from the records (as in compare)"
-    if cl is not None:
-        cl = _restrict(cl, [g["group"] for g in groups])
-    spread["mde"] = effects.spread_mde(spread_stats.group_moments(cl)[1]) if cl is not None else None
+    spread["mde"] = estimates.spread_mde(per_seed, task, [g["group"] for g in groups], floor)
     answer.update({"unit": unit, "spread": spread, "groups": groups, "critical_value": critical, "source": source})
     reading = _verdict({"value": spread["value"], "p": spread["p"], "mde": spread["mde"] or float("nan")},
                        "forgetting depends on the group", "forgetting depends on the group", f" {unit}")
     worst = [g for g in groups if g["ci_low"] is not None and all(
-        g["ci_low"] > o["ci_high"] for o in groups if o is not g and o["ci_high"] is not None)]
+        o["ci_high"] is not None and g["ci_low"] > o["ci_high"] for o in groups if o is not g)]
     if worst:
         reading += f"; {worst[0]['group']} forgot more than every other group (simultaneous intervals)"
     answer["reading"] = reading
     return answer
-
-
-def _restrict(cl: spread_stats.Clustered, groups: list[str]) -> spread_stats.Clustered | None:
-    """The clusters of the named groups only (the ones the stored spread compared)."""
-    keep_codes = [i for i, name in enumerate(cl.names) if name in set(groups)]
-    if len(keep_codes) < 2:
-        return None
-    mask = np.isin(cl.group, keep_codes)
-    remap = {old: new for new, old in enumerate(keep_codes)}
-    return spread_stats.Clustered(tuple(cl.names[i] for i in keep_codes),
-                                  np.array([remap[g] for g in cl.group[mask]], dtype=np.int64), cl.sizes[mask],
-                                  cl.totals[:, mask], cl.pooled_var)
 
 
 def mitigation(cells: dict, baseline: str, n_boot: int, seed: int) -> dict:
@@ -266,23 +240,17 @@ def mitigation(cells: dict, baseline: str, n_boot: int, seed: int) -> dict:
             if setting == base_key:
                 continue
             for label, metric, task in measures:
-                pairs = []
-                for s, v in sorted(per_seed.items(), key=lambda p: str(p[0])):
-                    if s in base and (mine := v.per_example(metric, task)) and (theirs := base[s].per_example(
-                            metric, task)) and (aligned := _aligned([mine, theirs])) is not None:
-                        pairs.append((aligned[0][0], aligned[0][1], aligned[1], aligned[2]))
-                if not pairs:
+                diff = estimates.paired_difference(per_seed, base, metric, task, view.inputs.unit(task))
+                if diff.value is None:
                     continue
-                effect = effects.paired_effect(pairs, n_boot,
-                                               _rng(seed, "findings", label, task, chain, _name(setting)))
-                summary = effect.summary()
+                summary = diff.summary()
                 unit = view.inputs.unit(task)
                 more, less = ((f"forgets more than {baseline}", f"forgets less than {baseline}")
                               if metric == "forgetting" else
                               (f"ends with a higher score than {baseline}",
                                f"ends with a lower score than {baseline} (a capability cost)"))
                 answers.append({"setting": _name(setting), "chain": chain, "measure": label, "task": task,
-                                "unit": unit, "baseline": _name(base_key), "pairs": len(pairs), "difference": summary,
+                                "unit": unit, "baseline": _name(base_key), "pairs": diff.seeds, "difference": summary,
                                 "reading": _verdict(summary, more, less, f" {unit}")})
         fronts += _pareto(here, measures, chain)
     return {"baseline": baseline, "answers": answers, "pareto": fronts,
@@ -298,12 +266,14 @@ def _pareto(here: dict, measures: list, chain: str) -> list[dict]:
     for s_task in safety:
         for c_task in capability:
             points, names = [], []
-            for setting, per_seed in here.items():
-                forgot = [metric_entry(v.result, "forgetting", s_task)[0] for v in per_seed.values()]
-                final = [v.inputs.score(c_task, v.last) for v in per_seed.values()]
-                if all(isinstance(x, (int, float)) for x in forgot + final):
+            for setting, per_seed in here.items():  # the cells the leaderboard shows: means over seeds
+                results = [v.result for v in per_seed.values()]
+                forgot = estimates.stored_cell(results, "forgetting", s_task).value
+                final = estimates.final_cell(results, c_task).value
+                if forgot is not None and final is not None and all(
+                        estimates.final_score(r, c_task) is not None for r in results):
                     names.append(_name(setting))
-                    points.append((float(np.mean(final)), -float(np.mean(forgot))))
+                    points.append((final, -forgot))
             if len(points) >= 2:
                 front = pareto_front(points)
                 out.append({"chain": chain, "safety_task": s_task, "capability_task": c_task,

@@ -30,8 +30,8 @@ import re
 from typing import Any, Iterable, Sequence
 
 from chainforget.errors import ConfigError, closest, did_you_mean
+from chainforget.metrics import inference
 from chainforget.metrics.base import TASK_UNIT
-from chainforget.metrics.replicates import combine_seeds, se_from_interval
 from chainforget.plugins import registries
 
 FORMATS = ("github", "latex", "csv", "json", "html", "plain")
@@ -76,16 +76,23 @@ def t_quantile_975(df: int) -> float:
 
 def aggregate(entries: Iterable[tuple[Any, Any, Any]], bounds: tuple[float | None, float | None] = (None, None)
               ) -> tuple[float, float | None, float | None] | None:
-    """(value, ci_low, ci_high) over seeds: the single entry as stored (conditional on one trained model), or the
-    mean with an interval holding both between-seed and evaluation variance (``metrics.replicates.combine_seeds``),
-    clipped to the metric's declared ``bounds``."""
-    clean = [(_num(v), _num(lo), _num(hi)) for v, lo, hi in entries]
-    clean = [e for e in clean if e[0] is not None]
-    if not clean:
-        return None
-    if len(clean) == 1:
-        return clean[0]
-    return combine_seeds([e[0] for e in clean], [se_from_interval(e[1], e[2]) for e in clean], bounds)[:3]
+    """(value, ci_low, ci_high) over seeds, from the metrics room's one engine (``metrics.inference.cell``): the
+    single entry as stored (conditional on one trained model), or the mean with an interval holding both between-seed
+    and evaluation variance; clipped to the metric's declared ``bounds``."""
+    return inference.cell(list(entries), bounds).triple()
+
+
+def estimate_cell(est: inference.Estimate, digits: int = 3) -> "Cell":
+    """An engine :class:`~chainforget.metrics.inference.Estimate` as a cell, with its p, n, seeds, unit and missing
+    reason; an interval the data cannot bound shows its open side as ``inf``."""
+    cell = format_cell(est.triple(), digits, p=est.p, n=est.n, seeds=est.seeds or None, unit=est.unit,
+                       missing=est.missing)
+    if est.unbounded and est.value is not None:
+        low = "-inf" if est.ci_low is None else f"{est.ci_low:.{digits}f}"
+        high = "inf" if est.ci_high is None else f"{est.ci_high:.{digits}f}"
+        cell = Cell(f"{est.value:.{digits}f} [{low}, {high}]", est.value, est.ci_low, est.ci_high, p=est.p,
+                    n=est.n, seeds=est.seeds or None, unit=est.unit)
+    return cell
 
 
 def format_cell(agg: tuple[float, float | None, float | None] | None, digits: int = 3, *, p: float | None = None,
@@ -211,7 +218,7 @@ def grouping_fields(result: dict) -> dict[str, Any]:
     return out
 
 
-def _varying_fields(results: Sequence[dict]) -> list[str]:
+def varying_fields(results: Sequence[dict]) -> list[str]:
     """Grouping fields whose value differs between runs (a field absent from some runs also varies)."""
     per_run = [grouping_fields(r) for r in results]
     order = list(dict.fromkeys(k for fields in per_run for k in fields))
@@ -219,7 +226,7 @@ def _varying_fields(results: Sequence[dict]) -> list[str]:
             if len({json.dumps(f.get(k, "<absent>"), sort_keys=True, default=str) for f in per_run}) > 1]
 
 
-def _strategy_labels(results: Sequence[dict]) -> list[str]:
+def strategy_labels(results: Sequence[dict]) -> list[str]:
     """Strategy names, suffixed with the resolved hyper-parameters that differ between runs of that strategy."""
     by_name: dict[str, list[dict]] = {}
     for r in results:
@@ -303,8 +310,8 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
     """Headers and rows of the leaderboard (see the module docstring for columns and aggregation); ``columns`` adds
     one column per registered metric name and task key (``"<key> <metric>"``)."""
     results = list(results)
-    fields = _varying_fields(results)
-    labels = _strategy_labels(results)
+    fields = varying_fields(results)
+    labels = strategy_labels(results)
     safety, capability = task_kinds(results)
 
     def axes(r: dict) -> tuple[str, ...]:
