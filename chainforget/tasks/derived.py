@@ -15,7 +15,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from chainforget.errors import ConfigError, DataError, did_you_mean
+from chainforget.config.files import LineDict
+from chainforget.errors import ConfigError, DataError, brief, did_you_mean
 from chainforget.plugins import registries
 from chainforget.tasks.base import Example, SplitRule
 from chainforget.tasks.task import Task
@@ -24,6 +25,7 @@ DERIVED_KEYS = ("base", "include", "filter", "group_from")
 # what a file with ``base:`` may set: the parent's prompts, options, metrics and split stay as they are
 BASE_KEYS = ("name", "kind", "description", "source", "license", "notes", "base", "filter", "group_from")
 EXAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(Example))
+TEXT_FIELDS = tuple(f.name for f in dataclasses.fields(Example) if f.type in (str, "str"))
 OPERATORS = ("eq", "ne", "in", "not_in", "contains", "gt", "ge", "lt", "le")
 _ALIASES = {"equals": "eq", "equal": "eq", "==": "eq", "!=": "ne", "not": "ne", "one_of": "in", "has": "contains",
             ">": "gt", ">=": "ge", "gte": "ge", "<": "lt", "<=": "le", "lte": "le"}
@@ -73,17 +75,35 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _operator(op: str, arg: Any, where: str) -> Callable[[Any], bool]:
+def _contains(arg: Any, where: str) -> Callable[[Any], bool]:
+    """``contains``: a list holding ``arg``, or text holding the text ``arg``; text and a number is a one-line error
+    (``'5' in 'a5'`` is a question about text, ``5 in 'a5'`` is a type error, not an answer)."""
+    def check(value: Any) -> bool:
+        if isinstance(value, str):
+            if not isinstance(arg, str):
+                raise ConfigError(f"{where}: the field holds text ({brief(value, 40)}), so contains needs text; "
+                                  f"write {{contains: '{arg}'}}")
+            return arg in value
+        return isinstance(value, (list, tuple)) and arg in value
+    return check
+
+
+def _operator(op: str, arg: Any, where: str, path: str = "") -> Callable[[Any], bool]:
     if op in ("in", "not_in") and not isinstance(arg, list):
-        raise ConfigError(f"{where}: {op} needs a list of values, e.g. {{{op}: [a, b]}}, got {arg!r}")
+        raise ConfigError(f"{where}: {op} needs a list of values, e.g. {{{op}: [a, b]}}, got {brief(arg)}")
     if op in ("gt", "ge", "lt", "le") and not _number(arg):
-        raise ConfigError(f"{where}: {op} needs a number, got {arg!r}")
+        raise ConfigError(f"{where}: {op} needs a number, got {brief(arg)}")
+    if op == "contains" and not (arg is None or isinstance(arg, (str, int, float))):
+        raise ConfigError(f"{where}: contains needs one value (text or a number), got {brief(arg)}; to keep any of "
+                          f"several values, write one filter file per value or use in: [...] on a text field")
+    if op == "contains" and path in TEXT_FIELDS and not isinstance(arg, str):
+        raise ConfigError(f"{where}: {path} is text, so contains needs text; write {{contains: '{arg}'}}")
     return {
         "eq": lambda v: v == arg,
         "ne": lambda v: v != arg,
         "in": lambda v: v in arg,
         "not_in": lambda v: v not in arg,
-        "contains": lambda v: isinstance(v, (list, tuple, str)) and arg in v,
+        "contains": _contains(arg, where),
         "gt": lambda v: _number(v) and v > arg,
         "ge": lambda v: _number(v) and v >= arg,
         "lt": lambda v: _number(v) and v < arg,
@@ -98,9 +118,11 @@ def compile_filter(raw: Any, where: str) -> list[tuple[str, Callable[[Any], bool
                           f"filter: {{meta.category: Age, meta.context_condition: [ambig]}}")
     checks = []
     for path, pred in raw.items():
-        here = f"{where}: filter.{path}"
+        line = raw.line(path) if isinstance(raw, LineDict) else ""
+        here = f"{where}{line}: filter.{path}"
         if not isinstance(path, str) or not path.strip():
-            raise ConfigError(f"{where}: filter keys must be field paths such as meta.category, got {path!r}")
+            raise ConfigError(f"{where}{line}: filter keys must be field paths such as meta.category, got "
+                              f"{brief(path)}")
         if isinstance(pred, Mapping):
             if not pred:
                 raise ConfigError(f"{here}: empty predicate; give a value, a list or {{operator: value}}")
@@ -110,10 +132,10 @@ def compile_filter(raw: Any, where: str) -> list[tuple[str, Callable[[Any], bool
                     hint = f"did you mean {_ALIASES[op]!r}? " if op in _ALIASES else did_you_mean(op, OPERATORS)
                     raise ConfigError(f"{here}: unknown operator {op!r}; {hint}operators: "
                                       f"{', '.join(OPERATORS)}")
-                ops.append(_operator(op, arg, here))
+                ops.append(_operator(op, arg, here, path))
             checks.append((path, lambda v, ops=ops: all(f(v) for f in ops)))
         else:
-            checks.append((path, _operator("in" if isinstance(pred, list) else "eq", pred, here)))
+            checks.append((path, _operator("in" if isinstance(pred, list) else "eq", pred, here, path)))
     return checks
 
 
