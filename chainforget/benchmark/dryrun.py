@@ -1,11 +1,15 @@
 """``--dry-run``: what a run or a leaderboard would train, reuse and score, and about how long it would take.
 
-Nothing is trained and nothing is written under ``--out``: the plan is read from the specs and the prefix store
-(``PrefixStore.complete`` only reads), the token counts come from the same tokenisation and batch plan as a real run
-(``engine.collate`` for training, ``engine.prefix_tree`` packing for scoring), and the time estimate from a short
-throughput probe of this machine: one micro-batch of training and one batch of scoring per task, timed after a
-small warm-up. Stages that an earlier run of the same plan trains count as reused by the later ones, as they are in
-a real leaderboard. Generation (``exact_match``) is counted at its ``max_new_tokens`` bound.
+A mode of the one pipeline, not a second model of it: each run is resolved and prepared by the runner's own
+``benchmark.plan.prepare_run`` (tasks as the model reads them, chat template included; the benchmark; the stages and
+their prefix keys), the scorer's own requests come from ``engine.scoring.loglik_requests``, the training batches
+from ``engine.collate.TrainBatches``, and what a strategy adds to a stage from its ``StrategySpec.stage_work``. The
+estimate only prices that: a short throughput probe of this machine (one micro-batch of training and one batch of
+scoring per task, timed after a small warm-up) turns padded positions into seconds. Nothing is trained and nothing
+is written under ``--out`` (``PrefixStore.complete`` only reads). Stages that an earlier run of the same plan trains
+count as reused by the later ones, as they are in a real leaderboard. Generation (``exact_match``) is counted at its
+``max_new_tokens`` bound. A real run records the tokens it processed in result.json (``tokens``); they equal the
+dry run's counts (tests/benchmark/test_dryrun.py).
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from chainforget.benchmark.plan import ResolvedRun, common_key, plan_stages, resolve_run, stage_data_id
-from chainforget.benchmark.streams import build_benchmark
+from chainforget.benchmark.plan import PreparedRun, ResolvedRun, prepare_run, resolve_run
 from chainforget.config.spec import RunSpec
 from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
+from chainforget.engine.counts import pad_token_id
 from chainforget.engine.generation import greedy_generate
-from chainforget.engine.loglik import encode_requests, plan_batches
+from chainforget.engine.loglik import plan_batches
 from chainforget.engine.lora_merge import merged_lora
 from chainforget.engine.memory import estimate_run
-from chainforget.engine.scoring import generation_settings, score_examples
+from chainforget.engine.scoring import context_limit, generates, generation_settings, loglik_requests, score_examples
 from chainforget.engine.training import (
     apply_finetune,
     make_optimizer,
@@ -34,12 +38,9 @@ from chainforget.engine.training import (
     target_tokens,
 )
 from chainforget.store import results as store
-from chainforget.store.prefix import PrefixStore, base_key, stage_key
+from chainforget.store.prefix import PrefixStore
 from chainforget.store.provenance import cpu_model
 
-# Work a strategy adds on top of plain training, as a multiple of its training cost (measured on smollm2-135m):
-# LwF runs a teacher forward after the first chain step, SAM a second forward and backward every step.
-STRATEGY_COST = {"lwf": 1.35, "sam": 2.0}
 GENERATE = " (generate)"  # work key suffix of a task's generation
 PROBE_NEW_TOKENS = 16  # tokens generated per prompt by the probe
 PROBE_TRAIN_EXAMPLES = 4  # examples in the probe's training micro-batch (at most the run's micro-batch)
@@ -65,23 +66,24 @@ class Work:
 
 
 @dataclass
-class StagePlan:
+class StageEstimate:
     label: str
     key: str
     reused: bool
-    train: dict[str, Work] = field(default_factory=dict)  # task -> work (replay adds earlier tasks)
-    cost: float = 1.0  # strategy multiplier of the training time
+    train: dict[str, Work] = field(default_factory=dict)  # task -> work, every pass (replay adds earlier tasks)
+    passes: int = 1  # training passes over every batch (SAM: 2)
+    cost: float = 1.0  # the strategy's multiple of the training time for work that is no training pass (LwF)
     unique: int = 0  # distinct training examples (``train`` counts every epoch's passes)
-    extra_tokens: int = 0  # forward+backward tokens after the stage, even a reused one (EWC's Fisher)
+    after_tokens: int = 0  # forward+backward tokens after the stage, even a reused one (EWC's Fisher)
 
 
 @dataclass
-class RunPlan:
+class RunEstimate:
     run_id: str
     title: str
     complete: bool
     base_reused: bool = True
-    stages: list[StagePlan] = field(default_factory=list)
+    stages: list[StageEstimate] = field(default_factory=list)
     score: dict[str, Work] = field(default_factory=dict)  # one evaluation: task -> work
     bounded: bool = False  # generation counted at its max_new_tokens bound
 
@@ -92,9 +94,30 @@ class RunPlan:
             return 0
         return int(not self.base_reused) + sum(not s.reused for s in self.stages)
 
+    def tokens(self) -> dict[str, dict[str, dict[str, int]]]:
+        """What the run will record in result.json's ``tokens``: per trained stage, the training passes' tokens and
+        padded positions; per evaluation (0 = base), the log-likelihood passes' (generation is bounded apart)."""
+        if self.complete:
+            return {"train": {}, "score": {}}
+        score = Work()
+        for key, work in self.score.items():
+            if not key.endswith(GENERATE):
+                score.add(work)
+        one = {"tokens": score.tokens, "padded": score.padded}
+        trained = [k for k, sp in enumerate(self.stages, start=1) if not sp.reused]
+        train = {}
+        for k in trained:
+            total = Work()
+            for work in self.stages[k - 1].train.values():
+                total.add(work)
+            train[str(k)] = {"tokens": total.tokens, "padded": total.padded}
+        evaluated = ([0] if not self.base_reused else []) + trained
+        return {"train": train, "score": {str(k): dict(one) for k in evaluated}}
+
 
 def train_work(tokenizer, examples: Sequence[Any], cfg) -> Work:
-    """Examples, tokens and optimizer steps that the template processes for these examples (one process)."""
+    """Examples, tokens and optimizer steps that the template processes for these examples (one process, one
+    pass)."""
     encoded = encode_examples(tokenizer, list(examples), cfg.max_length)
     if not encoded:
         return Work()
@@ -123,35 +146,27 @@ def by_task(examples: Sequence[Any], default: str) -> dict[str, list[Any]]:
 
 def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | None,
                batch_size: int | None = None) -> dict[str, Work]:
-    """Tokens the scorer runs for one evaluation of a task: ``{task: packed log-likelihood rows}`` (as
-    ``engine.prefix_tree`` packs them; with ``batch_size``, ``padded`` counts the rows padded into the scorer's
-    batches) and, for ``exact_match``, ``{task + GENERATE: prompts + max_new_tokens}`` (generation counted at its
-    bound)."""
-    names = {m.name for m in task_spec.metrics}
+    """Tokens the scorer runs for one evaluation of a task: ``{task: its log-likelihood requests packed}`` (the
+    scorer's own requests and batches; with ``batch_size``, ``padded`` counts the rows padded into them) and, when
+    it generates, ``{task + GENERATE: prompts + max_new_tokens}`` (generation counted at its bound)."""
     out: dict[str, Work] = {}
-    if task_spec.format == "multiple_choice":
-        conts = [list(ex.options) for ex in examples]
-    elif "gold_logprob" in names:
-        conts = [[ex.target] for ex in examples]
-    else:
-        conts = None
-    if conts is not None:
-        requests = encode_requests(tokenizer, [ex.prompt for ex in examples], conts, max_length)
+    requests = loglik_requests(tokenizer, task_spec, examples, max_length)
+    if requests:
         _, rows, planned = plan_batches(requests, batch_size or 1, len(tokenizer))
         tokens = sum(r.length for r in rows)
         padded = sum(len(b) * max(rows[i].length for i in b) for b in planned) if batch_size else tokens
         out[task_spec.name] = Work(len(examples), tokens, 0, padded)
-    if task_spec.format == "generation" and "exact_match" in names:
+    if generates(task_spec):
         max_new = generation_settings(task_spec)[0]
         prompts = tokenizer([ex.prompt for ex in examples])["input_ids"] if examples else []
         bound = sum(len(p) for p in prompts) + max_new * len(examples)
-        out[task_spec.name + GENERATE] = Work(0 if conts is not None else len(examples),  # examples counted once
+        out[task_spec.name + GENERATE] = Work(0 if requests else len(examples),  # examples counted once
                                               bound, 0, bound)
     return out
 
 
-class Planner:
-    """Plans runs against one ``--out``; stages planned for training count as reused by later runs."""
+class Estimator:
+    """Prices runs against one ``--out``; stages estimated for training count as reused by later runs."""
 
     def __init__(self, out_dir: str | Path):
         self.out = Path(out_dir)
@@ -171,60 +186,46 @@ class Planner:
             self._models[name] = (model, tok, time.perf_counter() - start)
         return self._models[name]
 
-    def tokenizer(self, resolved: ResolvedRun):
-        return self.model(resolved)[1]
-
-    def plan(self, spec: RunSpec) -> tuple[RunPlan, ResolvedRun, Any]:
+    def estimate(self, spec: RunSpec) -> tuple[RunEstimate, PreparedRun | None]:
+        """The run's estimate and the prepared run it prices (None for a complete run: nothing to price)."""
         resolved = resolve_run(spec)
         spec = resolved.spec
         run_id = spec.run_id()
         title = f"{spec.strategy} on {' -> '.join(spec.chain)} (seed {spec.seed})"
-        plan = RunPlan(run_id, title, store.is_complete(self.out / run_id))
-        bench = build_benchmark([resolved.tasks[n] for n in spec.chain],
-                                [resolved.tasks[n] for n in spec.all_eval_tasks],
-                                spec.limit_train_for, spec.limit_eval_for)
-        train_examples = {n: list(exp.dataset) for n, exp in zip(bench.train_task_names, bench.train_stream)}
-        stages, ctx = plan_stages(resolved, train_examples)
-        tok = self.tokenizer(resolved)
-        max_length = getattr(resolved.model_spec, "max_length", None)
+        est = RunEstimate(run_id, title, store.is_complete(self.out / run_id))
+        if est.complete:
+            return est, None
+        model, tok, _ = self.model(resolved)
+        prepared = prepare_run(resolved, tok)
+        tasks, bench, cfg = prepared.resolved.tasks, prepared.bench, resolved.train_cfg
         for name, exp in zip(bench.eval_task_names, bench.test_stream):
-            plan.score.update(score_work(tok, resolved.tasks[name].spec, list(exp.dataset), max_length,
-                                         resolved.spec.eval_batch_size))
-        plan.bounded = any(key.endswith(GENERATE) for key in plan.score)
-        if plan.complete:
-            return plan, resolved, bench
-        common = common_key(resolved)
-        key = base_key(common)
-        plan.base_reused = self._available(key)
-        self.planned.add(key)
-        plugins = list(resolved.strategy.make_plugins(resolved.params, ctx))
-        steps: list[dict[str, Any]] = []
-        for k, stage in enumerate(stages, start=1):
-            steps.append({"data": stage_data_id(stage, resolved), "signature": stage.signature})
-            key = stage_key(common, steps)
-            sp = StagePlan(stage.label, key, self._available(key))
-            self.planned.add(key)
+            est.score.update(score_work(tok, tasks[name].spec, list(exp.dataset), context_limit(model),
+                                        spec.eval_batch_size))
+        est.bounded = any(key.endswith(GENERATE) for key in est.score)
+        est.base_reused = self._available(prepared.base_key)
+        self.planned.add(prepared.base_key)
+        plugins = prepared.plugins()
+        for k, (stage, key) in enumerate(zip(prepared.stages, prepared.stage_keys), start=1):
             current = stage.trained_tasks[0] if len(stage.trained_tasks) == 1 else stage.label
-            examples = list(stage.examples)
-            for plugin in plugins:  # replay: its buffer joins the stage's training data
-                if hasattr(plugin, "buffer_examples"):
-                    examples += plugin.buffer_examples(min(k - 1, len(spec.chain)), current)
+            extra = resolved.strategy.work(plugins, k - 1, current)
+            sp = StageEstimate(stage.label, key, self._available(key), passes=1 + extra.extra_passes,
+                               cost=extra.cost_factor)
+            self.planned.add(key)
+            examples = list(stage.examples) + list(extra.added)
             sp.unique = len(examples)
-            for plugin in plugins:  # EWC: a Fisher over fisher_examples at the end of every step but the last
-                if hasattr(plugin, "fisher_examples") and k - 1 < len(spec.chain) - 1:
-                    fisher = encode_examples(tok, plugin.fisher_examples(k - 1), resolved.train_cfg.max_length)
-                    sp.extra_tokens += sum(len(e.input_ids) for e in fisher)
-            total = train_work(tok, examples, resolved.train_cfg)
+            if extra.after:
+                sp.after_tokens = sum(len(e.input_ids) for e in encode_examples(tok, list(extra.after),
+                                                                                cfg.max_length))
+            total = train_work(tok, examples, cfg)
             for task, exs in by_task(examples, current).items():
-                work = train_work(tok, exs, resolved.train_cfg)
+                work = train_work(tok, exs, cfg)
                 work.steps = total.steps  # steps are shared; tokens split per task for the per-task throughput
                 # the stage's batches mix its tasks: split their padded positions in proportion to the tokens
                 work.padded = round(total.padded * work.tokens / max(total.tokens, 1))
+                work.tokens, work.padded = sp.passes * work.tokens, sp.passes * work.padded
                 sp.train[task] = work
-            factor = STRATEGY_COST.get(spec.strategy, 1.0)
-            sp.cost = factor if (spec.strategy != "lwf" or k > 1) else 1.0
-            plan.stages.append(sp)
-        return plan, resolved, bench
+            est.stages.append(sp)
+        return est, prepared
 
 
 @dataclass
@@ -235,17 +236,18 @@ class Throughput:
     seconds: float
 
 
-def probe(resolved: ResolvedRun, bench, model, tokenizer, load_s: float, train_tasks: Sequence[str],
+def probe(prepared: PreparedRun, model, tokenizer, load_s: float, train_tasks: Sequence[str],
           score_tasks: Sequence[str]) -> Throughput:
     """Tokens/s of one training micro-batch and one scoring batch per task on this machine (after a warm-up); the
     model is made trainable as the run would (LoRA adapters added in place) but never updated."""
     import torch
 
     t0 = time.perf_counter()
+    resolved, bench = prepared.resolved, prepared.bench
     cfg = resolved.train_cfg
     model = apply_finetune(model, cfg)
     opt = make_optimizer(model, cfg)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     train_sets = {n: list(exp.dataset) for n, exp in zip(bench.train_task_names, bench.train_stream)}
     test_sets = {n: list(exp.dataset) for n, exp in zip(bench.eval_task_names, bench.test_stream)}
 
@@ -313,7 +315,7 @@ def _loglik_only(task_spec):
 
 
 def memory_estimate(resolved: ResolvedRun) -> list[str]:
-    """Issue 17's device-memory estimate (``engine.memory``) for the run's model and training settings, as lines;
+    """The device-memory estimate (``engine.memory``) for the run's model and training settings, as lines;
     none for a plugin model that cannot be sized before loading."""
     est = estimate_run(resolved.model_spec, resolved.train_cfg, getattr(resolved.spec, "dtype", "auto"))
     return [] if est is None else ["memory estimate (training, per device):", *("  " + x for x in est.lines())]
@@ -326,7 +328,7 @@ def _fmt_time(seconds: float) -> str:
 
 @dataclass
 class DryRun:
-    runs: list[RunPlan]
+    runs: list[RunEstimate]
     estimate_s: float
     parts: dict[str, float]
     throughput: Throughput | None
@@ -338,41 +340,43 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
     """Plan ``specs`` against ``out_dir``, probe this machine and estimate the wall time; trains and writes nothing."""
     import torch
 
-    planner = Planner(out_dir)
-    planned = [planner.plan(spec) for spec in specs]
-    runs = [p for p, _, _ in planned]
+    estimator = Estimator(out_dir)
+    estimated = [estimator.estimate(spec) for spec in specs]
+    runs = [est for est, _ in estimated]
     lines: list[str] = []
-    for plan in runs:
-        lines.append(f"{plan.title} [{plan.run_id}]")
-        if plan.complete:
+    for est in runs:
+        lines.append(f"{est.title} [{est.run_id}]")
+        if est.complete:
             lines.append("  complete: nothing to train or score")
             continue
-        lines.append(f"  base model evaluation: {'reused from the prefix store' if plan.base_reused else 'to score'}")
-        for k, sp in enumerate(plan.stages, start=1):
+        lines.append(f"  base model evaluation: {'reused from the prefix store' if est.base_reused else 'to score'}")
+        for k, sp in enumerate(est.stages, start=1):
             if sp.reused:
                 lines.append(f"  stage {k} {sp.label}: reused ({sp.key})")
             else:
                 w = Work()
                 for work in sp.train.values():
                     w.add(work)
-                passes = f" ({w.examples} with every epoch)" if w.examples != sp.unique else ""
-                lines.append(f"  stage {k} {sp.label}: train {sp.unique} examples{passes}, {w.tokens:,} tokens, "
-                             f"{max(work.steps for work in sp.train.values()) if sp.train else 0} optimizer steps")
+                epochs = f" ({w.examples} with every epoch)" if w.examples != sp.unique else ""
+                passes = f" in {sp.passes} passes" if sp.passes > 1 else ""
+                lines.append(f"  stage {k} {sp.label}: train {sp.unique} examples{epochs}, {w.tokens:,} tokens"
+                             f"{passes}, {max(work.steps for work in sp.train.values()) if sp.train else 0} "
+                             f"optimizer steps")
         one = Work()
-        for work in plan.score.values():
+        for work in est.score.values():
             one.add(work)
         lines.append(f"  each evaluation: {one.examples} examples, {one.tokens:,} tokens; evaluations to run: "
-                     f"{plan.evaluations}")
-    todo = [(p, r, b) for p, r, b in planned if not p.complete]
+                     f"{est.evaluations}")
+    todo = [(est, prepared) for est, prepared in estimated if not est.complete]
     train_tot, score_tot = Work(), Work()
     train_by_task: dict[str, int] = {}
     score_by_task: dict[str, int] = {}
     trained = reused = 0
-    for plan, _, _ in todo:
-        for sp in plan.stages:
-            if sp.extra_tokens:
+    for est, _ in todo:
+        for sp in est.stages:
+            if sp.after_tokens:
                 task = next(iter(sp.train), "")
-                train_by_task[task] = train_by_task.get(task, 0) + sp.extra_tokens
+                train_by_task[task] = train_by_task.get(task, 0) + sp.after_tokens
             if sp.reused:
                 reused += 1
                 continue
@@ -380,20 +384,20 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
             for task, work in sp.train.items():
                 train_tot.add(work)
                 train_by_task[task] = train_by_task.get(task, 0) + int(work.padded * sp.cost)
-        for task, work in plan.score.items():
-            for _ in range(plan.evaluations):
+        for task, work in est.score.items():
+            for _ in range(est.evaluations):
                 score_tot.add(Work(work.examples, work.tokens))
                 score_by_task[task] = score_by_task.get(task, 0) + work.padded
     lines.append(f"runs: {len(runs)} ({len(runs) - len(todo)} complete); stages to train: {trained}, reused from "
                  f"the prefix store: {reused}")
     lines.append(f"to train: {train_tot.examples:,} examples, {train_tot.tokens:,} tokens; to score: "
                  f"{score_tot.examples:,} examples, {score_tot.tokens:,} tokens"
-                 + (" (generation counted at max_new_tokens)" if any(p.bounded for p, _, _ in todo) else ""))
+                 + (" (generation counted at max_new_tokens)" if any(est.bounded for est, _ in todo) else ""))
     throughput, parts = None, {}
     if probe_machine and todo:
-        plan, resolved, bench = todo[0]
-        model, tok, load_s = planner.model(resolved)
-        throughput = probe(resolved, bench, model, tok, load_s, sorted(train_by_task), sorted(score_by_task))
+        prepared = todo[0][1]
+        model, tok, load_s = estimator.model(prepared.resolved)
+        throughput = probe(prepared, model, tok, load_s, sorted(train_by_task), sorted(score_by_task))
 
         def rate(table: dict[str, float], task: str) -> float:
             return table.get(task) or (sum(table.values()) / len(table) if table else 1.0)
@@ -409,7 +413,7 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
         lines.append(f"estimated wall time: {_fmt_time(estimate)} (train {_fmt_time(parts['train'])}, score "
                      f"{_fmt_time(parts['score'])}, model loads and set-up {_fmt_time(parts['setup'])})")
     if todo:
-        lines += memory_estimate(todo[0][1])
+        lines += memory_estimate(todo[0][1].resolved)
     lines.append("dry run: nothing was trained or written")
     if echo:
         for line in lines:

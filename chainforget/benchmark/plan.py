@@ -1,6 +1,7 @@
-"""The plan of one run: every name resolved and every setting validated (before any heavy work), and its stages.
+"""The plan of one run: every name resolved and every setting validated (before any heavy work), then the run made
+concrete (``prepare_run``): tasks as the model reads them, the benchmark, the stages and their prefix keys.
 
-Both the runner and the stage runner read the plan; neither imports the other.
+The runner executes a ``PreparedRun`` and ``--dry-run`` prices the same one: there is no second model of a run.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from chainforget.benchmark.streams import ChainBenchmark, build_benchmark
 from chainforget.config.spec import HASH_OMITS, RunSpec, short_hash
-from chainforget.engine import precision
+from chainforget.engine import chat, precision
 from chainforget.engine.models import resolve_model
 from chainforget.engine.training import TrainConfig
 from chainforget.errors import ConfigError, did_you_mean
 from chainforget.plugins import registries
+from chainforget.store.prefix import base_key, stage_key
 from chainforget.strategies.base import StrategyContext
 from chainforget.tasks import resolve_task
 
@@ -136,3 +139,40 @@ def task_info_for(resolved: ResolvedRun, stages: list[Stage]) -> dict[str, dict[
                       # metrics resample/permute examples sharing this field as one cluster (the split unit)
                       "cluster": tspec.split.unit, "unit": getattr(metric, "unit", None) or tspec.primary_metric}
     return info
+
+
+@dataclass
+class PreparedRun:
+    """A resolved run made concrete, exactly as the runner executes it and the dry run prices it."""
+
+    resolved: ResolvedRun  # its tasks hand out examples as the model reads them (chat template applied)
+    bench: ChainBenchmark
+    train_examples: dict[str, list]  # task -> the training examples the run uses
+    stages: list[Stage]
+    context: StrategyContext
+    base_key: str  # prefix-store key of the base model's evaluation
+    stage_keys: list[str]  # prefix-store key of each stage (the chain prefix up to it)
+
+    def plugins(self) -> list:
+        """Fresh strategy plugins for this run (a run builds them once)."""
+        return list(self.resolved.strategy.make_plugins(self.resolved.params, self.context))
+
+
+def prepare_run(resolved: ResolvedRun, tokenizer) -> PreparedRun:
+    """The tasks as the model reads them (``--chat-template`` wraps every prompt, for every consumer of examples:
+    training, scoring, replay, EWC, sharpness), the benchmark, the stages and the prefix key of each."""
+    spec = resolved.spec
+    if spec.chat_template:
+        chat.check(tokenizer, spec.model)
+        resolved = dataclasses.replace(resolved, tasks=chat.chat_tasks(resolved.tasks, tokenizer))
+    bench = build_benchmark([resolved.tasks[n] for n in spec.chain], [resolved.tasks[n] for n in spec.all_eval_tasks],
+                            spec.limit_train_for, spec.limit_eval_for)
+    train_examples = {n: list(exp.dataset) for n, exp in zip(bench.train_task_names, bench.train_stream)}
+    stages, ctx = plan_stages(resolved, train_examples)
+    common = common_key(resolved)
+    prefix: list[dict[str, Any]] = []
+    keys = []
+    for stage in stages:
+        prefix.append({"data": stage_data_id(stage, resolved), "signature": stage.signature})
+        keys.append(stage_key(common, prefix))
+    return PreparedRun(resolved, bench, train_examples, stages, ctx, base_key(common), keys)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from filelock import FileLock, Timeout
 
-from chainforget.benchmark.plan import ResolvedRun, Stage, common_key, resolve_run, stage_data_id, task_info_for
+from chainforget.benchmark.plan import ResolvedRun, Stage, resolve_run, task_info_for
 from chainforget.benchmark.stage_runner import StageRunner
 from chainforget.config.metric_options import metric_options_from
 from chainforget.config.spec import RunSpec
@@ -25,7 +25,7 @@ from chainforget.metrics.compute import compute_all
 from chainforget.store import results as store
 from chainforget.store.atomic import atomic_write_json, remove_stale_temps
 from chainforget.store.layout import CHECKPOINTS_DIR, RECORDS_DIR, RunLayout
-from chainforget.store.prefix import PrefixStore, base_key, stage_key
+from chainforget.store.prefix import PrefixStore
 from chainforget.store.provenance import provenance
 
 Echo = Callable[[str], None]
@@ -103,16 +103,14 @@ def _execute(resolved: ResolvedRun, run_dir: Path, *, resume: bool, progress: bo
     t_start = time.time()
     stage_runner = StageRunner(resolved, run_dir, PrefixStore(run_dir.parent), progress=progress, echo=echo, loggers=loggers,
                      ranks=ranks)
-    stages = stage_runner.stages
-    common = common_key(resolved)
+    prepared = stage_runner.prepared
+    stages = prepared.stages
 
-    records = {0: stage_runner.base_records(base_key(common))}
+    records = {0: stage_runner.base_records(prepared.base_key)}
     if ranks.is_main:
         store.write_records(run_dir, 0, records[0])
-    steps: list[dict[str, Any]] = []
-    for k, stage in enumerate(stages, start=1):
-        steps.append({"data": stage_data_id(stage, resolved), "signature": stage.signature})
-        records[k] = stage_runner.run_stage(k, stage, stage_key(common, steps), resume=resume)
+    for k, (stage, key) in enumerate(zip(stages, prepared.stage_keys), start=1):
+        records[k] = stage_runner.run_stage(k, stage, key, resume=resume)
         if ranks.is_main:
             store.write_records(run_dir, k, records[k])
     stage_runner.timings["processes"] = ranks.size
@@ -136,6 +134,7 @@ def _finish(resolved: ResolvedRun, run_dir: Path, stage_runner, stages: list[Sta
         "resolved_params": resolved.params,
         **provenance(resolved),
         "timings": {**stage_runner.timings, "total_seconds": round(time.time() - t_start, 3)},
+        "tokens": stage_runner.tokens,
         "tasks": list(spec.chain),
         "stages": labels,
         "eval_tasks": list(spec.all_eval_tasks),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
-from chainforget.benchmark.plan import plan_stages, seed_everything
-from chainforget.benchmark.streams import build_benchmark, experience_from_examples
+from chainforget.benchmark.plan import prepare_run, seed_everything
+from chainforget.benchmark.streams import experience_from_examples
 from chainforget.config.defaults import SHARPNESS_DEFAULTS
-from chainforget.engine import chat, precision
+from chainforget.engine import precision
 from chainforget.engine.distributed import Ranks
 from chainforget.engine.models import load_model
 from chainforget.metrics.sharpness import model_sharpness
@@ -35,22 +34,17 @@ class StageRunner:
         self.ranks = ranks or Ranks()
         spec = resolved.spec
         self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}}
+        # what the passes processed, per stage (engine.counts): the dry run plans these same numbers
+        self.tokens: dict[str, dict[str, dict[str, int]]] = {"train": {}, "score": {}}
         self.sharpness: list[dict[str, Any] | None] = [None]
         prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
         with self.ranks.main_first():  # a first use converts the model into the cache once
             model, self.tokenizer = load_model(resolved.model_spec, dtype=prec.torch_weights,
                                                trust_remote_code=spec.trust_remote_code)
-        if spec.chat_template:  # every consumer of examples (training, scoring, replay, EWC, sharpness) sees it
-            chat.check(self.tokenizer, spec.model)
-            resolved = self.resolved = dataclasses.replace(resolved, tasks=chat.chat_tasks(resolved.tasks,
-                                                                                          self.tokenizer))
-        train_tasks = [resolved.tasks[n] for n in spec.chain]
-        eval_tasks = [resolved.tasks[n] for n in spec.all_eval_tasks]
-        self.bench = build_benchmark(train_tasks, eval_tasks, spec.limit_train_for, spec.limit_eval_for)
-        self.train_examples = {n: list(exp.dataset) for n, exp in zip(self.bench.train_task_names,
-                                                                      self.bench.train_stream)}
-        self.stages, ctx = plan_stages(resolved, self.train_examples)  # the run's stages, planned once
-        self.plugins = list(resolved.strategy.make_plugins(resolved.params, ctx))
+        self.prepared = prepare_run(resolved, self.tokenizer)  # the run's tasks, benchmark, stages and keys, once
+        resolved = self.resolved = self.prepared.resolved
+        self.bench, self.stages = self.prepared.bench, self.prepared.stages
+        self.plugins = self.prepared.plugins()
         check_callbacks(self.plugins, resolved.strategy.name)  # before*/after* names Avalanche would misread
         seed_everything(spec.seed, 0)  # LoRA adapters are initialised inside the template
         self.template = CausalLMTemplate(
@@ -66,6 +60,7 @@ class StageRunner:
         faults.point("eval", str(step))
         t = time.time()
         self.template.eval(self.bench.test_stream, step=step)
+        self.tokens["score"][str(step)] = self.template.eval_count.to_dict()
         records = []
         for name in self.bench.eval_task_names:
             for rec in self.template.eval_records[name]:
@@ -115,6 +110,7 @@ class StageRunner:
                     self._poison()
                 self.template.train(exp)
                 self.timings["train_seconds"][str(k)] = round(time.time() - t, 3)
+                self.tokens["train"][str(k)] = self.template.train_count.to_dict()
                 records = self.evaluate(k)
                 if ranks.is_main:
                     meta = {"stage": stage.label, "step": k}

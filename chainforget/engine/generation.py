@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Sequence
 
+from chainforget.engine.counts import pad_token_id
+
 DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_STOP = ("\n\nQuestion:", "Question:", "</s>")
 
@@ -247,7 +249,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     eos_ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     eos_ids |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
     return _generate_all(model, tokenizer, encoded, order, max_new_tokens, list(stop), eos_ids, pad_id, device,
                          batch_size, on_batch)

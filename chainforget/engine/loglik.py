@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from chainforget.engine.counts import TokenCount
 from chainforget.engine.prefix_tree import PackedRow, attention_allowed, group_requests, pack
 
 # Upper bound on logits (kept positions x vocabulary) materialised per forward pass (~200 MB in float32 at 50M);
@@ -162,15 +163,19 @@ def plan_batches(requests: list[Request], batch_size: int, vocab_size: int
 
 
 def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: int, device,
-                   on_batch: Callable[[int], None] | None = None) -> list[list[tuple[float, int]]]:
+                   on_batch: Callable[[int], None] | None = None,
+                   count: TokenCount | None = None) -> list[list[tuple[float, int]]]:
     """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order.
 
     Requests sharing a context prefix are packed into one row (``engine.prefix_tree``); ``on_batch`` gets the
-    number of requests of each forward pass."""
+    number of requests of each forward pass, ``count`` the packed tokens and padded positions each pass runs."""
     results: list = [None] * len(requests)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50_000
     groups, rows, planned = plan_batches(requests, batch_size, vocab)
     for idx in planned:
+        if count is not None:
+            lengths = [rows[j].length for j in idx]
+            count.add(sum(lengths), len(lengths) * max(lengths))
         for j, res in zip(idx, _forward_batch(model, [rows[j] for j in idx], pad_id, device)):
             for i, per_request in zip(groups[j], res):
                 results[i] = per_request

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from chainforget.engine import generation as gen
 from chainforget.engine import loglik
+from chainforget.engine.counts import TokenCount, pad_token_id
 from chainforget.engine.lora_merge import merged_lora
 from chainforget.errors import ConfigError, DataError
 
@@ -91,12 +92,27 @@ def _argmax(values: Sequence[float]) -> int:
     return best
 
 
-def _max_length(model) -> int | None:
+def context_limit(model) -> int | None:
+    """The longest sequence the model reads: scoring contexts are cut from the left to fit it."""
     return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+def loglik_requests(tokenizer, spec, examples: Sequence[Any], max_length: int | None) -> list[loglik.Request]:
+    """The log-likelihood requests the scorer runs for these examples: each multiple-choice example's options, or
+    each generation example's target when the task lists ``gold_logprob``; none when the task only generates. The
+    dry run prices these same requests."""
+    if spec.format == "multiple_choice":
+        continuations = [list(ex.options) for ex in examples]
+    elif "gold_logprob" in {m.name for m in spec.metrics}:
+        continuations = [[ex.target] for ex in examples]
+    else:
+        return []
+    return loglik.encode_requests(tokenizer, [ex.prompt for ex in examples], continuations, max_length)
+
+
+def generates(spec) -> bool:
+    """Whether the scorer generates for this task (``exact_match`` of a generation task)."""
+    return spec.format == "generation" and "exact_match" in {m.name for m in spec.metrics}
 
 
 def _bar(progress: bool, total: int, desc: str):
@@ -106,12 +122,11 @@ def _bar(progress: bool, total: int, desc: str):
                 mininterval=0)  # updates come per batch: draw each, so the last count is always shown
 
 
-def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progress, device) -> list[dict]:
-    requests = loglik.encode_requests(tokenizer, [ex.prompt for ex in examples],
-                                      [list(ex.options) for ex in examples], _max_length(model))
+def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progress, device, count) -> list[dict]:
+    requests = loglik_requests(tokenizer, spec, examples, context_limit(model))
     with _bar(progress, len(examples), f"eval {spec.name}") as bar:
-        scored = loglik.score_requests(model, requests, batch_size=batch_size, pad_id=_pad_id(tokenizer),
-                                       device=device, on_batch=bar.update)
+        scored = loglik.score_requests(model, requests, batch_size=batch_size, pad_id=pad_token_id(tokenizer),
+                                       device=device, on_batch=bar.update, count=count)
     records = []
     for ex, res in zip(examples, scored):
         lls = [s for s, _ in res]
@@ -154,10 +169,11 @@ def generation_settings(spec) -> tuple[int, list[str], str | None, str]:
     return max_new, list(stop), pattern, str(cfg.get("fallback", "last_number"))
 
 
-def _score_generation(model, tokenizer, spec, examples, names, step, batch_size, progress, device) -> list[dict]:
+def _score_generation(model, tokenizer, spec, examples, names, step, batch_size, progress, device,
+                      count) -> list[dict]:
     n = len(examples)
     generated = parsed = None
-    if "exact_match" in names:
+    if generates(spec):
         max_new, stop, pattern, fallback = generation_settings(spec)
         with _bar(progress, n, f"eval {spec.name} (generate)") as bar:
             outs = gen.greedy_generate(model, tokenizer, [ex.prompt for ex in examples], max_new_tokens=max_new,
@@ -166,11 +182,10 @@ def _score_generation(model, tokenizer, spec, examples, names, step, batch_size,
         parsed = [gen.parse_final_number(t, pattern, fallback) for t in generated]
     gold_lp = None
     if "gold_logprob" in names:
-        requests = loglik.encode_requests(tokenizer, [ex.prompt for ex in examples],
-                                          [[ex.target] for ex in examples], _max_length(model))
+        requests = loglik_requests(tokenizer, spec, examples, context_limit(model))
         with _bar(progress, n, f"eval {spec.name} (gold logprob)") as bar:
-            scored = loglik.score_requests(model, requests, batch_size=batch_size, pad_id=_pad_id(tokenizer),
-                                           device=device, on_batch=bar.update)
+            scored = loglik.score_requests(model, requests, batch_size=batch_size, pad_id=pad_token_id(tokenizer),
+                                           device=device, on_batch=bar.update, count=count)
         gold_lp = [s / max(k, 1) for (s, k), in scored]
     records = []
     for i, ex in enumerate(examples):
@@ -185,13 +200,15 @@ def _score_generation(model, tokenizer, spec, examples, names, step, batch_size,
 
 
 def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_size: int = 16,
-                   progress: bool = False, device=None) -> list[dict]:
+                   progress: bool = False, device=None, count: TokenCount | None = None) -> list[dict]:
     """One evaluation record per example (contract format), scoring exactly the metrics ``spec.metrics`` lists.
 
     The model is used live: run under ``torch.no_grad`` in eval mode, then every module's train/eval flag is
     restored; LoRA adapters are merged for the duration on a CPU and the exact weights restored
-    (``engine.lora_merge``). (Not ``inference_mode``: a buffer a module creates lazily during evaluation, such as a dynamic RoPE
-    table, would become an inference tensor and break the training that follows.) Results do not depend on ``batch_size`` beyond float rounding (see ``engine.loglik``).
+    (``engine.lora_merge``). (Not ``inference_mode``: a buffer a module creates lazily during evaluation, such as a
+    dynamic RoPE table, would become an inference tensor and break the training that follows.) Results do not depend
+    on ``batch_size`` beyond float rounding (see ``engine.loglik``). ``count`` adds the tokens of the log-likelihood
+    passes.
     """
     import torch
 
@@ -203,4 +220,4 @@ def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_siz
         device = next(model.parameters()).device
     score = _score_mc if spec.format == "multiple_choice" else _score_generation
     with _eval_mode(model), torch.no_grad(), merged_lora(model, device):
-        return score(model, tokenizer, spec, examples, names, step, batch_size, progress, device)
+        return score(model, tokenizer, spec, examples, names, step, batch_size, progress, device, count)

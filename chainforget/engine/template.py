@@ -23,6 +23,7 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 
 from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
+from chainforget.engine.counts import TokenCount, pad_token_id
 from chainforget.engine.distributed import shard, unshard
 from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
 from chainforget.engine.training import (
@@ -102,6 +103,8 @@ class CausalLMTemplate(SupervisedTemplate):
         self.mb_target_mask = self.mb_targets = self.mb_logits = None
         self.eval_records: dict[str, list[dict]] = {}
         self.eval_step = 0
+        self.train_count = TokenCount()  # every training pass of the current experience (SAM's second included)
+        self.eval_count = TokenCount()  # the log-likelihood passes of the latest eval()
         self.total_steps = 0  # optimizer steps planned for the current experience
         self.exp_step = 0  # optimizer steps done in the current experience
         self.optimizer_steps_total = 0
@@ -115,7 +118,6 @@ class CausalLMTemplate(SupervisedTemplate):
         self.sync_every = 1 if self.accelerator.device.type == "cpu" else SYNC_EVERY
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.train_stats: dict[str, float] = {}
-        self.truncated_examples = 0
         self._stream_tasks: dict[tuple[str, int], str] = {}
         self._opt_batch = None
         self._batch_tokens = 1
@@ -180,8 +182,7 @@ class CausalLMTemplate(SupervisedTemplate):
         if not encoded:
             raise DataError(f"experience {self.clock.train_exp_counter + 1} (task {self.task_name}) has no "
                             f"examples with target tokens; check the task's data or --limit-train")
-        self.truncated_examples = sum(e.truncated for e in encoded)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = pad_token_id(self.tokenizer)
         procs = self.accelerator.num_processes
         if cfg.batch_size < procs:
             raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {procs} processes; raise "
@@ -213,6 +214,7 @@ class CausalLMTemplate(SupervisedTemplate):
         from tqdm.auto import tqdm
 
         self.exp_step, self.step_losses, self._pending = 0, [], []
+        self.train_count = TokenCount()
         self._tokens, self._t0 = 0, time.perf_counter()
         self._pbar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True, disable=not self.progress,
                           desc=f"train {self.clock.train_exp_counter + 1}:{self.task_name}")
@@ -264,6 +266,7 @@ class CausalLMTemplate(SupervisedTemplate):
                     self._after_backward(**kwargs)
                     self._in_micro = False
                 self._tokens += mb["n_tokens"]
+                self.train_count.add(mb["n_tokens"], mb["input_ids"].numel())
             self._before_update(**kwargs)
             self.optimizer_step()
             self._after_update(**kwargs)
@@ -345,6 +348,7 @@ class CausalLMTemplate(SupervisedTemplate):
                     self.mb_output = self.forward()
                     loss = self.criterion()
                     self.accelerator.backward(loss)
+                self.train_count.add(mb["n_tokens"], mb["input_ids"].numel())
                 total += float(loss.detach())
         finally:
             self.mbatch, self.mb_output, self.loss, self.mb_target_mask, self.mb_targets, self.mb_logits = saved
@@ -425,18 +429,6 @@ class CausalLMTemplate(SupervisedTemplate):
             self.stage_restored = False
         self._train_cleanup()
 
-    def engine_state(self) -> dict[str, Any]:
-        """JSON-able counters (Avalanche clock, steps) for checkpoints; ``load_engine_state`` restores them."""
-        clock = {k: v for k, v in vars(self.clock).items() if isinstance(v, int)}
-        return {"clock": clock, "optimizer_steps_total": self.optimizer_steps_total,
-                "trained_experiences": self.trained_experiences, "skipped_experiences": self.skipped_experiences}
-
-    def load_engine_state(self, state: Mapping[str, Any]) -> None:
-        for key, value in state.get("clock", {}).items():
-            setattr(self.clock, key, value)
-        for key in ("optimizer_steps_total", "trained_experiences", "skipped_experiences"):
-            setattr(self, key, int(state.get(key, getattr(self, key))))
-
     # -------------------------------------------------------------------------------------------- evaluation
     def eval(self, exp_list, step: int | None = None, **kwargs):
         """Score every experience of ``exp_list``; ``eval_records[task]`` gets one record per example.
@@ -445,6 +437,7 @@ class CausalLMTemplate(SupervisedTemplate):
         """
         self.eval_step = self.clock.train_exp_counter if step is None else int(step)
         self.eval_records = {}
+        self.eval_count = TokenCount()
         return super().eval(exp_list, **kwargs)
 
     def _before_eval_exp(self, **kwargs):
@@ -465,7 +458,7 @@ class CausalLMTemplate(SupervisedTemplate):
         with acc.autocast():
             records = score_examples(self.model, self.tokenizer, self._spec(self.task_name), examples,
                                      step=self.eval_step, batch_size=self.eval_mb_size, progress=self.progress,
-                                     device=self.device)
+                                     device=self.device, count=self.eval_count)
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 

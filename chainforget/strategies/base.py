@@ -2,8 +2,9 @@
 
 A strategy never writes its own training loop. It returns Avalanche ``SupervisedPlugin`` objects that hook into
 ``chainforget.engine.template.CausalLMTemplate`` (see ``docs/contracts.md`` for what the template exposes), and may
-declare: extra stages after the chain (safety re-tuning), joint training (all chain tasks in one experience), and a
-per-step *training signature* that lets runs of different strategies share identical chain prefixes.
+declare: extra stages after the chain (safety re-tuning), joint training (all chain tasks in one experience), a
+per-step *training signature* that lets runs of different strategies share identical chain prefixes, and the
+*planning facts* of each stage (``StageWork``: added examples, extra passes, a cost factor) that ``--dry-run`` prices.
 """
 
 from __future__ import annotations
@@ -103,6 +104,25 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class StageWork:
+    """What a strategy adds to one stage's work beyond training its data once per epoch: the planning facts the dry
+    run prices (docs/plugins.md, "Planning facts"). The run counts the first two in its recorded training tokens."""
+
+    added: Sequence[Any] = ()  # examples that join the stage's training data (replay's buffer)
+    extra_passes: int = 0  # forward+backward passes over every training batch beyond the first, run through the
+    # template's recompute_loss_and_backward (SAM: 1)
+    cost_factor: float = 1.0  # wall-time multiple of the stage's training for work that is not a training pass, as
+    # measured (LwF's teacher forward: 1.35)
+    after: Sequence[Any] = ()  # examples run forward and backward, one at a time, after the stage (EWC's Fisher)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.extra_passes, int) or isinstance(self.extra_passes, bool) or self.extra_passes < 0:
+            raise ValueError(f"StageWork.extra_passes must be a whole number >= 0, got {self.extra_passes!r}")
+        if not self.cost_factor >= 1.0:
+            raise ValueError(f"StageWork.cost_factor must be a number >= 1, got {self.cost_factor!r}")
+
+
+@dataclass(frozen=True)
 class StrategyContext:
     """What a strategy may know when it builds its plugins or stages."""
 
@@ -128,6 +148,9 @@ class StrategySpec:
     # on steps 0..k (and share model, data, seed and training settings) share the checkpoint after step k.
     # None means "this strategy's name and params" at every step (no sharing).
     train_signature: Callable[[Mapping[str, Any], int], Mapping[str, Any]] | None = None
+    # the plugins (as make_plugins built them) + 0-based stage index + the task it trains -> that stage's planning
+    # facts (StageWork); None: plain training, nothing added
+    stage_work: Callable[[Sequence[Any], int, str], StageWork] | None = None
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``overrides``; unknown keys and bad values are one-line ConfigErrors."""
@@ -146,6 +169,10 @@ class StrategySpec:
         if self.train_signature is None:
             return {"strategy": self.name, "params": dict(params)}
         return self.train_signature(params, step)
+
+    def work(self, plugins: Sequence[Any], stage: int, task: str) -> StageWork:
+        """The planning facts of 0-based stage ``stage`` (training ``task``) for these plugins."""
+        return StageWork() if self.stage_work is None else self.stage_work(plugins, stage, task)
 
     def list_columns(self, verbose: bool = False) -> dict[str, str]:
         if not verbose:

@@ -34,6 +34,7 @@ from typing import Any, Mapping
 from chainforget.errors import TrainingError
 from chainforget.strategies.base import (
     Param,
+    StageWork,
     StrategyContext,
     StrategyPlugin,
     StrategySpec,
@@ -123,12 +124,13 @@ class EWCPlugin(StrategyPlugin):
     def consolidate(self, strategy, step: int) -> None:
         """Fisher of chain step ``step``'s task at the current weights; the anchor is the current weights."""
         from chainforget.engine.collate import collate, encode_examples
+        from chainforget.engine.counts import pad_token_id
         from chainforget.engine.training import target_logits, target_logits_loss, target_mask, target_tokens
 
         tok = strategy.tokenizer
         encoded = encode_examples(tok, self.fisher_examples(step), strategy.train_cfg.max_length)
         device = next(strategy.model.parameters()).device
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pad = pad_token_id(tok)
 
         def batches():
             for enc in encoded:
@@ -207,10 +209,17 @@ def make_plugins(params: Mapping[str, Any], ctx: StrategyContext) -> list:
     return [EWCPlugin(params, ctx)]
 
 
+def stage_work(plugins: list, stage: int, task: str) -> StageWork:
+    """A Fisher over ``fisher_examples`` after every chain step but the last (as ``after_training_exp`` runs it)."""
+    (plugin,) = plugins
+    return StageWork(after=plugin.fisher_examples(stage) if stage < len(plugin.context.chain) - 1 else ())
+
+
 SPEC = StrategySpec(
     name="ewc",
     description="elastic weight consolidation: diagonal Fisher over trainable weights (LoRA-aware), online",
     params=PARAMS,
     make_plugins=make_plugins,
     train_signature=naive_until_first_step("ewc"),
+    stage_work=stage_work,
 )

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from chainforget.engine.training import target_logits
 from chainforget.strategies.base import (
     Param,
+    StageWork,
     StrategyContext,
     StrategyPlugin,
     StrategySpec,
@@ -90,10 +91,20 @@ def make_plugins(params: Mapping[str, Any], ctx: StrategyContext) -> list:
     return [LwFPlugin(params["alpha"], params["temperature"], ctx)]
 
 
+TEACHER_COST = 1.35  # training time with the teacher's forward, as a multiple of plain training (smollm2-135m)
+
+
+def stage_work(plugins: list, stage: int, task: str) -> StageWork:
+    """A teacher forward on every micro-batch after the first chain step (when alpha > 0)."""
+    (plugin,) = plugins
+    return StageWork(cost_factor=TEACHER_COST if stage > 0 and plugin.alpha else 1.0)
+
+
 SPEC = StrategySpec(
     name="lwf",
     description="learning without forgetting: distil the pre-experience model on target tokens (alpha, T)",
     params=PARAMS,
     make_plugins=make_plugins,
     train_signature=naive_until_first_step("lwf"),
+    stage_work=stage_work,
 )

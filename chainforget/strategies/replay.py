@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from chainforget.errors import DataError
 from chainforget.strategies.base import (
     Param,
+    StageWork,
     StrategyContext,
     StrategyPlugin,
     StrategySpec,
@@ -97,10 +98,17 @@ def make_plugins(params: Mapping[str, Any], ctx: StrategyContext) -> list:
     return [ReplayPlugin(params, ctx)]
 
 
+def stage_work(plugins: list, stage: int, task: str) -> StageWork:
+    """The buffer joins the stage's training data (as ``after_train_dataset_adaptation`` appends it)."""
+    (plugin,) = plugins
+    return StageWork(added=plugin.buffer_examples(min(stage, len(plugin.context.chain)), task))
+
+
 SPEC = StrategySpec(
     name="replay",
     description="rehearse a seeded, group-balanced share of every earlier task's training data (fraction/size)",
     params=PARAMS,
     make_plugins=make_plugins,
     train_signature=naive_until_first_step("replay"),
+    stage_work=stage_work,
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from chainforget.strategies.base import Param, StrategyContext, StrategyPlugin, StrategySpec
+from chainforget.strategies.base import Param, StageWork, StrategyContext, StrategyPlugin, StrategySpec
 
 PARAMS = (
     Param("rho", "float", 0.05, "radius of the weight perturbation (Foret et al.: 0.05)", low=0.0, high=10.0),
@@ -63,9 +63,16 @@ def make_plugins(params: Mapping[str, Any], ctx: StrategyContext) -> list:
     return [SAMPlugin(params["rho"])]
 
 
+def stage_work(plugins: list, stage: int, task: str) -> StageWork:
+    """A second forward and backward over every optimizer batch, at the perturbed weights (rho > 0)."""
+    (plugin,) = plugins
+    return StageWork(extra_passes=1 if plugin.rho else 0)
+
+
 SPEC = StrategySpec(
     name="sam",
     description="sharpness-aware minimisation: step with the gradient at the worst nearby weights (rho)",
     params=PARAMS,
     make_plugins=make_plugins,
+    stage_work=stage_work,
 )

@@ -1,49 +1,25 @@
-"""``--dry-run``: writes nothing, names the stages a partial run left reusable, counts the tokens a real run runs."""
+"""``--dry-run``: writes nothing, names the stages a partial run left reusable, and plans exactly the tokens a real
+run records in result.json (``tokens``), chat template and a plugin strategy's extra passes included."""
 
 import pytest
 from test_runner import FAST_METRICS, spec
 
 from chainforget.benchmark import dryrun
 from chainforget.benchmark.runner import run
-from chainforget.engine import collate as collate_module
-from chainforget.engine import loglik
-from chainforget.engine.template import CausalLMTemplate
+from chainforget.plugins import manager
+from chainforget.strategies.base import StageWork, StrategyPlugin, StrategySpec
+
+
+def bbq_only(strategy, **kw):
+    """A one-stage run (the fast case)."""
+    return spec(strategy, chain=("bbq",), limit_train=9, limit_eval=18, task_options={}, **kw)
 
 
 def tree(path):
     return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
 
 
-@pytest.fixture()
-def counted(monkeypatch):
-    """Tokens a real run trains (the template's own count per experience) and scores (packed rows it runs)."""
-    seen = {"train": [], "score": 0, "train_padded": 0, "score_padded": 0}
-    train_exp = CausalLMTemplate._train_exp
-    real_collate = collate_module.collate
-
-    def counting_collate(items, pad_id):
-        batch = real_collate(items, pad_id)
-        seen["train_padded"] += int(batch["input_ids"].numel())  # positions a training forward computes
-        return batch
-
-    def counting_train(self, *args, **kwargs):
-        train_exp(self, *args, **kwargs)
-        seen["train"].append(self.train_stats["tokens"])
-
-    forward = loglik._forward_batch
-
-    def counting_forward(model, rows, pad_id, device):
-        seen["score"] += sum(r.length for r in rows)
-        seen["score_padded"] += len(rows) * max(r.length for r in rows)
-        return forward(model, rows, pad_id, device)
-
-    monkeypatch.setattr(CausalLMTemplate, "_train_exp", counting_train)
-    monkeypatch.setattr(collate_module, "collate", counting_collate)
-    monkeypatch.setattr(loglik, "_forward_batch", counting_forward)
-    return seen
-
-
-def test_dry_run_writes_nothing_and_counts_what_the_run_processes(tmp_path, counted):
+def test_dry_run_writes_nothing_and_plans_the_tokens_the_run_records(tmp_path):
     out = tmp_path / "runs"
     s = spec("replay")  # replay: the buffer of bbq joins the gsm8k stage, which the plan must count too
     plan = dryrun.dry_run([s], out, probe_machine=False)
@@ -51,16 +27,52 @@ def test_dry_run_writes_nothing_and_counts_what_the_run_processes(tmp_path, coun
     (rp,) = plan.runs
     assert not rp.complete and not rp.base_reused and [st.reused for st in rp.stages] == [False, False]
     assert set(rp.stages[1].train) == {"gsm8k", "bbq"}
-    run(s, out, progress=False, metric_options=FAST_METRICS)
-    planned_train = [sum(w.tokens for w in st.train.values()) for st in rp.stages]
-    assert counted["train"] == planned_train
-    assert counted["score"] == rp.evaluations * sum(w.tokens for w in rp.score.values())
-    # the estimate follows padded positions: the planned batches pad exactly as the real ones
-    assert abs(counted["train_padded"] - sum(w.padded for st in rp.stages for w in st.train.values())) <= 2
-    assert counted["score_padded"] == rp.evaluations * sum(w.padded for w in rp.score.values())
-    assert counted["train_padded"] > sum(counted["train"]) and counted["score_padded"] > counted["score"]
+    result = run(s, out, progress=False, metric_options=FAST_METRICS)
+    assert result["tokens"] == rp.tokens()
+    assert set(result["tokens"]["train"]) == {"1", "2"} and set(result["tokens"]["score"]) == {"0", "1", "2"}
+    stage = result["tokens"]["train"]["2"]
+    assert stage["padded"] > stage["tokens"] > 0  # the estimate follows padded positions, which the run counts too
     again = dryrun.dry_run([s], out, probe_machine=False)
     assert again.runs[0].complete and any("nothing to train" in line for line in again.lines)
+
+
+def test_dry_run_reads_the_chat_templated_prompts_the_run_reads(tmp_path):
+    out = tmp_path / "runs"
+    s = bbq_only("naive", chat_template=True)
+    (chat,) = dryrun.dry_run([s], out, probe_machine=False).runs
+    (plain,) = dryrun.dry_run([bbq_only("naive")], out, probe_machine=False).runs
+    assert chat.tokens()["train"]["1"]["tokens"] > plain.tokens()["train"]["1"]["tokens"]
+    assert chat.tokens()["score"]["0"]["tokens"] > plain.tokens()["score"]["0"]["tokens"]
+    assert run(s, out, progress=False, metric_options=FAST_METRICS)["tokens"] == chat.tokens()
+
+
+class TwicePlugin(StrategyPlugin):
+    """A second forward and backward over every optimizer batch (as SAM's), through the template's own API."""
+
+    def before_update(self, strategy, **kwargs):
+        strategy.recompute_loss_and_backward()
+
+
+TWICE = StrategySpec(name="twice", description="every batch trained through twice (a test plugin)",
+                     make_plugins=lambda params, ctx: [TwicePlugin()],
+                     stage_work=lambda plugins, stage, task: StageWork(extra_passes=1))
+
+
+@pytest.fixture()
+def twice():
+    manager.registries("strategies").register("twice", TWICE, TWICE.description)
+    yield
+    manager.reset()
+
+
+def test_a_plugin_strategy_is_estimated_with_the_passes_it_declares(tmp_path, twice):
+    out = tmp_path / "runs"
+    s = bbq_only("twice")
+    (est,) = dryrun.dry_run([s], out, probe_machine=False).runs
+    (naive,) = dryrun.dry_run([bbq_only("naive")], out, probe_machine=False).runs
+    assert est.stages[0].passes == 2
+    assert est.tokens()["train"]["1"] == {k: 2 * v for k, v in naive.tokens()["train"]["1"].items()}
+    assert run(s, out, progress=False, metric_options=FAST_METRICS)["tokens"] == est.tokens()
 
 
 def test_dry_run_after_a_partial_run_lists_reused_and_trained_stages(tmp_path):
@@ -73,6 +85,7 @@ def test_dry_run_after_a_partial_run_lists_reused_and_trained_stages(tmp_path):
     assert ewc.base_reused and [st.reused for st in ewc.stages] == [True, False]  # EWC's step 1 is naive's
     assert other.base_reused and [st.reused for st in other.stages] == [False, False]
     assert lwf.base_reused and [st.reused for st in lwf.stages] == [True, False]
+    assert [st.cost for st in lwf.stages] == [1.0, 1.35] and ewc.stages[0].after_tokens > 0  # declared facts
     text = "\n".join(plan.lines)
     assert "stage 1 bbq: reused" in text and "stage 2 gsm8k: train" in text
     assert "stages to train: 4, reused from the prefix store: 2" in text
