@@ -330,7 +330,7 @@ def align(vectors: Sequence[tuple[Sequence[str], np.ndarray, Sequence[str], Sequ
           ) -> tuple[np.ndarray, list[str], list[str] | None] | None:
     """Per-example vectors ``(ids, values, groups, clusters)`` of several runs on their common examples:
     ``([K, n] values, groups, clusters)`` in the first vector's order; None without a common example."""
-    common = set.intersection(*(set(v[0]) for v in vectors))
+    common = set.intersection(*(set(v[0]) for v in vectors)) if vectors else set()
     if not common:
         return None
     first = vectors[0]

@@ -6,12 +6,17 @@ the strategy name), aggregating seeds. Columns, for every safety task ``S`` and 
 
     strategy | chain | <varying fields> | seeds | S forgetting | S biased forgetting | C final | C vs naive
 
-Aggregation over seeds (``aggregate``): with one seed a cell shows the stored metric and its stored 95% bootstrap
-CI ("0.120 [0.050, 0.190]"); with n > 1 seeds it shows the mean over seeds and the across-seed 95% interval
-mean +- t(0.975, n-1) * sd / sqrt(n) (Student t, sd with n-1), which reflects seed-to-seed variation rather than
-example sampling. ``C final`` is the last score-matrix row (after every stage, a retune stage included).
-``C vs naive`` is the capability cost: final score minus naive's final score on the same chain, seed and other
-fields, aggregated the same way (negative = capability lost); missing for naive and where no naive run matches.
+Every number and interval comes from the metrics room's one engine (``metrics.estimates`` /
+``metrics.inference``), so compare and findings print the same ones for the same runs. A stored metric over seeds
+(``aggregate``): with one seed the stored metric and its stored 95% interval ("0.120 [0.050, 0.190]"), conditional on
+one trained model; with n > 1 seeds the mean and an interval holding both the between-seed variance (t(n-1)) and the
+runs' evaluation SE, clipped to the metric's declared range. ``C final`` is the last score-matrix row (after every
+stage, a retune stage included). ``C vs naive`` is the capability cost: final score minus naive's final score on
+the same chain, seed and other fields (negative = capability lost), missing for naive and where no naive run
+matches. Given runs with their records (``read_run`` dicts), it is the paired difference of compare and findings
+(``estimates.paired_difference``: per example and seed, with its interval), and the biased forgetting of several
+seeds is their recomputed spread with its group p (``estimates.spread_over_seeds``); given bare results, the
+difference has an interval only over seeds and several seeds' spreads are combined as stored metrics.
 
 A missing value is never a zero and never a blank: its cell carries the reason (``Cell.missing``), the text formats
 print ``n/a (k)`` with the reason as footnote ``(k)`` under the table, JSON and CSV carry it in ``missing``.
@@ -29,8 +34,9 @@ import math
 import re
 from typing import Any, Iterable, Sequence
 
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
 from chainforget.errors import ConfigError, closest, did_you_mean
-from chainforget.metrics import inference
+from chainforget.metrics import estimates, inference
 from chainforget.metrics.base import TASK_UNIT
 from chainforget.plugins import registries
 
@@ -282,14 +288,17 @@ def missing_reason(runs: Sequence[dict], metric: str, key: str) -> str:
 
 
 def _stored_cell(runs: Sequence[dict], metric: str, key: str, digits: int) -> Cell:
-    """A stored metric over seeds (``aggregate``), with its unit, seeds, n and p (one run) or missing reason."""
-    agg = aggregate((metric_entry(r, metric, key) for r in runs), _bounds(metric))
-    one = len(runs) == 1
-    n = _entry_field(runs[0], metric, key, "n") if one else None
-    p = _entry_field(runs[0], metric, key, "p") if one else None
-    return format_cell(agg, digits, p=_num(p), n=n if isinstance(n, int) else None, seeds=len(runs),
-                       unit=_unit_of(runs[0], metric, key),
-                       missing=None if agg else missing_reason(runs, metric, key))
+    """A stored metric over seeds (``metrics.estimates.stored_cell``), with its unit, seeds, n and p (one run) or
+    missing reason: the cell compare and findings show for the same runs."""
+    return estimate_cell(estimates.stored_cell(runs, metric, key, _bounds(metric), _unit_of(runs[0], metric, key)),
+                         digits)
+
+
+def _seed_views(runs: Sequence[dict], with_records: dict) -> dict | None:
+    """{seed: RunView} of runs given with their records, else None (bare results)."""
+    if not all(id(r) in with_records for r in runs):
+        return None
+    return {r.get("spec", {}).get("seed"): estimates.RunView(with_records[id(r)]) for r in runs}
 
 
 def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tuple[str, str]]:
@@ -309,7 +318,18 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
                      ) -> tuple[list[str], list[list[Cell]]]:
     """Headers and rows of the leaderboard (see the module docstring for columns and aggregation); ``columns`` adds
     one column per registered metric name and task key (``"<key> <metric>"``)."""
-    results = list(results)
+    given = list(results)
+    results = [r["result"] if isinstance(r, dict) and isinstance(r.get("result"), dict) else r for r in given]
+    with_records = {id(r["result"]): r for r in given
+                    if isinstance(r, dict) and isinstance(r.get("result"), dict) and r.get("records")}
+    views: dict[tuple, dict | None] = {}
+
+    def views_of(runs: Sequence[dict]) -> dict | None:
+        key = tuple(id(r) for r in runs)
+        if key not in views:
+            views[key] = _seed_views(runs, with_records)
+        return views[key]
+
     fields = varying_fields(results)
     labels = strategy_labels(results)
     safety, capability = task_kinds(results)
@@ -341,6 +361,19 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
         row = [Cell(key[0]), Cell(key[1]), *map(Cell, key[2:]), Cell(seeds, len(runs))]
         for t in safety:
             row.append(_stored_cell(runs, "forgetting", t, digits))
+            seed_views = views_of(runs) if len(runs) > 1 else None
+            if seed_views is not None and estimates.forgetting_vectors(seed_views, t):  # the spread over seeds
+                spread, _ = estimates.spread_over_seeds(seed_views, t, DEFAULTS["min_group_size"],
+                                                        DEFAULTS["n_boot"], DEFAULTS["seed"])
+                unit = _unit_of(runs[0], "biased_forgetting", t)
+                est = (inference.missing_estimate("fewer than 2 groups with enough eval examples", len(runs), unit)
+                       if spread is None else inference.Estimate(spread["value"], spread["ci_low"],
+                                                                 spread["ci_high"], spread["p"], seeds=len(runs),
+                                                                 unit=unit))
+                row.append(estimate_cell(est, digits))
+                row.append(Cell("" if est.p is None else f"{est.p:.3f}", est.p, p=est.p, seeds=len(runs),
+                                unit="p-value", missing=est.missing))
+                continue
             biased = _stored_cell(runs, "biased_forgetting", t, digits)
             row.append(biased)
             if len(runs) == 1:
@@ -354,6 +387,12 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
             row.append(format_cell(aggregate((final_score(r, t), None, None) for r in runs), digits, seeds=len(runs),
                                    unit=_unit_of(runs[0], "forgetting", t), missing=f"no final {t} score"))
         for t in capability:
+            if key[0] != "naive" and (mine := views_of(runs)) is not None:
+                theirs = [naive.get((chain_label(r), r.get("spec", {}).get("seed"), axes(r))) for r in runs]
+                if all(b is not None for b in theirs) and (naive_views := views_of(theirs)) is not None:
+                    row.append(estimate_cell(estimates.paired_difference(
+                        mine, naive_views, "final", t, _unit_of(runs[0], "forgetting", t)), digits))
+                    continue
             diffs = []
             for r in runs:
                 base = naive.get((chain_label(r), r.get("spec", {}).get("seed"), axes(r)))
