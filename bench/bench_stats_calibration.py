@@ -1,7 +1,8 @@
 """The simulation tables of docs/metrics.md: calibration of the biased-forgetting spread, the group test, the
-simultaneous per-group intervals, the order-asymmetry difference and the minimum detectable effects, with the
-methods they replaced for contrast. Every number comes from chainforget.metrics.simulate (the same designs as the
-seeded tests in tests/metrics/test_metrics_calibration.py and tests/metrics/test_metrics_effects.py, with more repetitions).
+simultaneous per-group intervals, differences with seeds, the order-asymmetry difference and the minimum detectable
+effects, with the methods they replaced for contrast. Every number comes from chainforget.metrics.simulate and
+chainforget.metrics.simulate_inference (the same designs as the seeded tests in
+tests/metrics/test_metrics_calibration.py and tests/metrics/test_metrics_inference.py, with more repetitions).
 
     .venv/bin/python bench/bench_stats_calibration.py [--scale 1.0] [--seed 0] [--write-docs]
 
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from chainforget.metrics import simulate as sim
+from chainforget.metrics import simulate_inference as simi
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 BEGIN, END = "<!-- bench_stats_calibration: begin -->", "<!-- bench_stats_calibration: end -->"
@@ -86,23 +88,57 @@ def tables(scale: float, seed: int) -> tuple[str, dict]:
         lines.append(f"| simultaneous per-group intervals: all 9 cover | 9 x {n}, tau 0.1 | {reps} | coverage "
                      f"{cov:.3f} |")
 
-    lines += ["", "**Order asymmetry** (findings (1)): difference of relative_forgetting between the first task of "
-              "each order, one seed each unless stated; BBQ-like task = 180 examples with 0/1 scores, gain 0.2, "
-              "forgetting 0.18 (90% of the gain). 'open' = replications whose interval is open because a gain was "
-              "not clearly positive (findings then gives no interval).", "",
-              "| other order's first task | truth | reps | coverage | p < 0.05 | mean MDE | open |",
-              "|---|---|---|---|---|---|---|"]
-    cases = [("100 examples, nats, gain 0.3, forgets 90% (no asymmetry)", (100, 0.3, 0.27, "nats"), {}),
+    lines += ["", "**Differences with seeds** (compare's difference column, findings (3), the leaderboard's vs naive): "
+              "a method minus the baseline on 0/1 scores of the same examples, truth 0 (coverage = 1 - size); "
+              "`metrics.inference.seed_parts`: the joint cluster covariance of every seed of both methods (shared "
+              "part, t(clusters - groups)) plus the between-seed variance (t(S - 1)). Seed sd on the logit scale; "
+              "one seed cannot see training randomness (its interval is conditional on the trained model).", "",
+              "| design | seeds | seed sd | reps | coverage (MC SE) | mean width |", "|---|---|---|---|---|---|"]
+    quick = simi.layout([20] * 9, [7] * 9, unit_size=2)
+    split = _bbq_split()
+    for k, (name, codes, settings) in enumerate([
+            ("quick preset: BBQ 9 x 20, context pairs in 7 templates each", quick,
+             [(1, 0.0), (2, 0.0), (2, 0.2), (2, 0.5), (3, 0.0), (3, 0.2), (3, 0.5), (5, 0.0), (5, 0.2), (5, 0.5)]),
+            ("paper preset: the shipped BBQ eval split (15,900 examples, 141 templates of 8-480)", split,
+             [(3, 0.0), (3, 0.2), (3, 0.5)])]):
+        for n_seeds, seed_sd in settings:
+            reps = r(1000 if k == 0 else 400)
+            res = simi.difference_calibration(*codes, n_seeds, seed_sd, reps, seed + 9000 + 100 * k + 10 * n_seeds
+                                              + int(10 * seed_sd), chunk=20)
+            figures[f"difference_{k}_S{n_seeds}_sd{seed_sd}"] = res
+            lines.append(f"| {name} | {n_seeds} | {seed_sd} | {reps} | {_se(res['coverage'], reps)} | "
+                         f"{res['mean_width']:.3f} |")
+
+    lines += ["", "**Order asymmetry** (findings (1)): relative_forgetting of the first task of one order minus that "
+              "of the other; Fieller's interval per ratio, MOVER for the difference (`metrics.inference`). First "
+              "task: BBQ-like, the quick preset's draw (9 x 20 in context pairs, 0/1 scores, gain 0.2, forgets "
+              "0.18 = 90% of the gain). 'open' = intervals the data cannot bound (a gain not clearly positive), "
+              "which are reported as unbounded and count as covering; 'misses below / above' = intervals wholly "
+              "below / above the truth.", "",
+              "| other order's first task | seeds | truth | reps | coverage (MC SE) | p < 0.05 | open | misses below / "
+              "above |", "|---|---|---|---|---|---|---|---|"]
+    cases = [("quick preset: 12 GSM8K examples, nats, gain 0.166, forgets 610%", (12, 0.166, 1.02, "nats"), {}),
+             ("12 examples, nats, gain 0.166, forgets 90% (no asymmetry)", (12, 0.166, 0.149, "nats"), {}),
+             ("100 examples, nats, gain 0.3, forgets 90% (no asymmetry)", (100, 0.3, 0.27, "nats"), {}),
              ("100 examples, nats, gain 0.3, forgets 300%", (100, 0.3, 0.9, "nats"), {}),
-             ("3 seeds each, seed sd 0.1, no asymmetry", (100, 0.3, 0.27, "nats"), {"n_seeds": 3, "seed_sd": 0.1}),
-             ("quick-preset-like: 32 examples, nats, gain 0.166, forgets 610%", (32, 0.166, 1.02, "nats"), {})]
+             ("100 examples, no asymmetry, seed sd 0.1", (100, 0.3, 0.27, "nats"), {"n_seeds": 3, "seed_sd": 0.1}),
+             ("100 examples, no asymmetry, seed sd 0.3", (100, 0.3, 0.27, "nats"), {"n_seeds": 5, "seed_sd": 0.3})]
     for k, (name, other, extra) in enumerate(cases):
-        reps = r(300 if not extra else 120)
-        res = sim.asymmetry_calibration(ACC, other, reps, seed + 8000 + k, **extra)
+        reps = r(2000)
+        res = simi.asymmetry_calibration(ACC, other, reps, seed + 8000 + k, first_layout=quick, **extra)
         figures[f"asymmetry_{k}"] = res
-        lines.append(f"| {name} | {res['truth']:.2f} | {reps} | {res['coverage']:.3f} | "
-                     f"{res['rejection_rate']:.3f} | {res['mean_mde']:.2f} | {res['open']} |")
+        lines.append(f"| {name} | {extra.get('n_seeds', 1)} | {res['truth']:.2f} | {reps} | "
+                     f"{_se(res['coverage'], reps)} | {res['excludes_zero']:.3f} | {res['open']:.3f} | "
+                     f"{res['misses']['interval_below_truth']:.3f} / {res['misses']['interval_above_truth']:.3f} |")
     return "\n".join(lines), figures
+
+
+def _bbq_split():
+    """(category code, template code) of every example of the shipped BBQ evaluation split (the task loader's)."""
+    from chainforget.plugins import registries
+
+    examples = registries("tasks").get("bbq").eval_examples()
+    return simi.from_labels([e.group for e in examples], [e.meta["template"] for e in examples])
 
 
 def write_docs(text: str, header: str) -> None:
