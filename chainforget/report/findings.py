@@ -10,9 +10,12 @@ detectable effect, so that "not significant" can be read as "absent" or as "too 
 3. **Mitigation.** Each strategy minus the baseline (naive) on safety forgetting and on final capability, paired by
    seed and example, and the Pareto set of (safety forgetting, final capability).
 
-Every number comes from the metrics room: stored metric entries (one seed) or the records through
-``metrics.spread`` / ``metrics.effects`` (seeds combined: training randomness included). Nothing is computed here
-beyond choosing which runs answer which question; ``findings_render`` turns the result into text or HTML.
+Every number comes from the metrics room's one engine (``metrics.estimates`` over ``metrics.inference``), the same
+calls the leaderboard and compare make, so the same runs give the same numbers in all three: stored cells as the
+leaderboard shows them, order asymmetry of relative forgetting by Fieller's interval per order and MOVER for the
+difference (unbounded when a gain is not clearly positive), the spread over seeds, and paired differences with
+seeds. Nothing is computed here beyond choosing which runs answer which question; ``findings_render`` turns the
+result into text or HTML.
 """
 
 from __future__ import annotations

@@ -108,3 +108,15 @@ def test_heavy_libraries_are_imported_inside_functions_only():
             if top and name.split(".")[0] in HEAVY:
                 offenders.append(f"{mod}: {name}")
     assert offenders == []
+
+
+def test_report_formats_and_holds_no_resampling_or_random_numbers():
+    """report/ formats what metrics/ computes: no random generator, resampling, permutation or seed-combining
+    statistics of its own (they live in metrics.inference / metrics.estimates, shared by every table)."""
+    banned = ("numpy.random", "np.random", "default_rng", "import random", "from random", "bootstrap(",
+              "permutation_pvalue", "combine_seeds", "percentile_ci", ".permuted(", ".integers(")
+    offenders = []
+    for path in sorted((PACKAGE / "report").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        offenders += [f"{path.name}: {word}" for word in banned if word in text]
+    assert offenders == []
