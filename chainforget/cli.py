@@ -265,6 +265,8 @@ def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, s
 @click.option("--suite", "suite_path", type=click.Path(), default=None, help="A YAML suite file (overrides --preset).")
 @click.option("--out", default="runs", show_default=True, help="Directory that holds run directories.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N deterministic slices of the grid.")
+@click.option("--max-runs", type=int, default=None, metavar="N",
+              help="Refuse a suite that expands to more than N runs, before expanding it (a guard against a mistyped grid).  [default: 10000]")
 @click.option("--launcher", default="local", show_default=True,
               help="Where runs execute: local (this process), ray (one run per Ray task; needs chainforget[ray]) "
                    "or a plugin's launcher (see `chainforget list launchers`).")
@@ -278,7 +280,7 @@ def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, s
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 @click.option("--dry-run", is_flag=True, help="Print the stages to train and reuse, the examples and tokens, and "
                                               "an estimated wall time from a short probe; train and write nothing.")
-def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, ascending, fmt, columns, quiet,
+def leaderboard_cmd(preset, suite_path, out, shard, max_runs, launcher, no_run, sort_key, ascending, fmt, columns, quiet,
                     dry_run):
     """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
     from chainforget.commands.runs import leaderboard_command
@@ -287,14 +289,14 @@ def leaderboard_cmd(preset, suite_path, out, shard, launcher, no_run, sort_key, 
         from chainforget.benchmark.dryrun import dry_run as plan_only
         from chainforget.config.suite import expand_suite, parse_shard, resolve_suite, shard_specs
 
-        plan_only(shard_specs(expand_suite(resolve_suite(suite_path or preset)), parse_shard(shard)), out,
+        plan_only(shard_specs(expand_suite(resolve_suite(suite_path or preset, max_runs)), parse_shard(shard)), out,
                   echo=_say)
         return
 
     _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,
                              no_run=no_run, sort_key=sort_key, ascending=ascending, fmt=fmt, quiet=quiet,
                              echo=_echo(quiet), warn=lambda msg: _say(f"warning: {msg}", err=True),
-                             columns=columns))
+                             columns=columns, max_runs=max_runs))
 
 
 @main.command("metrics")

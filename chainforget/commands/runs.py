@@ -8,6 +8,7 @@ from typing import Any, Callable
 from chainforget.benchmark.runner import run
 from chainforget.benchmark.suite_runner import collect_results, run_suite
 from chainforget.config.files import load_config_file
+from chainforget.config.metric_options import metric_options_from
 from chainforget.config.spec import RunSpec, check_keys, parse_set_options, parse_task_list
 from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.engine.logs import check_wandb, parse_logger_names
@@ -37,6 +38,7 @@ def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tas
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
             raise ConfigError(f"{config_path}: {key} must be a mapping of keys to values, got {cfg[key]!r}")
     metric_options = dict(cfg.pop("metric_options", None) or {})
+    metric_options_from(metric_options)  # here, so --dry-run refuses n_boot: 10**12 as the run does
     flags = {"chain": chain, "strategy": strategy, "model": model, "seed": seed, "eval_tasks": eval_tasks,
              "limit_train": limit_train, "limit_eval": limit_eval, "sharpness": sharpness,
              **(model_options or {})}  # dtype, chat_template, trust_remote_code
@@ -69,10 +71,10 @@ def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable
 def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,
                         no_run: bool, sort_key: str | None, ascending: bool, fmt: str, quiet: bool,
                         echo: Callable[[str], None], warn: Callable[[str], None] | None = None,
-                        columns: str | None = None) -> str:
+                        columns: str | None = None, max_runs: int | None = None) -> str:
     warn = warn or echo
     extra = parse_columns(columns)  # before any run: a typo must not cost a suite
-    suite = resolve_suite(suite_path or preset)
+    suite = resolve_suite(suite_path or preset, max_runs)  # bounds checked before the grid expands
     shard_t = parse_shard(shard)
     if not no_run:
         run_suite(suite, out, shard=shard_t, progress=not quiet, echo=echo, launcher=launcher,

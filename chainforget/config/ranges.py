@@ -26,6 +26,7 @@ RANGES: dict[str, tuple[type, float, float, bool]] = {
     "probe_size": (int, 1, 65_536, True),
     "max_iter": (int, 1, 100_000, True),
     "tol": (float, 0.0, 1.0, False),
+    "max_runs": (int, 1, 10_000_000, True),  # --max-runs: what a suite may expand to
 }
 # upper bounds of training settings (TrainConfig checks their types and lower bounds)
 TRAIN_MAX: dict[str, float] = {

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from chainforget.config.files import load_config_file
+from chainforget.config.ranges import check_number
 from chainforget.config.spec import RunSpec, check_keys, parse_task_list
 from chainforget.errors import ConfigError, brief, did_you_mean
 from chainforget.plugins import registries
@@ -36,14 +37,50 @@ def load_suite_file(path: str | Path) -> dict[str, Any]:
                             mapping_hint="model:, chains:, strategies: ...")
 
 
-def resolve_suite(name_or_path: str) -> dict[str, Any]:
-    """A preset name or a YAML suite file."""
+def resolve_suite(name_or_path: str, max_runs: int | None = None) -> dict[str, Any]:
+    """A preset name or a YAML suite file, its bounds checked before anything expands it (``check_suite_bounds``)."""
     presets = registries("presets")
     if name_or_path in presets:
-        return dict(presets.get(name_or_path))
-    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
-        return load_suite_file(name_or_path)
-    raise ConfigError(presets.unknown_message(name_or_path) + "; or pass a suite YAML file")
+        suite = dict(presets.get(name_or_path))
+    elif name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
+        suite = load_suite_file(name_or_path)
+    else:
+        raise ConfigError(presets.unknown_message(name_or_path) + "; or pass a suite YAML file")
+    check_suite_bounds(suite, max_runs)
+    return suite
+
+
+MAX_RUNS = 10_000  # runs one suite may expand to unless --max-runs says more (a real study: a few hundred)
+_AXES = (("chains", "chains"), ("strategies", "strategies"), ("seeds", "seeds"), ("finetune", "fine-tuning methods"),
+         ("learning_rate", "learning rates"))
+
+
+def grid_size(suite: Mapping[str, Any]) -> tuple[int, str]:
+    """How many runs the suite expands to, counted from its axes without building one, and the product in words."""
+    total, parts = 1, []
+    for key, words in _AXES:
+        value = suite.get(key, [0] if key == "seeds" else None)
+        n = len(value) if isinstance(value, (list, tuple)) else 1
+        total *= n
+        if n > 1:
+            parts.append(f"{n:,} {words}")
+    return total, " x ".join(parts) or "1 run"
+
+
+def check_suite_bounds(suite: Mapping[str, Any], max_runs: int | None = None) -> None:
+    """Refuse, before any expansion or work, a grid larger than ``max_runs`` (default ``MAX_RUNS``) and metric
+    options out of range: every command that reads a suite (``--dry-run`` and ``--no-run`` included) checks both."""
+    from chainforget.config.metric_options import metric_options_from
+
+    limit = MAX_RUNS if max_runs is None else check_number("max_runs", max_runs)
+    options = suite.get("metric_options")
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"suite key 'metric_options' must be a mapping of keys to values, got {brief(options)}")
+    metric_options_from(options)
+    n, words = grid_size(suite)
+    if n > limit:
+        raise ConfigError(f"the suite expands to {n:,} runs ({words}), more than the {limit:,} allowed; split it into "
+                          f"several suite files, or pass --max-runs {n} if you mean to run them all")
 
 
 def _as_list(value: Any, key: str) -> list:
