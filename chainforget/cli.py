@@ -138,53 +138,36 @@ def _echo(quiet: bool):
     return (lambda msg: None) if quiet or not _main_rank() else (lambda msg: click.echo(msg, err=True))
 
 
-def _train_overrides(**options) -> dict:
-    """Training flags the user actually passed (None = keep the engine default)."""
-    return {k: v for k, v in options.items() if v is not None}
+def _train_flag(setting: dict):
+    """One training flag from a ``TrainConfig`` field (``engine.training.fields_help``): its flag, type, choices,
+    help and default; None when not given (the engine's default applies)."""
+    default = setting["default"]
+    shown = "no cap" if default is None else ("on" if default else "off") if isinstance(default, bool) else default
+    text = f"{setting['help'][0].upper()}{setting['help'][1:]}.  [default: {shown}]"
+    if setting["type"] == "bool":
+        name = setting["flag"][2:]
+        return click.option(f"--{name}/--no-{name}", setting["name"], default=None, help=text)
+    kind = click.Choice(list(setting["choices"])) if setting["choices"] else \
+        {"int": int, "float": float, "str": str}[setting["type"]]
+    return click.option(setting["flag"], setting["name"], type=kind, default=None, help=text)
 
 
 def train_options(func):
-    """The training hyper-parameters every training command accepts (defaults: chainforget.engine.training)."""
-    from chainforget.engine.training_defaults import TRAIN_DEFAULTS as D
+    """One flag per training setting of ``TrainConfig`` (the seed is the run's ``--seed``)."""
+    from chainforget.engine.training import fields_help
 
-    opts = [
-        click.option("--finetune", type=click.Choice(["full", "lora"]), default=None,
-                     help=f"Fine-tuning method.  [default: {D['finetune']}]"),
-        click.option("--lr", "learning_rate", type=float, default=None,
-                     help=f"Peak learning rate (AdamW).  [default: {D['learning_rate']}]"),
-        click.option("--epochs", type=int, default=None, help=f"Epochs per stage.  [default: {D['epochs']}]"),
-        click.option("--batch-size", type=int, default=None,
-                     help=f"Examples per optimizer step.  [default: {D['batch_size']}]"),
-        click.option("--micro-batch-size", type=int, default=None,
-                     help=f"Examples per forward pass (gradient accumulation).  [default: {D['micro_batch_size']}]"),
-        click.option("--schedule", type=click.Choice(["linear", "cosine", "constant"]), default=None,
-                     help=f"Learning-rate schedule after warmup.  [default: {D['schedule']}]"),
-        click.option("--warmup-ratio", type=float, default=None,
-                     help=f"Fraction of steps spent warming up.  [default: {D['warmup_ratio']}]"),
-        click.option("--max-grad-norm", type=float, default=None,
-                     help=f"Gradient clipping norm.  [default: {D['max_grad_norm']}]"),
-        click.option("--max-length", type=int, default=None,
-                     help=f"Max tokens per training example (prompt truncated first).  [default: {D['max_length']}]"),
-        click.option("--lora-r", type=int, default=None, help=f"LoRA rank.  [default: {D['lora_r']}]"),
-        click.option("--lora-alpha", type=float, default=None, help=f"LoRA alpha.  [default: {D['lora_alpha']}]"),
-        click.option("--lora-targets", default=None,
-                     help=f"Comma-separated modules LoRA adapts.  [default: {D['lora_targets']}]"),
-        click.option("--weight-decay", type=float, default=None,
-                     help=f"AdamW weight decay (matrices only).  [default: {D['weight_decay']}]"),
-        click.option("--max-steps", type=int, default=None,
-                     help="Cap on optimizer steps per stage.  [default: no cap]"),
-        click.option("--lora-dropout", type=float, default=None,
-                     help=f"Dropout on the LoRA branch.  [default: {D['lora_dropout']}]"),
-        click.option("--sort-by-length/--no-sort-by-length", default=None,
-                     help="Batch similar lengths together (less padding; order still shuffled).  [default: on]"),
-        click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
-                     help="Trade compute for memory.  [default: off]"),
-        click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default=None,
-                     help=f"Mixed precision where the device supports it.  [default: {D['mixed_precision']}]"),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
+    for setting in reversed([s for s in fields_help() if s["name"] != "seed"]):
+        func = _train_flag(setting)(func)
     return func
+
+
+def _split_train(options: dict) -> tuple[dict, dict]:
+    """Flags -> (run settings by RunSpec name, training settings the user passed)."""
+    from chainforget.engine.training import fields_help
+
+    names = {s["name"] for s in fields_help()}
+    train = {k: v for k, v in options.items() if k in names and v is not None}
+    return {k: v for k, v in options.items() if k not in names}, train
 
 
 class _RunCommand(click.Command):
@@ -233,28 +216,20 @@ class _RunCommand(click.Command):
 @click.option("--dry-run", is_flag=True, help="Print the stages to train and reuse, the examples and tokens, and "
                                               "an estimated wall time from a short probe; train and write nothing.")
 @train_options
-def run_cmd(chain, strategy, model, seed, eval_tasks, limit_train, limit_eval, sets, config_path, sharpness, out,
-            resume, log, quiet, dry_run, **train_flags):
+def run_cmd(sets, config_path, out, resume, log, quiet, dry_run, **flags):
     """Train one chain with one strategy, evaluating every task after every stage; writes runs/<run-id>/."""
     from chainforget.commands.runs import build_run_spec, run_command
 
-    model_options = {k: v for k in ("dtype", "chat_template", "trust_remote_code")
-                     if (v := train_flags.pop(k)) is not None}
-
+    settings, train = _split_train(flags)  # run settings by their RunSpec names, and the training flags given
     if dry_run:
         from chainforget.benchmark.dryrun import dry_run as plan_only
 
-        spec, _ = build_run_spec(chain=chain, strategy=strategy, model=model, seed=seed, eval_tasks=eval_tasks,
-                                 limit_train=limit_train, limit_eval=limit_eval, sets=sets, config_path=config_path,
-                                 sharpness=sharpness, train=_train_overrides(**train_flags),
-                                 model_options=model_options)
+        spec, _ = build_run_spec(sets=sets, config_path=config_path, train=train, **settings)
         plan_only([spec], out, echo=_say)
         return
 
-    result = run_command(chain=chain, strategy=strategy, model=model, seed=seed, eval_tasks=eval_tasks,
-                         limit_train=limit_train, limit_eval=limit_eval, sets=sets, config_path=config_path,
-                         sharpness=sharpness, train=_train_overrides(**train_flags), out=out, resume=resume,
-                         log=log, quiet=quiet, echo=_echo(quiet), model_options=model_options)
+    result = run_command(sets=sets, config_path=config_path, train=train, out=out, resume=resume, log=log,
+                         quiet=quiet, echo=_echo(quiet), **settings)
     from chainforget.report.summary import run_summary
 
     _say(run_summary(result))
@@ -287,10 +262,10 @@ def leaderboard_cmd(preset, suite_path, out, shard, max_runs, launcher, no_run, 
 
     if dry_run:
         from chainforget.benchmark.dryrun import dry_run as plan_only
-        from chainforget.config.suite import expand_suite, parse_shard, resolve_suite, shard_specs
+        from chainforget.benchmark.suite_runner import suite_specs
+        from chainforget.config.suite import parse_shard, resolve_suite
 
-        plan_only(shard_specs(expand_suite(resolve_suite(suite_path or preset, max_runs)), parse_shard(shard)), out,
-                  echo=_say)
+        plan_only(suite_specs(resolve_suite(suite_path or preset, max_runs), parse_shard(shard)), out, echo=_say)
         return
 
     _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,

@@ -8,8 +8,8 @@ estimate only prices that: a short throughput probe of this machine (one micro-b
 scoring per task, timed after a small warm-up) turns padded positions into seconds. Nothing is trained and nothing
 is written under ``--out`` (``PrefixStore.complete`` only reads). Stages that an earlier run of the same plan trains
 count as reused by the later ones, as they are in a real leaderboard. Generation (``exact_match``) is counted at its
-``max_new_tokens`` bound. A real run records the tokens it processed in result.json (``tokens``); they equal the
-dry run's counts (tests/benchmark/test_dryrun.py).
+``max_new_tokens`` bound. A real run records the tokens it processed in result.json (``timings.tokens``); they equal
+the dry run's counts (tests/benchmark/test_dryrun.py).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class RunEstimate:
         return int(not self.base_reused) + sum(not s.reused for s in self.stages)
 
     def tokens(self) -> dict[str, dict[str, dict[str, int]]]:
-        """What the run will record in result.json's ``tokens``: per trained stage, the training passes' tokens and
+        """What the run will record in result.json's ``timings.tokens``: per trained stage, the training passes' tokens and
         padded positions; per evaluation (0 = base), the log-likelihood passes' (generation is bounded apart)."""
         if self.complete:
             return {"train": {}, "score": {}}

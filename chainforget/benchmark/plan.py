@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from chainforget.benchmark.streams import ChainBenchmark, build_benchmark
-from chainforget.config.spec import HASH_OMITS, RunSpec, short_hash
+from chainforget.config.spec import RunSpec, computing_later_settings, short_hash
 from chainforget.engine import chat, precision
 from chainforget.engine.models import resolve_model
 from chainforget.engine.training import TrainConfig
@@ -116,8 +116,7 @@ def common_key(resolved: ResolvedRun) -> dict[str, Any]:
                         "metrics": [m.name for m in resolved.tasks[name].spec.metrics]}
                  for name in spec.all_eval_tasks},
         "sharpness": spec.sharpness,
-        # later settings, only when they change what is computed (older prefix keys stay valid)
-        **{k: getattr(spec, k) for k in ("dtype", "chat_template") if getattr(spec, k) not in HASH_OMITS[k]},
+        **computing_later_settings(spec),  # only when they change what is computed (older prefix keys stay valid)
     }
 
 

@@ -134,7 +134,6 @@ def _finish(resolved: ResolvedRun, run_dir: Path, stage_runner, stages: list[Sta
         "resolved_params": resolved.params,
         **provenance(resolved),
         "timings": {**stage_runner.timings, "total_seconds": round(time.time() - t_start, 3)},
-        "tokens": stage_runner.tokens,
         "tasks": list(spec.chain),
         "stages": labels,
         "eval_tasks": list(spec.all_eval_tasks),

@@ -33,9 +33,10 @@ class StageRunner:
         # (decisions reach the others through ranks.on_main), non-main ranks return no records.
         self.ranks = ranks or Ranks()
         spec = resolved.spec
-        self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}}
-        # what the passes processed, per stage (engine.counts): the dry run plans these same numbers
+        # what this process did: seconds, reused stages and the tokens its passes processed per stage
+        # (engine.counts; the dry run plans these same numbers)
         self.tokens: dict[str, dict[str, dict[str, int]]] = {"train": {}, "score": {}}
+        self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}, "tokens": self.tokens}
         self.sharpness: list[dict[str, Any] | None] = [None]
         prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
         with self.ranks.main_first():  # a first use converts the model into the cache once

@@ -13,6 +13,17 @@ from chainforget.errors import DataError
 from chainforget.metrics.compute import read_run
 from chainforget.plugins import registries
 from chainforget.store import results as store
+from chainforget.tasks.resolve import TASK_FILE_SUFFIXES, resolve_task
+
+
+def task_name(entry: str) -> str:
+    """A chain entry's task name: a task file's own ``name``, else the entry (a registered task)."""
+    return resolve_task(entry).name if entry.lower().endswith(TASK_FILE_SUFFIXES) else entry
+
+
+def suite_specs(suite: Mapping[str, Any], shard: tuple[int, int] | None = None) -> list[RunSpec]:
+    """This shard's runs of the suite's grid (every run without a shard), task files named by their tasks."""
+    return shard_specs(expand_suite(suite, task_name), shard)
 
 
 def run_suite(suite: Mapping[str, Any], out_dir: str | Path, *, shard: tuple[int, int] | None = None,
@@ -27,7 +38,7 @@ def run_suite(suite: Mapping[str, Any], out_dir: str | Path, *, shard: tuple[int
     warn = warn or echo
     chosen = registries("launchers").get(launcher)
     chosen.check()
-    specs = shard_specs(expand_suite(suite), shard)
+    specs = suite_specs(suite, shard)
     options = dict(suite.get("metric_options") or {})
     metric_options_from(options)
     launch = []
@@ -46,7 +57,7 @@ def collect_results(suite: Mapping[str, Any], out_dir: str | Path) -> tuple[list
     """Results of every run of the suite found complete under ``out_dir``, the ids still missing, and one line per
     complete run that is damaged (reported, not fatal: one bad file must not hide the other results)."""
     found, missing, damaged = [], [], []
-    for spec in expand_suite(suite):
+    for spec in suite_specs(suite):
         run_dir = Path(out_dir) / resolve_run(spec).spec.run_id()
         if not store.is_complete(run_dir):
             missing.append(run_dir.name)

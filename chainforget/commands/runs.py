@@ -9,7 +9,14 @@ from chainforget.benchmark.runner import run
 from chainforget.benchmark.suite_runner import collect_results, run_suite
 from chainforget.config.files import load_config_file
 from chainforget.config.metric_options import metric_options_from
-from chainforget.config.spec import RunSpec, check_keys, parse_set_options, parse_task_list
+from chainforget.config.spec import (
+    RUN_CONFIG_KEYS,
+    RunSpec,
+    check_keys,
+    parse_set_options,
+    parse_task_list,
+    run_settings,
+)
 from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.engine.logs import check_wandb, parse_logger_names
 from chainforget.errors import ConfigError, did_you_mean
@@ -18,10 +25,6 @@ from chainforget.plugins import registries
 from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
 from chainforget.store.results import load_result
 
-RUN_CONFIG_KEYS = {"chain", "strategy", "model", "seed", "strategy_params", "train", "eval_tasks", "limit_train",
-                   "limit_eval", "task_options", "sharpness", "eval_batch_size", "metric_options", "dtype",
-                   "chat_template", "trust_remote_code"}
-
 
 def _load_run_config(path: str, what: str) -> dict[str, Any]:
     data = load_config_file(path, what)
@@ -29,20 +32,19 @@ def _load_run_config(path: str, what: str) -> dict[str, Any]:
     return data
 
 
-def build_run_spec(*, chain=None, strategy=None, model=None, seed=None, eval_tasks=None, limit_train=None,
-                   limit_eval=None, sets=(), config_path=None, sharpness=None, train=None,
-                   model_options=None) -> tuple[RunSpec, dict]:
-    """Config file first, then flags; returns the spec and the metric options."""
+def build_run_spec(*, sets=(), config_path=None, train=None, **settings) -> tuple[RunSpec, dict]:
+    """Config file first, then flags (``settings``: run settings by their RunSpec name, None = not given; ``train``:
+    training settings); returns the spec and the metric options."""
+    unknown = sorted(set(settings) - set(run_settings()))
+    if unknown:
+        raise TypeError(f"build_run_spec: {', '.join(unknown)} is no RunSpec field")
     cfg: dict[str, Any] = _load_run_config(config_path, "run config") if config_path else {}
     for key in ("metric_options", "strategy_params", "train", "task_options"):
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
             raise ConfigError(f"{config_path}: {key} must be a mapping of keys to values, got {cfg[key]!r}")
     metric_options = dict(cfg.pop("metric_options", None) or {})
     metric_options_from(metric_options)  # here, so --dry-run refuses n_boot: 10**12 as the run does
-    flags = {"chain": chain, "strategy": strategy, "model": model, "seed": seed, "eval_tasks": eval_tasks,
-             "limit_train": limit_train, "limit_eval": limit_eval, "sharpness": sharpness,
-             **(model_options or {})}  # dtype, chat_template, trust_remote_code
-    cfg.update({k: v for k, v in flags.items() if v is not None})
+    cfg.update({k: v for k, v in settings.items() if v is not None})
     if not cfg.get("chain"):
         raise ConfigError("no chain given; pass --chain bbq,gsm8k (see `chainforget list tasks`)")
     cfg["chain"] = tuple(parse_task_list(cfg["chain"], "chain"))

@@ -17,9 +17,6 @@ from chainforget.errors import ConfigError, brief, did_you_mean
 
 SPEC_VERSION = 1
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# Settings added after run ids were first published: left out of the hash at these values, so older ids stay valid.
-# dtype is hashed once resolved (auto -> float32 on CPU, bfloat16 on a GPU); float32 was the only dtype before.
-HASH_OMITS = {"dtype": ("auto", "float32"), "chat_template": (False,), "trust_remote_code": (False,)}
 
 
 def canonical_json(obj: Any) -> str:
@@ -30,8 +27,17 @@ def short_hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
 
 
+def later(default: Any, omit: tuple, *, computes: bool = True):
+    """A setting added after run ids were first published: left out of the hash at the ``omit`` values, so older ids
+    stay valid; ``computes``: it changes what a stage computes, so it joins the prefix keys when set."""
+    return field(default=default, metadata={"omit": omit, "computes": computes})
+
+
 @dataclass(frozen=True)
 class RunSpec:
+    """A run's settings, declared once: the fields drive the run-config and suite keys, their checks (by type), the
+    hash and the prefix keys. Adding one: docs/architecture.md, "Adding a run setting"."""
+
     chain: tuple[str, ...]
     strategy: str = "naive"
     model: str = "smollm2-135m"
@@ -44,9 +50,11 @@ class RunSpec:
     task_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sharpness: bool = False
     eval_batch_size: int = 16
-    dtype: str = "auto"  # weights/compute dtype (engine.precision); resolved by the plan before hashing
-    chat_template: bool = False  # wrap prompts in the tokenizer's chat template (training and scoring)
-    trust_remote_code: bool = False  # let a model directory's own Python code run
+    # weights/compute dtype (engine.precision); hashed once resolved (auto -> float32 on CPU, bfloat16 on a GPU),
+    # float32 was the only dtype before
+    dtype: str = later("auto", ("auto", "float32"))
+    chat_template: bool = later(False, (False,))  # wrap prompts in the tokenizer's chat template (train and score)
+    trust_remote_code: bool = later(False, (False,), computes=False)  # let a model directory's own code run
 
     def __post_init__(self) -> None:
         for name in ("strategy", "model"):
@@ -61,14 +69,12 @@ class RunSpec:
                                   f"got {brief(options)}")
         if "seed" in self.train:
             raise ConfigError("seed belongs at the top level of a run (--seed or `seed:`), not under train")
-        for name in ("sharpness", "chat_template", "trust_remote_code"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {brief(getattr(self, name))}")
+        for f in fields(self):
+            if isinstance(f.default, bool) and not isinstance(getattr(self, f.name), bool):
+                raise ConfigError(f"{f.name} must be true or false, got {brief(getattr(self, f.name))}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {'|'.join(DTYPES)}, got {brief(self.dtype)}; pass --dtype "
                               f"{'|'.join(DTYPES)}")
-        if isinstance(self.eval_batch_size, bool):
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {brief(self.eval_batch_size)}")
         chain = tuple(self.chain)
         if not chain:
             raise ConfigError("a chain needs at least one task; pass e.g. --chain bbq,gsm8k")
@@ -91,9 +97,7 @@ class RunSpec:
             else:
                 _check_limit(name, value)
         check_number("seed", self.seed)
-        if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {brief(self.eval_batch_size)}")
-        check_number("eval_batch_size", self.eval_batch_size)
+        _check_positive("eval_batch_size", self.eval_batch_size, "a positive integer")
         check_train_bounds(self.train)
         object.__setattr__(self, "strategy_params", dict(sorted(dict(self.strategy_params).items())))
         object.__setattr__(self, "train", dict(sorted(dict(self.train).items())))
@@ -133,12 +137,30 @@ class RunSpec:
         return f"{safe}_{short_hash({'v': SPEC_VERSION, **d}, 10)}"
 
 
+def run_settings() -> tuple[str, ...]:
+    """The names of every run setting, in declaration order."""
+    return tuple(f.name for f in fields(RunSpec))
+
+
+HASH_OMITS = {f.name: f.metadata["omit"] for f in fields(RunSpec) if "omit" in f.metadata}
+RUN_CONFIG_KEYS = frozenset(run_settings()) | {"metric_options"}  # a run config file's keys
+
+
+def computing_later_settings(spec: RunSpec) -> dict[str, Any]:
+    """The later settings that change what a stage computes, where set away from their old value (prefix keys)."""
+    return {f.name: getattr(spec, f.name) for f in fields(spec) if f.metadata.get("computes")
+            and getattr(spec, f.name) not in f.metadata["omit"]}
+
+
+def _check_positive(name: str, value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be {what}, got {brief(value)}")
+    check_number(name, value)
+
+
 def _check_limit(name: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ConfigError(f"{name} must be a positive integer (or a mapping task -> positive integer), got "
-                          f"{brief(value)}")
     if value is not None:
-        check_number(name, value)
+        _check_positive(name, value, "a positive integer (or a mapping task -> positive integer)")
 
 
 def limit_for(limits: int | Mapping[str, int] | None, task: str) -> int | None:

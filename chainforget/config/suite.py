@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from chainforget.config.files import load_config_file
 from chainforget.config.ranges import check_number
-from chainforget.config.spec import RunSpec, check_keys, parse_task_list
+from chainforget.config.spec import RunSpec, check_keys, parse_task_list, run_settings
 from chainforget.errors import ConfigError, brief, did_you_mean
 from chainforget.plugins import registries
-from chainforget.tasks.resolve import TASK_FILE_SUFFIXES, resolve_task
 
-SUITE_KEYS = {"model", "chains", "strategies", "seeds", "limit_train", "limit_eval", "finetune", "learning_rate",
-              "train", "eval_tasks", "task_options", "sharpness", "eval_batch_size", "metric_options",
-              "description", "dtype", "chat_template", "trust_remote_code"}
+# the grid's axes stand for these run settings; every other run setting is a suite key of the same name, fixed for
+# every run of the grid (it comes from RunSpec's fields: a new run setting is a suite key with no edit here)
+GRID_AXES = {"chain": "chains", "strategy": "strategies", "strategy_params": "strategies", "seed": "seeds"}
+BUILT_BY_GRID = ("train", "eval_tasks", "limit_train", "limit_eval", "task_options")  # per chain or per grid point
+PASSED = tuple(k for k in run_settings() if k not in GRID_AXES and k not in BUILT_BY_GRID)  # as given, to each run
+SUITE_KEYS = frozenset(run_settings()) - set(GRID_AXES) | set(GRID_AXES.values()) | {
+    "finetune", "learning_rate", "metric_options", "description"}
+TaskName = Callable[[str], str]  # a chain entry (a task name or a task file) -> its task's name
 
 
 def load_suite_file(path: str | Path) -> dict[str, Any]:
@@ -105,21 +109,18 @@ def _strategy_entries(value: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _task_names(entry: str) -> set[str]:
-    """What ``task_options`` may call a chain entry: the entry itself and, for a task file, its task's name."""
-    if entry.lower().endswith(TASK_FILE_SUFFIXES):
-        return {entry, resolve_task(entry).name}
-    return {entry}
-
-
 def per_chain(key: str, options: Mapping[str, Any], chains: list[tuple[str, ...]],
-              eval_tasks: tuple[str, ...], keep: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+              eval_tasks: tuple[str, ...], keep: tuple[str, ...] = (),
+              task_name: TaskName | None = None) -> list[dict[str, Any]]:
     """A suite's per-task mapping (``task_options``, a ``limit_train`` mapping) split by chain: each run gets the
     entries of the tasks it trains or evaluates (and the ``keep`` keys, e.g. ``default``).
 
     A name that no chain and no eval task holds is a one-line error (a typo would otherwise be silently unused).
+    What ``task_options`` may call a chain entry: the entry itself and its task's name (``task_name``: the
+    benchmark names task files by their task, ``benchmark.suite_runner.suite_specs``).
     """
-    names = {entry: _task_names(entry) for chain in chains for entry in (*chain, *eval_tasks)}
+    names = {entry: {entry, task_name(entry) if task_name else entry} for chain in chains
+             for entry in (*chain, *eval_tasks)}
     known = set().union(*names.values()) if names else set()
     for task in options:
         if task not in known and task not in keep:
@@ -133,8 +134,9 @@ def per_chain(key: str, options: Mapping[str, Any], chains: list[tuple[str, ...]
     return out
 
 
-def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
-    """Every RunSpec of the grid, in a deterministic order (chains outermost, so prefixes are trained early)."""
+def expand_suite(suite: Mapping[str, Any], task_name: TaskName | None = None) -> list[RunSpec]:
+    """Every RunSpec of the grid, in a deterministic order (chains outermost, so prefixes are trained early);
+    ``task_name`` names task-file entries by their task (see ``per_chain``)."""
     check_keys(suite, SUITE_KEYS, "suite")
     if "chains" not in suite or "strategies" not in suite:
         raise ConfigError("a suite needs at least `chains:` and `strategies:`")
@@ -148,11 +150,13 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
     lrs = _as_list(suite.get("learning_rate"), "learning_rate")
     base_train = dict(suite.get("train") or {})
     eval_tasks = tuple(parse_task_list(suite.get("eval_tasks") or [], "eval_tasks"))
-    task_options = dict(zip(chains, per_chain("task_options", suite.get("task_options") or {}, chains, eval_tasks)))
+    task_options = dict(zip(chains, per_chain("task_options", suite.get("task_options") or {}, chains, eval_tasks,
+                                              task_name=task_name)))
     limits = {}
     for key in ("limit_train", "limit_eval"):
         value = suite.get(key)
-        split = per_chain(key, value, chains, eval_tasks, ("default",)) if isinstance(value, Mapping) else None
+        split = per_chain(key, value, chains, eval_tasks, ("default",), task_name) if isinstance(value, Mapping) \
+            else None
         limits[key] = dict(zip(chains, split)) if split is not None else {c: value for c in chains}
     specs = []
     for chain, seed, ft, lr, (strategy, params) in itertools.product(chains, seeds, finetunes, lrs, strategies):
@@ -162,12 +166,9 @@ def expand_suite(suite: Mapping[str, Any]) -> list[RunSpec]:
         if lr is not None:
             train["learning_rate"] = lr
         specs.append(RunSpec(
-            chain=chain, strategy=strategy, model=suite.get("model", "smollm2-135m"), seed=seed,
-            strategy_params=params, train=train, eval_tasks=eval_tasks,
+            chain=chain, strategy=strategy, seed=seed, strategy_params=params, train=train, eval_tasks=eval_tasks,
             limit_train=limits["limit_train"][chain], limit_eval=limits["limit_eval"][chain],
-            task_options=task_options[chain], sharpness=suite.get("sharpness", False),
-            eval_batch_size=suite.get("eval_batch_size", 16),
-            **{k: suite[k] for k in ("dtype", "chat_template", "trust_remote_code") if k in suite}))
+            task_options=task_options[chain], **{k: suite[k] for k in PASSED if k in suite}))
     return specs
 
 

@@ -28,15 +28,15 @@ class TrainConfig:
     """Every training hyper-parameter, validated on construction (one-line ConfigError naming the CLI flag)."""
 
     learning_rate: float = _f(1e-4, "peak learning rate of AdamW (full fine-tuning and LoRA alike)", "--lr")
-    epochs: int = _f(1, "passes over each chain step's training data")
+    epochs: int = _f(1, "passes over each stage's training data")
     batch_size: int = _f(8, "examples per optimizer step")
     micro_batch_size: int = _f(4, "examples per forward pass; gradient accumulation = ceil(batch / micro)")
-    warmup_ratio: float = _f(0.1, "fraction of each experience's optimizer steps spent warming the LR up")
+    warmup_ratio: float = _f(0.1, "fraction of each stage's optimizer steps spent warming the LR up")
     schedule: str = _f("linear", "LR decay after warm-up", choices=SCHEDULES)
     max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables clipping)")
     weight_decay: float = _f(0.0, "AdamW weight decay (matrices only, not norms or biases)")
     max_length: int = _f(512, "max tokens per training example; the prompt is cut from the left, never the target")
-    max_steps: int | None = _f(None, "cap on optimizer steps per chain step (default: no cap)")
+    max_steps: int | None = _f(None, "cap on optimizer steps per stage")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     finetune: str = _f("full", "fine-tuning method", choices=FINETUNES)
     lora_r: int = _f(8, "LoRA rank")

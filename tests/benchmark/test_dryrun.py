@@ -1,5 +1,5 @@
 """``--dry-run``: writes nothing, names the stages a partial run left reusable, and plans exactly the tokens a real
-run records in result.json (``tokens``), chat template and a plugin strategy's extra passes included."""
+run records in result.json (``timings.tokens``), chat template and a plugin strategy's extra passes included."""
 
 import pytest
 from test_runner import FAST_METRICS, spec
@@ -28,9 +28,10 @@ def test_dry_run_writes_nothing_and_plans_the_tokens_the_run_records(tmp_path):
     assert not rp.complete and not rp.base_reused and [st.reused for st in rp.stages] == [False, False]
     assert set(rp.stages[1].train) == {"gsm8k", "bbq"}
     result = run(s, out, progress=False, metric_options=FAST_METRICS)
-    assert result["tokens"] == rp.tokens()
-    assert set(result["tokens"]["train"]) == {"1", "2"} and set(result["tokens"]["score"]) == {"0", "1", "2"}
-    stage = result["tokens"]["train"]["2"]
+    tokens = result["timings"]["tokens"]
+    assert tokens == rp.tokens()
+    assert set(tokens["train"]) == {"1", "2"} and set(tokens["score"]) == {"0", "1", "2"}
+    stage = tokens["train"]["2"]
     assert stage["padded"] > stage["tokens"] > 0  # the estimate follows padded positions, which the run counts too
     again = dryrun.dry_run([s], out, probe_machine=False)
     assert again.runs[0].complete and any("nothing to train" in line for line in again.lines)
@@ -43,7 +44,7 @@ def test_dry_run_reads_the_chat_templated_prompts_the_run_reads(tmp_path):
     (plain,) = dryrun.dry_run([bbq_only("naive")], out, probe_machine=False).runs
     assert chat.tokens()["train"]["1"]["tokens"] > plain.tokens()["train"]["1"]["tokens"]
     assert chat.tokens()["score"]["0"]["tokens"] > plain.tokens()["score"]["0"]["tokens"]
-    assert run(s, out, progress=False, metric_options=FAST_METRICS)["tokens"] == chat.tokens()
+    assert run(s, out, progress=False, metric_options=FAST_METRICS)["timings"]["tokens"] == chat.tokens()
 
 
 class TwicePlugin(StrategyPlugin):
@@ -72,7 +73,7 @@ def test_a_plugin_strategy_is_estimated_with_the_passes_it_declares(tmp_path, tw
     (naive,) = dryrun.dry_run([bbq_only("naive")], out, probe_machine=False).runs
     assert est.stages[0].passes == 2
     assert est.tokens()["train"]["1"] == {k: 2 * v for k, v in naive.tokens()["train"]["1"].items()}
-    assert run(s, out, progress=False, metric_options=FAST_METRICS)["tokens"] == est.tokens()
+    assert run(s, out, progress=False, metric_options=FAST_METRICS)["timings"]["tokens"] == est.tokens()
 
 
 def test_dry_run_after_a_partial_run_lists_reused_and_trained_stages(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from chainforget.benchmark.plan import resolve_run
+from chainforget.benchmark.suite_runner import suite_specs
 from chainforget.config.spec import RunSpec
 from chainforget.config.suite import expand_suite
 from chainforget.errors import ConfigError
@@ -76,7 +77,7 @@ def test_task_file_entries_take_options_by_file_or_task_name(tmp_path):
     for key in ("bbq-age", str(derived)):
         suite = {"model": "tiny", "chains": [[str(derived), "gsm8k"], ["gsm8k", "toxigen"]], "strategies": ["naive"],
                  "task_options": {key: {"primary_metric": "acc_norm"}}}
-        specs = by_chain(expand_suite(suite))
+        specs = by_chain(suite_specs(suite))  # the benchmark names task files by their task
         assert specs[("gsm8k", "toxigen")].task_options == {}
         run = resolve_run(specs[(str(derived), "gsm8k")])
         assert run.spec.chain == ("bbq-age", "gsm8k") and run.tasks["bbq-age"].spec.primary_metric == "acc_norm"
@@ -112,14 +113,14 @@ def test_docs_suites_md_examples_and_messages_are_real(tmp_path, monkeypatch):
         blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
         assert len(blocks) == 3
         for block in blocks:
-            specs = expand_suite(block)
+            specs = suite_specs(block)
             for spec in specs[:: max(1, len(specs) // 4)]:
                 resolve_run(spec)
         shown = re.findall(r"^error: (.*)$", text, re.M)
         got = []
         for options in ({"gsm8": {}}, {"gsm8k": {"primary_metric": "gold_logprb"}}):
             with pytest.raises(ConfigError) as err:
-                for spec in expand_suite({**blocks[1], "task_options": options}):
+                for spec in suite_specs({**blocks[1], "task_options": options}):
                     resolve_run(spec)
             got.append(str(err.value))
         assert shown == got
