@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from chainforget.metrics.forgetting import matrix_drop
+from chainforget.metrics.pareto import gain_share, pareto_front, spearman
 from chainforget.plugins import registries
 from chainforget.report import drawing
 from chainforget.report.tables import aggregate, chain_label, metric_entry, strategy_name
@@ -222,7 +223,8 @@ def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
             top = max(agg[0], agg[2] if agg[2] is not None else agg[0])
             forgot = _mean([f for f, _ in gains[(strategies[i], task)]])
             gain = _mean([g for _, g in gains[(strategies[i], task)]])
-            text = f"{forgot / gain:.0%}" if forgot is not None and gain and gain > 0 else "no gain"
+            share = gain_share(forgot, gain)
+            text = "no gain" if share is None else f"{share:.0%}"
             ax.annotate(text, (i, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
         ax.set_xticks(range(len(strategies)), names, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_ylabel(f"forgetting of {task} ({metric})")
@@ -250,13 +252,6 @@ def tradeoff_point(result: dict) -> tuple[float | None, float | None]:
         elif kind == "safety" and info[task].get("trained_at") is not None:
             retained.append(-forgetting_of(result, task)[0] if forgetting_of(result, task)[0] is not None else None)
     return _mean(gained), _mean(retained)
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both axes (both maximised), sorted by x."""
-    front = [i for i, (x, y) in enumerate(points)
-             if not any(x2 >= x and y2 >= y and (x2, y2) != (x, y) for x2, y2 in points)]
-    return sorted(front, key=lambda i: points[i][0])
 
 
 def tradeoff_pairs(result: dict) -> dict[tuple[str, str], tuple[float | None, float | None]]:
@@ -339,23 +334,6 @@ def pareto_scatter(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
     fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8, frameon=False)
     fig.suptitle("safety retained vs capability gained (mean over seeds; up and right is better)", fontsize=9)
     return _save(fig, out_dir, "pareto")
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN with fewer than 3 points or a constant variable."""
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(1, len(v) + 1)
-        for value in np.unique(v):
-            tied = v == value
-            r[tied] = r[tied].mean()
-        return r
-
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
-        return float("nan")
-    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
 
 
 def _lambda_at(result: dict, trained_at: int) -> float | None:
