@@ -1,7 +1,8 @@
-"""A chain of tasks as an Avalanche benchmark: one train experience per chain step, one test experience per eval task.
+"""A chain of tasks as an Avalanche benchmark: one train experience per chain task, one test experience per eval
+task.
 
-Built with Avalanche's own generator (``benchmark_from_datasets``) over ``TaskAwareSupervisedClassificationDataset``s
-whose items are ``Example`` objects. Two data attributes ride along (neither is appended to the items):
+Built with Avalanche's own generator (``benchmark_from_datasets``) over the datasets of ``engine.datasets`` (items
+are ``Example`` objects). Two data attributes ride along (neither is appended to the items):
 
 - ``targets``: an integer id per (task, group), ``group_id(task, group)`` = the first 7 hex digits of
   ``sha256("<task>\\0<group>")`` as an int (< 2**28). It is stable across processes and benchmarks, so Avalanche's
@@ -15,54 +16,12 @@ Avalanche is imported inside the functions (it takes seconds to import).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from chainforget.engine.datasets import examples_dataset, experience_dataset, group_id, task_of
 from chainforget.errors import ConfigError
 from chainforget.tasks.base import Example
-
-
-def group_id(task: str, group: str) -> int:
-    """The ``targets`` value of an example: a stable integer id of its (task, group)."""
-    return int(hashlib.sha256(f"{task}\0{group}".encode()).hexdigest()[:7], 16)
-
-
-def _task_of(ex: Example) -> str:
-    return ex.task or ex.id.split("/", 1)[0]
-
-
-def collate_examples(batch: list[Example]) -> list[Example]:
-    """Keep a batch as a list of Examples (the engine tokenises); module-level so it pickles."""
-    return list(batch)
-
-
-def experience_dataset(examples: Sequence[Example], task_ids: Mapping[str, int] | None = None):
-    """An Avalanche dataset over ``examples`` (any mix of tasks) with ``targets`` and ``targets_task_labels``.
-
-    ``task_ids`` maps task names to task labels; tasks it lacks get the next free labels in order of appearance.
-    """
-    from avalanche.benchmarks.utils import DataAttribute
-    from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
-
-    ids = dict(task_ids or {})
-    for ex in examples:
-        ids.setdefault(_task_of(ex), len(ids))
-    items = list(examples)
-    return TaskAwareSupervisedClassificationDataset(
-        [items],
-        data_attributes=[
-            DataAttribute([group_id(_task_of(e), e.group) for e in items], "targets"),
-            DataAttribute([ids[_task_of(e)] for e in items], "targets_task_labels"),
-        ],
-        collate_fn=collate_examples,
-    )
-
-
-def examples_dataset(examples: Sequence[Example], tasks: Mapping[str, Any] | Sequence[str] | None = None):
-    """``experience_dataset`` with task labels numbered by ``tasks`` (names, or a name -> Task mapping, in chain
-    order, the order ``build_benchmark`` numbers them), so it concatenates cleanly with the chain's datasets."""
-    return experience_dataset(examples, {n: i for i, n in enumerate(tasks or [])})
 
 
 def experience_from_examples(examples: Sequence[Example], index: int, label: str,
@@ -139,7 +98,7 @@ def build_benchmark(train_tasks: Sequence[Any], eval_tasks: Sequence[Any] | None
 
     def dataset(examples: list[Example]):
         for ex in examples:
-            group_names[group_id(_task_of(ex), ex.group)] = (_task_of(ex), ex.group)
+            group_names[group_id(task_of(ex), ex.group)] = (task_of(ex), ex.group)
         return experience_dataset(examples, task_ids)
 
     train_sets = []

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from tabulate import tabulate
 
-from chainforget.benchmark.plan import plan_stages, resolve_run
+from chainforget.benchmark.plan import prepare_run, resolve_run
 from chainforget.config.defaults import SHARPNESS_DEFAULTS
 from chainforget.config.ranges import check_number
 from chainforget.config.spec import RunSpec
-from chainforget.engine import chat, precision
+from chainforget.engine import precision
 from chainforget.engine.models import load_model
 from chainforget.engine.training import apply_finetune
 from chainforget.errors import DataError
@@ -36,11 +35,7 @@ def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS
     prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
     model, tokenizer = load_model(resolved.model_spec, dtype=prec.torch_weights,
                                   trust_remote_code=spec.trust_remote_code)
-    if spec.chat_template:  # the probe reads the prompts the run trained on
-        resolved = dataclasses.replace(resolved, tasks=chat.chat_tasks(resolved.tasks, tokenizer))
-    train_examples = {n: resolved.tasks[n].train_examples(resolved.spec.limit_train_for(n))
-                      for n in resolved.spec.chain}
-    stages, _ = plan_stages(resolved, train_examples)
+    stages = prepare_run(resolved, tokenizer).stages  # the run's own stages: the probe reads what they trained on
     model = apply_finetune(model, resolved.train_cfg)
     store, layout = PrefixStore(run_dir.parent), RunLayout(run_dir)
     fix = f"{REDO} (damaged prefix entries are recomputed), then rerun sharpness"

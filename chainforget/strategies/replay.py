@@ -89,7 +89,7 @@ class ReplayPlugin(StrategyPlugin):
 
 def extend_dataset(dataset, examples: list[Any], context: StrategyContext):
     """``dataset`` followed by ``examples`` (each keeps its own task), as the benchmark builds datasets."""
-    from chainforget.benchmark.streams import examples_dataset
+    from chainforget.engine.datasets import examples_dataset
 
     return dataset.concat(examples_dataset(examples, context.tasks))
 

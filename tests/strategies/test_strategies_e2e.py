@@ -5,7 +5,7 @@ import copy
 import torch
 from test_strategies import make_context, specs
 
-from chainforget.benchmark.streams import examples_dataset
+from chainforget.engine.datasets import examples_dataset
 from chainforget.engine.template import CausalLMTemplate
 from chainforget.engine.training import target_token_loss
 from chainforget.store.state import load_plugin_states, save_plugin_states
