@@ -63,32 +63,42 @@ def bars(ax, entries: Sequence[tuple[Any, Any, Any] | None], color, missing_reas
 
 
 def forest(ax, labels: Sequence[str], entries: Sequence[dict | None], bounds=(None, None), color="#2171b5",
-           zero: bool = True) -> list[int]:
-    """A forest plot: one row per entry (``{value, ci_low, ci_high}``), point and interval on the metric's own
-    scale, intervals clipped to its declared ``bounds`` (an arrow tip marks a clipped side); missing rows say
-    'n/a'. Returns the missing rows."""
+           zero: bool = True, mark_missing: bool = True) -> list[int]:
+    """A forest plot: one row per entry (``{value, ci_low, ci_high}``, first row on top), point and interval on the
+    metric's own scale, the interval clipped to the metric's declared ``bounds`` (an arrow head marks a clipped
+    side); a missing row shows a grey 'x' at 0 (``mark_missing``) and 'n/a' at the right edge. ``color`` is one
+    color or one per row. Returns the missing rows."""
     low_b, high_b = bounds
+    colors = list(color) if isinstance(color, (list, tuple)) else [color] * len(entries)
     absent = []
     for i, e in enumerate(entries):
         y = len(entries) - 1 - i
         if not e or e.get("value") is None:
             absent.append(i)
-            ax.plot(0 if zero else np.nan, y, marker="x", color=MISSING_COLOR, markersize=7)
+            if mark_missing:
+                ax.plot(0, y, marker="x", color=MISSING_COLOR, markersize=7, linestyle="none")
+                ax.annotate("n/a", (1, y), xycoords=("axes fraction", "data"), xytext=(-4, 0),
+                            textcoords="offset points", ha="right", va="center", color="#555555", fontsize=9,
+                            style="italic")
             continue
         v = float(e["value"])
         lo = float(e["ci_low"]) if e.get("ci_low") is not None else v
         hi = float(e["ci_high"]) if e.get("ci_high") is not None else v
         clip_lo = low_b is not None and lo < low_b
         clip_hi = high_b is not None and hi > high_b
-        lo, hi = (max(lo, low_b) if low_b is not None else lo), (min(hi, high_b) if high_b is not None else hi)
-        ax.plot([lo, hi], [y, y], color=color, linewidth=2, solid_capstyle="butt")
+        lo = max(lo, low_b) if low_b is not None else lo
+        hi = min(hi, high_b) if high_b is not None else hi
+        c = colors[i]
+        ax.plot([lo, hi], [y, y], color=c, linewidth=2.2, solid_capstyle="butt")
         for side, clipped, marker in ((lo, clip_lo, "<"), (hi, clip_hi, ">")):
-            ax.plot(side, y, marker=marker if clipped else "|", color=color, markersize=7)
-        ax.plot(v, y, marker="o", color="black", markersize=5, zorder=3)
+            ax.plot(side, y, marker=marker if clipped else "|", color=c, markersize=8)
+        ax.plot(v, y, marker="o", color="black", markersize=5.5, zorder=3)
     if zero:
         ax.axvline(0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_yticks(range(len(entries)), list(reversed(labels)))
     ax.set_ylim(-0.7, len(entries) - 0.3)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
     if low_b is not None or high_b is not None:
         left, right = ax.get_xlim()
         span = (right - left) * 0.03
