@@ -19,10 +19,10 @@ import io
 import json
 from typing import Any
 
+from chainforget.config.defaults import FINDINGS_FORMATS
 from chainforget.errors import ConfigError, did_you_mean
 from chainforget.report import drawing
 
-FORMATS = ("text", "json", "html")
 FIG_WIDTH = 10.5  # inches at FIG_DPI: 1,050 px, the page's column width
 FIG_DPI = 100
 COLUMN_PX = int(FIG_WIDTH * FIG_DPI)
@@ -375,6 +375,14 @@ def _pareto_figure(front: dict):
     return fig
 
 
+MAX_GROUP_FIGURES = 8
+
+
+def group_caption(a: dict) -> str:
+    return (f"Per-group forgetting of {a['task']}, {a['setting']} on {a['chain']} (simultaneous 95% intervals, "
+            f"clipped to the score's range)")
+
+
 def figure_objects(found: dict) -> dict[str, list[tuple[str, Any]]]:
     """The page's matplotlib figures by section (``order``, ``group``, ``mitigation``, ``pareto``): (caption,
     Figure). Call inside :func:`figures`' rc context, or use :func:`figures` for the PNGs."""
@@ -384,11 +392,10 @@ def figure_objects(found: dict) -> dict[str, list[tuple[str, Any]]]:
         out["order"].append((f"{found['order_asymmetry']['metric']} of the first task of each order (left; red: "
                              f"safety first, blue: capability first) and their difference (right), 95% intervals "
                              f"clipped to the metric's range", fig))
-    for a in found["group_dependence"]["answers"][:8]:
+    for a in found["group_dependence"]["answers"][:MAX_GROUP_FIGURES]:
         fig = _group_figure(a)
         if fig is not None:
-            out["group"].append((f"Per-group forgetting of {a['task']}, {a['setting']} on {a['chain']} "
-                                 f"(simultaneous 95% intervals, clipped to the score's range)", fig))
+            out["group"].append((group_caption(a), fig))
     cells = dict.fromkeys((a["measure"], a["task"]) for a in found["mitigation"]["answers"])
     for measure, task in cells:
         fig = _mitigation_figure(found, measure, task)
@@ -454,12 +461,16 @@ def render_html(found: dict) -> str:
             parts.append('<p class="note">No answer from these runs.</p>')
             continue
         parts.append(_table(headers, rows))
-        if section == "group":
+        if section == "group":  # each answer's table, then its forest plot
+            drawn = dict(figs["group"])
             for a in found["group_dependence"]["answers"]:
                 if a.get("groups"):
                     parts.append(f"<h3>Per-group forgetting of {e(a['task'])}, {e(a['setting'])} on "
                                  f"{e(a['chain'])} ({e(a.get('unit') or '')}, simultaneous 95% intervals)</h3>")
                     parts.append(_table(["group", "n", "forgetting [95% CI]"], group_rows(a), "groups"))
+                    if group_caption(a) in drawn:
+                        parts += _figs([(group_caption(a), drawn[group_caption(a)])])
+            continue
         if section == "order" and not figs["order"]:
             parts.append(f'<p class="note">No figure: {e(found["order_asymmetry"]["metric"])} has no value in '
                          f"either order (see the reading).</p>")
@@ -481,9 +492,9 @@ def with_readings(found: dict) -> dict:
 
 
 def render(found: dict, fmt: str = "text") -> str:
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown findings format {fmt!r}; {did_you_mean(fmt, FORMATS)}choose one of "
-                          f"{', '.join(FORMATS)}")
+    if fmt not in FINDINGS_FORMATS:
+        raise ConfigError(f"unknown findings format {fmt!r}; {did_you_mean(fmt, FINDINGS_FORMATS)}choose one of "
+                          f"{', '.join(FINDINGS_FORMATS)}")
     if fmt == "json":
         return json.dumps(with_readings(found), indent=2, sort_keys=True, allow_nan=False) + "\n"
     return render_html(found) if fmt == "html" else render_text(found)
