@@ -361,6 +361,60 @@ def findings_cmd(paths, metric, baseline, n_boot, seed, min_group_size, fmt):
     click.echo(text, nl=False)
 
 
+@main.command("power")
+@click.argument("paths", nargs=-1, required=True, metavar="PILOT_RUNS...")
+@click.option("--effect", "effects", multiple=True, metavar="QUESTION=SIZE",
+              help="Effect to detect, per question (repeatable or space-separated): asymmetry (relative forgetting "
+                   "difference), spread (between-group SD of forgetting), mitigation (forgetting difference vs the "
+                   "baseline).  [default: asymmetry=0.5 spread=0.05 mitigation=0.03]")
+@click.option("--power", "target_power", type=float, default=0.8, show_default=True, help="Power to reach.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Two-sided test level.")
+@click.option("--baseline", default="naive", show_default=True, help="Strategy the mitigations are compared with.")
+@click.option("--max-seeds", type=int, default=10, show_default=True, help="Most seeds to consider.")
+@click.option("--seeds", type=int, default=None, help="Plan for exactly this many seeds (2 or more).")
+@click.option("--min-group-size", type=int, default=METRIC_OPTION_DEFAULTS["min_group_size"], show_default=True,
+              help="Groups with fewer pilot examples are left out of the spread.")
+@click.option("--seed-sd", type=float, default=None,
+              help="Training randomness (SD over seeds) of a mean, replacing the pilot's estimate (needed for a "
+                   "one-seed pilot).")
+@click.option("--seed-group-sd", type=float, default=None,
+              help="Seed x group SD of a group's mean, replacing the pilot's estimate.")
+@click.option("--preset", default="quick", show_default=True,
+              help="The design to scale (chains, strategies, training): a preset name.")
+@click.option("--suite", "suite_path", type=click.Path(), default=None, help="The design to scale as a YAML suite "
+              "file (overrides --preset).")
+@click.option("--write-suite", type=click.Path(), default=None, metavar="FILE",
+              help="Write the planned study as a suite file for `chainforget leaderboard --suite FILE`.")
+@click.option("--no-cost", is_flag=True, help="Skip the dry-run cost estimate (no model is loaded).")
+@click.option("--gpu-train-tps", type=float, default=5000.0, show_default=True,
+              help="ASSUMED GPU training throughput (token positions/s) for the GPU cost line.")
+@click.option("--gpu-score-tps", type=float, default=12500.0, show_default=True,
+              help="ASSUMED GPU scoring throughput (token positions/s) for the GPU cost line.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format.")
+def power_cmd(paths, effects, target_power, alpha, baseline, max_seeds, seeds, min_group_size, seed_sd,
+              seed_group_sd, preset, suite_path, write_suite, no_cost, gpu_train_tps, gpu_score_tps, fmt):
+    """Plan a study from pilot runs: the evaluation examples per group and the seeds each of the paper's three
+    questions needs to detect a stated effect at a stated power, and the study's cost (dry-run estimate here; a
+    GPU's is an assumption until measured).
+
+    \b
+    Examples:
+      chainforget power runs-quick-seeds --effect spread=0.05 mitigation=0.03 asymmetry=0.5
+      chainforget power runs-quick-seeds --seeds 5 --write-suite planned.yaml --format json
+    """
+    from chainforget.commands.power import power_command
+
+    text, warnings = power_command(paths, effects=effects, power=target_power, alpha=alpha, baseline=baseline,
+                                   max_seeds=max_seeds, seeds=seeds, min_group_size=min_group_size,
+                                   seed_sd=seed_sd, seed_group_sd=seed_group_sd, base=suite_path or preset,
+                                   write_suite=write_suite, cost=not no_cost, gpu_train_tps=gpu_train_tps,
+                                   gpu_score_tps=gpu_score_tps, fmt=fmt)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(text, nl=False)
+
+
 @main.command("sharpness")
 @click.argument("run_dir", type=click.Path())
 @click.option("--probe-size", type=int, default=SHARPNESS_DEFAULTS["batch_size"], show_default=True,

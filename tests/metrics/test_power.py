@@ -93,7 +93,7 @@ def _spread_rejections(rng, c, n, seeds, tau, reps):
     hits = 0
     for r in range(reps):
         cl = spread_stats.collapse(values[r], groups.astype(str), clusters.astype(str))
-        hits += spread_stats.group_test(cl, 199, rng)[0] < 0.05
+        hits += spread_stats.group_test(cl, 199, rng)[0] < 0.05  # the p the headline spread reports
     return hits / reps
 
 
