@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chainforget-installed
 
-.PHONY: run test test-fast lint install clean-venv
+.PHONY: run test test-fast lint install clean-venv chromium
 
 run: $(STAMP)
 	$(BIN)/chainforget leaderboard
@@ -17,6 +17,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)  # everything but the process-level tests (subprocess launches, kills, installs, Ray)
 	$(BIN)/python -m pytest -q -m "not process"
+
+chromium:  # the findings page's browser test needs it; installed from the OS packages where we can (root + apt)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed (needs root and apt-get): the browser test of the findings page will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
