@@ -7,7 +7,8 @@ An :class:`Effect` is a value and its variance split into parts, each with the q
   freedom, because it is estimated from only ``S`` values.
 
 The half-width at confidence ``c`` is ``sqrt(sum_k q_k(c)^2 * var_k)``; for one cell this is exactly
-:func:`chainforget.metrics.replicates.combine_seeds` (coverage-tested there), and a difference of independent cells
+``inference.cell`` over stored entries (coverage-tested in tests/metrics/test_metrics_replicates.py), and a
+difference of independent cells
 adds their parts. The p-value inverts the same interval (the ``1 - p`` interval just touches 0), so an interval
 excludes 0 exactly when ``p < alpha``. The minimum detectable effect at power ``1 - beta`` is
 ``sqrt(sum_k (q_k(1 - alpha/2) + q_k(1 - beta))^2 * var_k)``: for a normal effect ``(z_0.975 + z_0.80) * SE``.
@@ -75,14 +76,7 @@ class Effect:
             (v, df), = live
             z = target / math.sqrt(v)
             return 2.0 * (1.0 - (normal_cdf(z) if df == NORMAL else t_cdf(z, df)))
-        low, high = 0.0, 1.0 - 1e-12
-        if self.half_width(high) < target:
-            return 1e-12
-        for _ in range(50):
-            mid = 0.5 * (low + high)
-            low, high = (mid, high) if self.half_width(mid) < target else (low, mid)
-        return 1.0 - 0.5 * (low + high)
-
+        return _invert_half_width(live, target)
     def mde(self, power: float = POWER, alpha: float = 1.0 - CONFIDENCE) -> float | None:
         """The smallest true |effect| that a two-sided level-``alpha`` test detects with probability ``power``
         (None when open, or when nothing varies: every paired difference identical gives no scale to size it by)."""
@@ -104,10 +98,53 @@ class Effect:
         return out
 
 
+def _cdf(x: float, df: int) -> float:
+    return normal_cdf(x) if df == NORMAL else t_cdf(x, df)
+
+
+def _invert_half_width(parts: list[tuple[float, int]], target: float) -> float:
+    """``1 - c`` for the confidence ``c`` whose half-width ``sqrt(sum q_k(c)^2 v_k)`` equals ``target``.
+
+    The unknown is the quantile ``x`` of the part with the fewest degrees of freedom (its level ``cdf(x)`` is cheap;
+    the other parts' quantiles follow from that level), solved by regula falsi (Illinois): a few evaluations."""
+    pivot = min(parts, key=lambda p: math.inf if p[1] == NORMAL else p[1])
+
+    def excess(x: float) -> tuple[float, float]:
+        level = _cdf(x, pivot[1])
+        if level >= 1.0 - 1e-15:
+            return math.inf, level
+        total = sum((x if (v, df) == pivot else _q(level, df)) ** 2 * v for v, df in parts)
+        return math.sqrt(total) - target, level
+
+    low, f_low = 0.0, -target
+    high = 1.0
+    f_high, level = excess(high)
+    while f_high < 0:
+        low, f_low, high = high, f_high, high * 2.0
+        f_high, level = excess(high)
+        if level >= 1.0 - 1e-15:
+            return 1e-12
+    side = 0
+    for _ in range(100):
+        x = high - f_high * (high - low) / (f_high - f_low) if math.isfinite(f_high) else 0.5 * (low + high)
+        f, level = excess(x)
+        if abs(f) <= 1e-10 * target or high - low <= 1e-12 * high:
+            break
+        if f < 0:
+            low, f_low = x, f
+            f_high = f_high / 2 if side == -1 else f_high
+            side = -1
+        else:
+            high, f_high = x, f
+            f_low = f_low / 2 if side == 1 else f_low
+            side = 1
+    return max(2.0 * (1.0 - level), 1e-12)
+
+
 def from_seeds(values: Sequence[float], ses: Sequence[float | None]) -> Effect:
     """The mean over seeds of per-seed values with their evaluation standard errors (``None`` = unknown).
 
-    The seeds share the evaluation examples, so the mean evaluation SE enters whole (as in ``combine_seeds``).
+    The seeds share the evaluation examples, so the mean evaluation SE enters whole.
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:

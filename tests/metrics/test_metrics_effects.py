@@ -7,14 +7,14 @@ import pytest
 
 from chainforget.metrics import effects
 from chainforget.metrics import simulate as sim
-from chainforget.metrics.replicates import combine_seeds
 
 
-def test_one_cell_is_combine_seeds_and_p_inverts_the_interval():
+def test_one_cell_holds_both_variance_parts_and_p_inverts_the_interval():
     values, ses = [0.31, 0.22, 0.27], [0.03, 0.04, 0.035]
     e = effects.from_seeds(values, ses)
-    mean, low, high, _ = combine_seeds(values, ses)
-    assert (e.value, *e.interval()) == pytest.approx((mean, low, high))
+    half = np.sqrt(4.302653 ** 2 * np.var(values, ddof=1) / 3 + 1.959964 ** 2 * np.mean(ses) ** 2)
+    assert (e.value, *e.interval()) == pytest.approx((np.mean(values), np.mean(values) - half, np.mean(values) + half),
+                                                     rel=1e-5)
     p = e.pvalue()
     low_p, high_p = e.interval(confidence=1 - p)
     assert min(abs(low_p), abs(high_p)) == pytest.approx(0.0, abs=1e-7)  # the 1 - p interval ends at 0

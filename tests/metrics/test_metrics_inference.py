@@ -120,3 +120,15 @@ def test_order_asymmetry_with_seeds_holds_training_randomness():
     result = si.asymmetry_calibration(ACC, (100, 0.3, 0.27, "nats"), 1000, 4, n_seeds=3, seed_sd=0.1,
                                       first_layout=QUICK_BBQ)
     assert result["coverage"] >= 0.93 and result["excludes_zero"] <= 0.07, result
+
+
+def test_quantiles_match_scipy():
+    """The Newton-refined quantiles every interval uses (checked against scipy, which the package does not import)."""
+    from scipy import stats
+
+    from chainforget.metrics.distributions import normal_ppf, t_ppf
+
+    for p in (0.6, 0.8, 0.95, 0.975, 0.999, 1e-4, 0.3):
+        assert normal_ppf(p) == pytest.approx(stats.norm.ppf(p), rel=1e-9, abs=1e-9)
+        for df in (1, 2, 4, 11, 54, 300):
+            assert t_ppf(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-8, abs=1e-9)
