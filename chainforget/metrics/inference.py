@@ -5,7 +5,7 @@ same runs and the same metric give the same :class:`Estimate` in every table.
 
 - **A cell** (one metric of one task, over the seeds of one setting): :func:`cell` of the runs' stored entries. One
   seed: the run's own interval as stored (its metric's cluster bootstrap; conditional on one trained model). Several
-  seeds: their mean with ``effects.from_entries`` (between-seed variance with t(S-1), the runs' evaluation SE whole).
+  seeds: their mean (between-seed variance with t(S-1), the runs' evaluation SE whole: the seeds share the examples).
 - **A difference between two methods** (:func:`difference`): the per-example values of both methods, paired by seed
   and example. The covariance of the per-seed mean differences is the cluster-robust (sandwich) covariance that a
   joint bootstrap estimates (templates resampled within groups, *once* for all seeds and both methods: the seeds
@@ -89,7 +89,7 @@ def cell(entries: Sequence[tuple[Any, Any, Any]], bounds: Bounds = (None, None),
 
     One defined entry: as stored (clipped to ``bounds``), with the p and MDE of the normal SE its interval implies.
     Several: their mean with ``effects.from_seeds`` (between-seed variance with t(S - 1), the runs' mean evaluation
-    SE whole: the seeds share the examples), i.e. ``replicates.combine_seeds``. None defined: missing.
+    SE whole: the seeds share the examples). None defined: missing.
     """
     entries = list(entries)
     clean = [(_num(v), _num(lo), _num(hi)) for v, lo, hi in entries]
