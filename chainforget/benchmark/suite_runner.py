@@ -53,9 +53,11 @@ def run_suite(suite: Mapping[str, Any], out_dir: str | Path, *, shard: tuple[int
     return specs
 
 
-def collect_results(suite: Mapping[str, Any], out_dir: str | Path) -> tuple[list[dict], list[str], list[str]]:
-    """Results of every run of the suite found complete under ``out_dir``, the ids still missing, and one line per
-    complete run that is damaged (reported, not fatal: one bad file must not hide the other results)."""
+def collect_results(suite: Mapping[str, Any], out_dir: str | Path, with_records: bool = False
+                    ) -> tuple[list[dict], list[str], list[str]]:
+    """Results of every run of the suite found complete under ``out_dir`` (``with_records``: the verified run dicts,
+    records included, as compare reads them), the ids still missing, and one line per complete run that is damaged
+    (reported, not fatal: one bad file must not hide the other results)."""
     found, missing, damaged = [], [], []
     for spec in suite_specs(suite):
         run_dir = Path(out_dir) / resolve_run(spec).spec.run_id()
@@ -63,7 +65,8 @@ def collect_results(suite: Mapping[str, Any], out_dir: str | Path) -> tuple[list
             missing.append(run_dir.name)
             continue
         try:
-            found.append(read_run(run_dir)["result"])  # verified: records agree with result.json
+            run = read_run(run_dir)  # verified: records agree with result.json
+            found.append(run if with_records else run["result"])
         except DataError as exc:
             if "written by schema version" in str(exc):
                 raise  # another chainforget's results: the whole table would be wrong, not one run
