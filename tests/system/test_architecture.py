@@ -166,3 +166,13 @@ def test_report_formats_and_holds_no_resampling_or_random_numbers():
         text = path.read_text(encoding="utf-8")
         offenders += [f"{path.name}: {word}" for word in banned if word in text]
     assert offenders == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chainforget"):
+                offenders += [f"{_module_name(path)}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []
