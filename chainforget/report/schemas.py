@@ -24,7 +24,7 @@ MEASURE = {
 _COLUMN = {"type": "object", "required": ["key", "title", "kind"],
            "properties": {"key": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "title": {"type": "string"},
                           "kind": {"enum": ["label", "count", "measure", "flag"]}}}
-_CELL = {"oneOf": [{"type": "string"}, {"type": ["integer", "null"]}, {"type": ["boolean", "null"]}, MEASURE]}
+_CELL = {"anyOf": [{"type": ["string", "integer", "boolean", "null"]}, MEASURE]}
 
 
 def table_schema(schema_id: str, **extra: dict) -> dict:
