@@ -123,9 +123,14 @@ def tables(scale: float, seed: int) -> tuple[str, dict]:
              ("100 examples, nats, gain 0.3, forgets 300%", (100, 0.3, 0.9, "nats"), {}),
              ("100 examples, no asymmetry, seed sd 0.1", (100, 0.3, 0.27, "nats"), {"n_seeds": 3, "seed_sd": 0.1}),
              ("100 examples, no asymmetry, seed sd 0.3", (100, 0.3, 0.27, "nats"), {"n_seeds": 5, "seed_sd": 0.3})]
+    cases.append(("paper preset: BBQ first on its shipped split (0/1, gain 0.1, forgets 50%) vs a 1,000-example "
+                  "0/1 task, seed sd 0.1, no asymmetry", (1000, 0.1, 0.05, "acc"),
+                  {"n_seeds": 3, "seed_sd": 0.1, "first": (15900, 0.1, 0.05, "acc"), "first_layout": split}))
     for k, (name, other, extra) in enumerate(cases):
-        reps = r(2000)
-        res = simi.asymmetry_calibration(ACC, other, reps, seed + 8000 + k, first_layout=quick, **extra)
+        reps = r(2000 if "first" not in extra else 400)
+        extra = {"first_layout": quick, **extra}
+        first = extra.pop("first", ACC)
+        res = simi.asymmetry_calibration(first, other, reps, seed + 8000 + k, chunk=20, **extra)
         figures[f"asymmetry_{k}"] = res
         lines.append(f"| {name} | {extra.get('n_seeds', 1)} | {res['truth']:.2f} | {reps} | "
                      f"{_se(res['coverage'], reps)} | {res['excludes_zero']:.3f} | {res['open']:.3f} | "
