@@ -100,7 +100,7 @@ def step_train(size: dict, finetune: str) -> dict:
 
     from chainforget.engine.memory import estimate_for, shape_of_model
     from chainforget.engine.models import load_model, resolve_model
-    from chainforget.engine.precision import plan, train_config
+    from chainforget.engine.precision import choose_precision, train_config
     from chainforget.engine.template import CausalLMTemplate
     from chainforget.engine.training import TrainConfig
 
@@ -108,7 +108,7 @@ def step_train(size: dict, finetune: str) -> dict:
     cfg = TrainConfig(finetune=finetune, batch_size=size["batch_size"], micro_batch_size=size["micro_batch_size"],
                       max_length=size["max_length"], learning_rate=5e-5 if finetune == "full" else 2e-4,
                       warmup_ratio=0.0, max_steps=size["steps"])
-    prec = plan("auto", finetune, cfg.mixed_precision)
+    prec = choose_precision("auto", finetune, cfg.mixed_precision)
     model, tok = load_model(spec, dtype=prec.torch_weights)
     cuda = torch.cuda.is_available()
     if cuda:
@@ -150,12 +150,12 @@ def step_score(size: dict) -> dict:
 
     from chainforget.engine.memory import eval_batch_size_for, shape_of_model, visible_device
     from chainforget.engine.models import load_model, resolve_model
-    from chainforget.engine.precision import plan
+    from chainforget.engine.precision import choose_precision
     from chainforget.engine.scoring import score_examples
     from chainforget.tasks import resolve_task
 
     spec = resolve_model(size["model"])
-    prec = plan("auto", "lora")  # scoring only: the weights in the compute dtype
+    prec = choose_precision("auto", "lora")  # scoring only: the weights in the compute dtype
     model, tok = load_model(spec, dtype=prec.torch_weights)
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

@@ -12,7 +12,7 @@ import sys
 import click
 
 from chainforget import __version__
-from chainforget.config.defaults import METRIC_OPTION_DEFAULTS, SHARPNESS_DEFAULTS, TABLE_FORMATS
+from chainforget.config.defaults import FINDINGS_FORMATS, METRIC_OPTION_DEFAULTS, SHARPNESS_DEFAULTS, TABLE_FORMATS
 from chainforget.errors import ChainforgetError, brief
 
 KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets", "launchers"]
@@ -347,7 +347,7 @@ def plot_cmd(paths, out, metrics):
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--min-group-size", type=int, default=METRIC_OPTION_DEFAULTS["min_group_size"], show_default=True,
               help="Groups with fewer eval examples are left out of the spread (several seeds).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FINDINGS_FORMATS), default="text", show_default=True,
               help="Output: text, JSON, or one self-contained HTML page (tables and figures, no server needed).")
 def findings_cmd(paths, metric, baseline, n_boot, seed, min_group_size, fmt):
     """Answer the paper's three questions from finished runs: (1) order asymmetry, (2) group dependence,

@@ -25,7 +25,7 @@ from chainforget.config.spec import RunSpec
 from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples
 from chainforget.engine.counts import pad_token_id
 from chainforget.engine.generation import greedy_generate
-from chainforget.engine.loglik import plan_batches
+from chainforget.engine.loglik import pack_batches
 from chainforget.engine.lora_merge import merged_lora
 from chainforget.engine.memory import estimate_run
 from chainforget.engine.scoring import context_limit, generates, generation_settings, loglik_requests, score_examples
@@ -127,7 +127,7 @@ def train_work(tokenizer, examples: Sequence[Any], cfg) -> Work:
     work, steps = Work(), 0
     micro = batches.micro
     for epoch in range(cfg.epochs):
-        for batch in batches.plan(epoch):
+        for batch in batches.epoch_batches(epoch):
             if steps >= total:
                 return work
             steps += 1
@@ -152,7 +152,7 @@ def score_work(tokenizer, task_spec, examples: Sequence[Any], max_length: int | 
     out: dict[str, Work] = {}
     requests = loglik_requests(tokenizer, task_spec, examples, max_length)
     if requests:
-        _, rows, planned = plan_batches(requests, batch_size or 1, len(tokenizer))
+        _, rows, planned = pack_batches(requests, batch_size or 1, len(tokenizer))
         tokens = sum(r.length for r in rows)
         padded = sum(len(b) * max(rows[i].length for i in b) for b in planned) if batch_size else tokens
         out[task_spec.name] = Work(len(examples), tokens, 0, padded)

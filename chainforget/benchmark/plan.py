@@ -63,7 +63,7 @@ def resolve_run(spec: RunSpec) -> ResolvedRun:
     model_spec = resolve_model(spec.model)
     train = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "seed"}
     # auto -> the concrete dtype of this machine, so a bf16 GPU run and a float32 CPU run get different ids
-    dtype = precision.plan(spec.dtype, train_cfg.finetune, train_cfg.mixed_precision).dtype
+    dtype = precision.choose_precision(spec.dtype, train_cfg.finetune, train_cfg.mixed_precision).dtype
     resolved = dataclasses.replace(spec, strategy_params=params, train=train, dtype=dtype)
     return ResolvedRun(resolved, tasks, strategy, params, train_cfg, model_spec)
 

@@ -38,7 +38,7 @@ class StageRunner:
         self.tokens: dict[str, dict[str, dict[str, int]]] = {"train": {}, "score": {}}
         self.timings: dict[str, Any] = {"train_seconds": {}, "eval_seconds": {}, "reused": {}, "tokens": self.tokens}
         self.sharpness: list[dict[str, Any] | None] = [None]
-        prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
+        prec = precision.choose_precision(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
         with self.ranks.main_first():  # a first use converts the model into the cache once
             model, self.tokenizer = load_model(resolved.model_spec, dtype=prec.torch_weights,
                                                trust_remote_code=spec.trust_remote_code)

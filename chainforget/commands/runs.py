@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from chainforget.benchmark.runner import run
@@ -19,11 +22,11 @@ from chainforget.config.spec import (
 )
 from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.engine.logs import check_wandb, parse_logger_names
-from chainforget.errors import ConfigError, did_you_mean
+from chainforget.errors import ChainforgetError, ConfigError, did_you_mean
 from chainforget.metrics.compute import recompute_run
 from chainforget.plugins import registries
 from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
-from chainforget.store.results import load_result
+from chainforget.store.results import load_result, remove_unstarted_run
 
 
 def _load_run_config(path: str, what: str) -> dict[str, Any]:
@@ -66,8 +69,19 @@ def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable
     loggers = tuple(x.strip() for x in log.split(",") if x.strip()) if log else ()
     if "wandb" in parse_logger_names(loggers):
         check_wandb()  # before any work, not after the model has loaded
-    return run(spec, out, resume=resume, progress=not quiet, echo=echo, metric_options=metric_options,
-               loggers=loggers)
+    out_dir = Path(out)
+    existed = out_dir.is_dir()
+    before = set(os.listdir(out_dir)) if existed else set()
+    try:
+        return run(spec, out, resume=resume, progress=not quiet, echo=echo, metric_options=metric_options,
+                   loggers=loggers)
+    except (ChainforgetError, OSError):  # a refusal (bad model, LoRA targets, chat template...): --out as it was
+        for name in sorted(set(os.listdir(out_dir)) - before) if out_dir.is_dir() else []:
+            remove_unstarted_run(out_dir / name)
+        if not existed:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only when empty
+        raise
 
 
 def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,

@@ -32,7 +32,7 @@ def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS
     result = load_result(run_dir)
     resolved = resolve_run(RunSpec.from_dict(result["spec"]))
     spec = resolved.spec
-    prec = precision.plan(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
+    prec = precision.choose_precision(spec.dtype, resolved.train_cfg.finetune, resolved.train_cfg.mixed_precision)
     model, tokenizer = load_model(resolved.model_spec, dtype=prec.torch_weights,
                                   trust_remote_code=spec.trust_remote_code)
     stages = prepare_run(resolved, tokenizer).stages  # the run's own stages: the probe reads what they trained on

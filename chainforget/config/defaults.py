@@ -8,5 +8,6 @@ METRIC_OPTION_DEFAULTS = {"min_group_size": 20, "n_boot": 1000, "seed": 0}
 # The probe and power iteration that `--sharpness` uses during a run; `chainforget sharpness` defaults to the same.
 SHARPNESS_DEFAULTS = {"batch_size": 8, "max_iter": 30, "tol": 1e-3}
 
-# Output formats of every table (leaderboard, compare, findings).
+# Output formats of every table (leaderboard, compare, findings' tables) and of the findings report as a whole.
 TABLE_FORMATS = ("github", "latex", "csv", "json", "html", "plain")
+FINDINGS_FORMATS = ("text", "json", "html")

@@ -98,7 +98,7 @@ def masked_out(mb: dict[str, Any]) -> dict[str, Any]:
     return {**mb, "labels": labels, "n_target": 0, "n_tokens": 0}
 
 
-def batch_plan(lengths: Sequence[int], batch_size: int, micro_batch_size: int, seed: int,
+def shuffled_batches(lengths: Sequence[int], batch_size: int, micro_batch_size: int, seed: int,
                sort_by_length: bool = True) -> list[list[list[int]]]:
     """Optimizer batches, each a list of micro-batches of example indices.
 
@@ -162,15 +162,15 @@ class TrainBatches:
         """Examples per forward pass: consecutive slices of this size cut each batch into micro-batches."""
         return max(1, min(self.micro_batch_size, self.batch_size))
 
-    def plan(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
         """Example indices of every optimizer batch of ``epoch`` (micro-batch size 1 flattens the plan)."""
         lengths = [len(e.input_ids) for e in self.encoded]
-        plan = batch_plan(lengths, self.batch_size, self.batch_size, self.seed * 1_000_003 + epoch,
+        plan = shuffled_batches(lengths, self.batch_size, self.batch_size, self.seed * 1_000_003 + epoch,
                           self.sort_by_length)
         return [batch[0] for batch in plan]
 
     def __iter__(self) -> Iterator[OptimizerBatch]:
-        plan = self.plan(self.epoch)
+        plan = self.epoch_batches(self.epoch)
         self.epoch += 1
         micro = self.micro
         for batch in plan:

@@ -1,17 +1,17 @@
 """Log-likelihood of continuations given a shared context, with the context encoded once per example.
 
-Tokenisation follows lm-evaluation-harness 0.4 (``HFLM._encode_pair`` for causal models), so the same
-``(context, continuation)`` request gives the same token ids here and in lm-eval: trailing whitespace of the context
-moves to the continuation, ``whole = encode(context + continuation)``, ``ctx = encode(context)`` and the continuation
-tokens are ``whole[len(ctx):]``; the model reads ``ctx + continuation``. ``encode`` is the tokenizer's plain
-``__call__`` with its default special tokens (lm-eval's default ``add_bos_token=None``).
+Tokenisation follows lm-evaluation-harness 0.4 (``HFLM._encode_pair`` for causal models), so the same ``(context,
+continuation)`` request gives the same token ids here and in lm-eval: trailing whitespace of the context moves to the
+continuation, ``whole = encode(context + continuation)``, ``ctx = encode(context)`` and the continuation tokens are
+``whole[len(ctx):]``; the model reads ``ctx + continuation``. ``encode`` is the tokenizer's plain ``__call__`` with its
+default special tokens (lm-eval's default ``add_bos_token=None``).
 
-Packed scoring (``engine.prefix_tree``): the requests that share a context prefix (the options of one example; the
-examples that ask about one context) go into one row laid out as a prefix tree, with a custom 4-D attention mask
-(each token sees its ancestors and itself) and position ids equal to each token's depth. Each option is scored
-exactly as if it followed its context alone, but every shared prefix runs once. Rows are right-padded; padding is
-masked out, so it cannot change a row's result, and which requests share a row never depends on the batch size (only
-float rounding differs between batch shapes). Logits are computed only at the positions that predict option tokens
+Packed scoring (``engine.shared_context``): the requests that share leading context tokens (the options of one example;
+the examples that ask about one context) go into one row laid out as a token tree, with a custom 4-D attention mask
+(each token sees its ancestors and itself) and position ids equal to each token's depth. Each option is scored exactly
+as if it followed its context alone, but every shared context token runs once. Rows are right-padded; padding is masked
+out, so it cannot change a row's result, and which requests share a row never depends on the batch size (only float
+rounding differs between batch shapes). Logits are computed only at the positions that predict option tokens
 (``logits_to_keep`` as a boolean mask), which keeps memory independent of the vocabulary-times-sequence product.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from chainforget.engine.counts import TokenCount
-from chainforget.engine.prefix_tree import PackedRow, attention_allowed, group_requests, pack
+from chainforget.engine.shared_context import PackedRow, attention_allowed, group_requests, pack
 
 # Upper bound on logits (kept positions x vocabulary) materialised per forward pass (~200 MB in float32 at 50M);
 # a batch that would exceed it is split.
@@ -47,7 +47,7 @@ def _split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
     return context, continuation
 
 
-def prefix_token_id(tokenizer) -> int:
+def empty_context_token_id(tokenizer) -> int:
     """The token that stands in for an empty context (lm-eval: BOS if the tokenizer has one, else EOS)."""
     if tokenizer.bos_token_id is not None:
         return tokenizer.bos_token_id
@@ -74,9 +74,9 @@ def encode_requests(tokenizer, contexts: Sequence[str], continuations: Sequence[
     for i, ctx in enumerate(ctx_ids):
         ctx = list(ctx)
         conts = conts_ids[i]
-        if not ctx_texts[i] or not ctx:  # empty context: lm-eval conditions on the prefix token
+        if not ctx_texts[i] or not ctx:  # empty context: lm-eval conditions on BOS (else EOS)
             conts = [list(tokenizer(k, add_special_tokens=False)["input_ids"]) for k in continuations[i]]
-            ctx = [prefix_token_id(tokenizer)]
+            ctx = [empty_context_token_id(tokenizer)]
         if max_length is not None:
             room = max(max_length - max((len(c) for c in conts), default=0), 1)
             ctx = ctx[-room:]
@@ -152,9 +152,9 @@ def batches(rows: list[PackedRow], batch_size: int, max_rows: int = 1024) -> lis
     return out
 
 
-def plan_batches(requests: list[Request], batch_size: int, vocab_size: int
+def pack_batches(requests: list[Request], batch_size: int, vocab_size: int
                  ) -> tuple[list[list[int]], list[PackedRow], list[list[int]]]:
-    """How the scorer runs ``requests``: the groups that share a context prefix, their packed rows, and the batches
+    """How the scorer runs ``requests``: the groups that share leading context tokens, their packed rows, and the batches
     of row indices (longest first; at most ``batch_size`` requests and ``MAX_LOGIT_ELEMENTS`` logits each). The
     dry run plans with the same function, so its padded positions are the run's."""
     groups = group_requests(requests)
@@ -167,11 +167,11 @@ def score_requests(model, requests: list[Request], *, batch_size: int, pad_id: i
                    count: TokenCount | None = None) -> list[list[tuple[float, int]]]:
     """``(sum log p(continuation | context), n_tokens)`` for every continuation of every request, in input order.
 
-    Requests sharing a context prefix are packed into one row (``engine.prefix_tree``); ``on_batch`` gets the
+    Requests sharing leading context tokens are packed into one row (``engine.shared_context``); ``on_batch`` gets the
     number of requests of each forward pass, ``count`` the packed tokens and padded positions each pass runs."""
     results: list = [None] * len(requests)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 50_000
-    groups, rows, planned = plan_batches(requests, batch_size, vocab)
+    groups, rows, planned = pack_batches(requests, batch_size, vocab)
     for idx in planned:
         if count is not None:
             lengths = [rows[j].length for j in idx]

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from chainforget.engine.distributed import launched_world_size
-from chainforget.engine.precision import BYTES, Precision
-from chainforget.engine.precision import plan as precision_plan
+from chainforget.engine.precision import BYTES, Precision, choose_precision
 from chainforget.errors import ConfigError, ModelError
 
 GIB = 1024 ** 3
@@ -338,7 +337,7 @@ def estimate_run(model_spec, train_cfg, dtype: str = "auto", device=None) -> Mem
     neither ``config`` nor ``directory`` (it cannot be sized before loading). ``--dry-run`` prints ``.lines()``."""
     if getattr(model_spec, "directory", None) is None and getattr(model_spec, "config", None) is None:
         return None
-    prec = precision_plan(dtype, train_cfg.finetune, train_cfg.mixed_precision, device)
+    prec = choose_precision(dtype, train_cfg.finetune, train_cfg.mixed_precision, device)
     return estimate_for(model_spec, train_cfg, prec, processes=launched_world_size(), sharded=fsdp_launch())
 
 
@@ -349,7 +348,7 @@ def check_run_fits(model_spec, train_cfg, dtype: str = "auto", device=None) -> M
         return None
     est = estimate_run(model_spec, train_cfg, dtype, device)
     if est is not None:
-        prec = precision_plan(dtype, train_cfg.finetune, train_cfg.mixed_precision, device)
+        prec = choose_precision(dtype, train_cfg.finetune, train_cfg.mixed_precision, device)
         check_fit(est, visible_device(device), lora_r=train_cfg.lora_r, lora_targets=train_cfg.lora_target_list,
                   shape=shape_of_model(model_spec), precision=prec)
     return est

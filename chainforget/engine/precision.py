@@ -65,7 +65,7 @@ def resolve(name: str, device=None) -> str:
 
 @dataclass(frozen=True)
 class Precision:
-    """The resolved plan: ``weights`` = dtype the model is loaded in, ``autocast`` = accelerate's mixed_precision,
+    """The chosen precision: ``weights`` = dtype the model is loaded in, ``autocast`` = accelerate's mixed_precision,
     ``compute`` = the dtype matrix products run in, ``trainable`` = dtype of the parameters AdamW updates."""
 
     dtype: str
@@ -79,7 +79,7 @@ class Precision:
         return torch_dtype(self.weights)
 
 
-def plan(name: str, finetune: str, mixed_precision: str = "no", device=None) -> Precision:
+def choose_precision(name: str, finetune: str, mixed_precision: str = "no", device=None) -> Precision:
     """Weights, autocast and compute dtype for ``--dtype name`` under ``finetune`` (``full``/``lora``).
 
     ``mixed_precision`` (``--mixed-precision``) may be given on its own with float32 weights (the old way to ask for
@@ -111,6 +111,6 @@ def dtype_name(dtype) -> str:
 
 
 def train_config(cfg, precision: Precision):
-    """The ``TrainConfig`` the template runs with: ``mixed_precision`` set to the plan's autocast. The run spec keeps
+    """The ``TrainConfig`` the template runs with: ``mixed_precision`` set to the chosen autocast. The run spec keeps
     the user's settings; this copy only tells accelerate how to compute."""
     return dataclasses.replace(cfg, mixed_precision=precision.autocast)

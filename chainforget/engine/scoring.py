@@ -3,7 +3,7 @@
 The records (``docs/contracts.md``, "Evaluation records") are the single source of truth: every metric is
 recomputable from them without the model. Multiple choice is scored by log-likelihood with every shared context
 prefix encoded once (the options of an example, and the examples that share a context: ``engine.loglik``,
-``engine.prefix_tree``); generation is greedy with continuous batching (``engine.generation``). Metrics supported per format:
+``engine.shared_context``); generation is greedy with continuous batching (``engine.generation``). Metrics supported per format:
 
 - multiple_choice: ``acc`` (argmax of summed log-likelihood), ``acc_norm`` (argmax of log-likelihood divided by the
   option's length in characters, lm-eval's convention: the option text without its leading delimiter whitespace),

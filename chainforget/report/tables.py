@@ -35,12 +35,12 @@ import re
 from typing import Any, Iterable, Sequence
 
 from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
+from chainforget.config.defaults import TABLE_FORMATS
 from chainforget.errors import ConfigError, closest, did_you_mean
 from chainforget.metrics import estimates, inference
 from chainforget.metrics.base import TASK_UNIT
 from chainforget.plugins import registries
 
-FORMATS = ("github", "latex", "csv", "json", "html", "plain")
 _TABULATE_FMT = {"github": "github", "latex": "latex_booktabs", "html": "html", "plain": "simple"}
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -567,9 +567,9 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str
     :func:`table_records`); CSV: one column per label/count and eight per measure (``<key>_value``,
     ``<key>_ci_low``, ... ``<key>_missing``). The text formats print missing values as ``n/a (k)`` with footnotes.
     """
-    if fmt not in FORMATS:
-        hint = did_you_mean(fmt, FORMATS, cutoff=0.5)
-        raise ConfigError(f"unknown table format {fmt!r}; {hint}choose one of {', '.join(FORMATS)}")
+    if fmt not in TABLE_FORMATS:
+        hint = did_you_mean(fmt, TABLE_FORMATS, cutoff=0.5)
+        raise ConfigError(f"unknown table format {fmt!r}; {hint}choose one of {', '.join(TABLE_FORMATS)}")
     schema = schema or getattr(headers, "schema", None) or "chainforget.table/2"
     if fmt in ("json", "csv"):
         columns, records = table_records(headers, rows)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -40,7 +41,7 @@ from chainforget.store.markers import file_sha256, read_marker, write_marker
 
 __all__ = ["DONE_FILE", "RECORDS_DIR", "RESULT_FILE", "SCHEMA_VERSION", "SPEC_FILE", "RunIdentityError", "check_record",
            "find_runs", "is_complete", "iter_records", "load_records", "load_result", "load_run", "record_steps",
-           "records_path", "run_damage", "validate_result", "write_records", "write_result"]
+           "records_path", "remove_unstarted_run", "run_damage", "validate_result", "write_records", "write_result"]
 
 SCHEMA_VERSION = 1
 REDO = "delete the run directory and rerun"
@@ -361,6 +362,30 @@ def load_run(run_dir: str | os.PathLike, with_records: bool = True) -> dict:
         "result": result,
         "records": load_records(run_dir, range(len(result["stages"]))) if with_records else None,
     }
+
+
+def remove_unstarted_run(run_dir: str | os.PathLike) -> bool:
+    """Remove a run folder holding nothing a run computed (its ``spec.json``, its lock, empty folders: what a run
+    refused before its first evaluation leaves), unless another process holds its lock; True when removed.
+
+    Why: a refused run must leave ``--out`` as it was; an empty folder would later be reported as an incomplete run.
+    """
+    layout = RunLayout(run_dir)
+    if not layout.root.is_dir() or any(p.is_file() and p not in (layout.spec, layout.lock) or p.is_symlink()
+                                       for p in layout.root.rglob("*")):
+        return False
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(layout.lock), timeout=0)
+    try:
+        lock.acquire()
+    except (Timeout, OSError):
+        return False  # another process works in it, or it cannot be locked (read-only): leave it
+    try:
+        shutil.rmtree(layout.root, ignore_errors=True)
+    finally:
+        lock.release()
+    return not layout.root.exists()
 
 
 def _looks_like_run(path: Path) -> bool:

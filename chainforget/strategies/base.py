@@ -3,7 +3,7 @@
 A strategy never writes its own training loop. It returns Avalanche ``SupervisedPlugin`` objects that hook into
 ``chainforget.engine.template.CausalLMTemplate`` (see ``docs/contracts.md`` for what the template exposes), and may
 declare: extra stages after the chain (safety re-tuning), joint training (all chain tasks in one experience), a
-per-step *training signature* that lets runs of different strategies share identical chain prefixes, and the
+per-stage *training signature* that lets runs of different strategies share identical chain prefixes, and the
 *planning facts* of each stage (``StageWork``: added examples, extra passes, a cost factor) that ``--dry-run`` prices.
 """
 
@@ -144,9 +144,9 @@ class StrategySpec:
     extra_stages: Callable[[Mapping[str, Any], StrategyContext], list[StageSpec]] | None = None
     # train the union of the chain's data as ONE experience (the multi-task reference)
     joint: bool = False
-    # params + 0-based chain step -> what determines the weights trained at that step. Runs whose signatures agree
-    # on steps 0..k (and share model, data, seed and training settings) share the checkpoint after step k.
-    # None means "this strategy's name and params" at every step (no sharing).
+    # params + 0-based chain index -> what determines the weights trained at that stage. Runs whose signatures agree
+    # on indices 0..k (and share model, data, seed and training settings) share the weights after stage k + 1.
+    # None means "this strategy's name and params" at every stage (no sharing).
     train_signature: Callable[[Mapping[str, Any], int], Mapping[str, Any]] | None = None
     # the plugins (as make_plugins built them) + 0-based stage index + the task it trains -> that stage's planning
     # facts (StageWork); None: plain training, nothing added
@@ -165,10 +165,10 @@ class StrategySpec:
                                   f"its hyper-parameters: {names}")
         return {p.name: p.parse(overrides.get(p.name, p.default), self.name) for p in self.params}
 
-    def signature(self, params: Mapping[str, Any], step: int) -> Mapping[str, Any]:
+    def signature(self, params: Mapping[str, Any], index: int) -> Mapping[str, Any]:
         if self.train_signature is None:
             return {"strategy": self.name, "params": dict(params)}
-        return self.train_signature(params, step)
+        return self.train_signature(params, index)
 
     def work(self, plugins: Sequence[Any], stage: int, task: str) -> StageWork:
         """The planning facts of 0-based stage ``stage`` (training ``task``) for these plugins."""
@@ -180,14 +180,14 @@ class StrategySpec:
         return {"hyper-parameters": "\n".join(p.describe() for p in self.params)}
 
 
-def naive_until_first_step(name: str) -> Callable[[Mapping[str, Any], int], Mapping[str, Any]]:
-    """Signature of a strategy that trains exactly like ``naive`` at chain step 0 (nothing to remember yet).
+def naive_at_first_task(name: str) -> Callable[[Mapping[str, Any], int], Mapping[str, Any]]:
+    """Signature of a strategy that trains exactly like ``naive`` on the chain's first task (nothing to remember yet).
 
-    Its first step then shares the naive run's checkpoint; later steps are keyed by the strategy and its params.
+    Its first stage then shares the naive run's weights; later stages are keyed by the strategy and its params.
     """
 
-    def signature(params: Mapping[str, Any], step: int) -> Mapping[str, Any]:
-        if step == 0:
+    def signature(params: Mapping[str, Any], index: int) -> Mapping[str, Any]:
+        if index == 0:
             return {"strategy": "naive"}
         return {"strategy": name, "params": dict(params)}
 
@@ -243,11 +243,12 @@ def check_callbacks(plugins: Sequence[Any], strategy: str) -> None:
                                   f"the attribute (e.g. '_{attr}')")
 
 
-def chain_step(strategy: Any, context: StrategyContext) -> int:
-    """0-based chain step of the experience being trained (``experience.current_experience``, else chain index)."""
+def chain_index(strategy: Any, context: StrategyContext) -> int:
+    """0-based index in the chain of the experience being trained (``experience.current_experience``, else the
+    position of its task in the chain)."""
     exp = getattr(strategy, "experience", None)
-    step = getattr(exp, "current_experience", None)
-    if isinstance(step, int):
-        return step
+    index = getattr(exp, "current_experience", None)
+    if isinstance(index, int):
+        return index
     name = getattr(strategy, "task_name", None)
     return context.chain.index(name) if name in context.chain else len(context.chain)

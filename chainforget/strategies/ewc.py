@@ -20,8 +20,8 @@ SmolLM2-135M, bbq (48) -> gsm8k (24), lr 1e-4, batch 8: naive's drift during gsm
 ``lambda = 1e5`` prices that drift at 0.7, half the cross-entropy (1.4); longer chains drift further and are held
 back harder. Raise it for stronger retention, lower it if the new task stops learning.
 
-When the Fisher is computed: at the end of every chain step but the last (no later step needs it), like
-Avalanche's EWC. When a step's weights come from a shared checkpoint instead of training, the template's
+When the Fisher is computed: at the end of every chain task but the last (no later stage needs it), like
+Avalanche's EWC. When a stage's weights come from the prefix store instead of training, the template's
 ``skip_training`` still fires ``after_training_exp`` on the loaded weights, so the Fisher is the same as after real
 training; a resumed run restores it from the checkpoint (``state_dict``).
 """
@@ -38,8 +38,8 @@ from chainforget.strategies.base import (
     StrategyContext,
     StrategyPlugin,
     StrategySpec,
-    chain_step,
-    naive_until_first_step,
+    chain_index,
+    naive_at_first_task,
 )
 
 PARAMS = (
@@ -108,12 +108,12 @@ class EWCPlugin(StrategyPlugin):
         self.samples, self.context = params["fisher_samples"], context
         self.fishers: list[dict[str, Any]] = []
         self.anchors: list[dict[str, Any]] = []
-        self.consolidated: list[int] = []  # chain steps whose Fisher is in self.fishers
+        self.consolidated: list[int] = []  # chain tasks whose Fisher is in self.fishers
         self.last_penalty: float | None = None
 
     # -- consolidation --------------------------------------------------------------------------------------
-    def fisher_examples(self, step: int) -> list[Any]:
-        task = self.context.chain[step]
+    def fisher_examples(self, index: int) -> list[Any]:
+        task = self.context.chain[index]
         examples = list(self.context.train_examples[task])
         if self.samples and len(examples) > self.samples:
             chosen = set(random.Random(f"ewc:{self.context.seed}:{task}").sample(range(len(examples)),
@@ -121,14 +121,14 @@ class EWCPlugin(StrategyPlugin):
             examples = [ex for i, ex in enumerate(examples) if i in chosen]
         return examples
 
-    def consolidate(self, strategy, step: int) -> None:
-        """Fisher of chain step ``step``'s task at the current weights; the anchor is the current weights."""
+    def consolidate(self, strategy, index: int) -> None:
+        """Fisher of the chain's task ``index`` at the current weights; the anchor is the current weights."""
         from chainforget.engine.collate import collate, encode_examples
         from chainforget.engine.counts import pad_token_id
         from chainforget.engine.training import target_logits, target_logits_loss, target_mask, target_tokens
 
         tok = strategy.tokenizer
-        encoded = encode_examples(tok, self.fisher_examples(step), strategy.train_cfg.max_length)
+        encoded = encode_examples(tok, self.fisher_examples(index), strategy.train_cfg.max_length)
         device = next(strategy.model.parameters()).device
         pad = pad_token_id(tok)
 
@@ -149,21 +149,21 @@ class EWCPlugin(StrategyPlugin):
         else:
             self.fishers.append(fisher)
             self.anchors.append(anchor)
-        self.consolidated.append(step)
+        self.consolidated.append(index)
 
     def before_training_exp(self, strategy, **kwargs):
         self.to(next(strategy.model.parameters()).device)
-        step = min(chain_step(strategy, self.context), len(self.context.chain))
-        missing = [s for s in range(step) if s not in self.consolidated]
+        index = min(chain_index(strategy, self.context), len(self.context.chain))
+        missing = [s for s in range(index) if s not in self.consolidated]
         if missing:
-            raise TrainingError(f"ewc has no Fisher for chain steps {missing} (its checkpoint state was not "
+            raise TrainingError(f"ewc has no Fisher for chain tasks {missing} (its checkpoint state was not "
                                 f"restored); rerun the chain from the start without reusing those checkpoints")
 
     def after_training_exp(self, strategy, **kwargs):
-        step = chain_step(strategy, self.context)
-        if step >= len(self.context.chain) - 1 or step in self.consolidated:
-            return  # no later chain step needs it (or it is already in the restored state)
-        self.consolidate(strategy, step)
+        index = chain_index(strategy, self.context)
+        if index >= len(self.context.chain) - 1 or index in self.consolidated:
+            return  # no later chain task needs it (or it is already in the restored state)
+        self.consolidate(strategy, index)
 
     # -- penalty ----------------------------------------------------------------------------------------------
     def before_backward(self, strategy, **kwargs):
@@ -210,7 +210,7 @@ def make_plugins(params: Mapping[str, Any], ctx: StrategyContext) -> list:
 
 
 def stage_work(plugins: list, stage: int, task: str) -> StageWork:
-    """A Fisher over ``fisher_examples`` after every chain step but the last (as ``after_training_exp`` runs it)."""
+    """A Fisher over ``fisher_examples`` after every chain task but the last (as ``after_training_exp`` runs it)."""
     (plugin,) = plugins
     return StageWork(after=plugin.fisher_examples(stage) if stage < len(plugin.context.chain) - 1 else ())
 
@@ -220,6 +220,6 @@ SPEC = StrategySpec(
     description="elastic weight consolidation: diagonal Fisher over trainable weights (LoRA-aware), online",
     params=PARAMS,
     make_plugins=make_plugins,
-    train_signature=naive_until_first_step("ewc"),
+    train_signature=naive_at_first_task("ewc"),
     stage_work=stage_work,
 )

@@ -14,5 +14,5 @@ SPEC = StrategySpec(
     params=(),
     make_plugins=lambda params, ctx: [],
     joint=True,
-    train_signature=lambda params, step: {"strategy": "joint"},
+    train_signature=lambda params, index: {"strategy": "joint"},
 )

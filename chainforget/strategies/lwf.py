@@ -1,16 +1,16 @@
 """``lwf``: learning without forgetting, distillation from the model as it was before the current experience.
 
-At the start of every chain step after the first, a frozen copy of the model (the *teacher*) is taken. While the
-step trains, each micro-batch's loss becomes (Li & Hoiem 2017, ``L_new + lambda_o * L_old``)::
+At the start of every chain task after the first, a frozen copy of the model (the *teacher*) is taken. While the
+stage trains, each micro-batch's loss becomes (Li & Hoiem 2017, ``L_new + lambda_o * L_old``)::
 
     loss = CE + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
 with CE the template's target-token cross-entropy and KL averaged over the same target tokens (prompt and padding
 positions excluded), normalised like the CE (``/ target tokens in the optimizer batch``), so the two terms are on the
 same per-token scale and the ``T^2`` factor keeps gradient magnitudes comparable across temperatures (Hinton et al.
-2015). CE keeps its full weight, so ``alpha=0`` is exactly naive. On the first chain step there is no earlier model
+2015). CE keeps its full weight, so ``alpha=0`` is exactly naive. On the first chain task there is no earlier model
 and the plugin does nothing (signature = naive). The teacher needs no checkpoint state: a resumed run rebuilds it
-from the weights at the start of the step, which are the checkpoint's.
+from the weights at the start of the stage, which are the checkpoint's.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from chainforget.strategies.base import (
     StrategyContext,
     StrategyPlugin,
     StrategySpec,
-    chain_step,
-    naive_until_first_step,
+    chain_index,
+    naive_at_first_task,
 )
 
 PARAMS = (
@@ -62,7 +62,7 @@ class LwFPlugin(StrategyPlugin):
 
     def before_training_exp(self, strategy, **kwargs):
         self.teacher = None
-        if chain_step(strategy, self.context) == 0 or self.alpha == 0:
+        if chain_index(strategy, self.context) == 0 or self.alpha == 0:
             return
         import copy
 
@@ -95,7 +95,7 @@ TEACHER_COST = 1.35  # training time with the teacher's forward, as a multiple o
 
 
 def stage_work(plugins: list, stage: int, task: str) -> StageWork:
-    """A teacher forward on every micro-batch after the first chain step (when alpha > 0)."""
+    """A teacher forward on every micro-batch after the first chain task (when alpha > 0)."""
     (plugin,) = plugins
     return StageWork(cost_factor=TEACHER_COST if stage > 0 and plugin.alpha else 1.0)
 
@@ -105,6 +105,6 @@ SPEC = StrategySpec(
     description="learning without forgetting: distil the pre-experience model on target tokens (alpha, T)",
     params=PARAMS,
     make_plugins=make_plugins,
-    train_signature=naive_until_first_step("lwf"),
+    train_signature=naive_at_first_task("lwf"),
     stage_work=stage_work,
 )

@@ -9,5 +9,5 @@ SPEC = StrategySpec(
     description="plain chained fine-tuning: each task in turn, nothing remembered (the paper's baseline)",
     params=(),
     make_plugins=lambda params, ctx: [],
-    train_signature=lambda params, step: {"strategy": "naive"},
+    train_signature=lambda params, index: {"strategy": "naive"},
 )

@@ -1,4 +1,4 @@
-"""``replay``: rehearsal of earlier chain steps' training examples while training later ones.
+"""``replay``: rehearsal of earlier chain tasks' training examples while training later ones.
 
 Buffer: for every earlier task of the chain, ``size`` examples (or ``ceil(fraction * its training examples)`` when
 ``size`` is 0), chosen ``group_balanced`` (every demographic group keeps examples; the default) or ``random``. The
@@ -8,9 +8,9 @@ because they draw from the global torch RNG and pick at the end of each experien
 order-dependent state; the buffer is still an Avalanche dataset concatenated to the experience's dataset.
 
 How: in ``after_train_dataset_adaptation`` (Avalanche calls it before the training data loader is built) the buffer
-examples are appended to ``strategy.adapted_dataset``, so they are shuffled into the step's optimizer batches like
-any other example and each one is seen once per epoch. At chain step 0 there is nothing to rehearse, so that step
-trains exactly like ``naive`` and shares its checkpoint.
+examples are appended to ``strategy.adapted_dataset``, so they are shuffled into the stage's optimizer batches like
+any other example and each one is seen once per epoch. On the chain's first task there is nothing to rehearse, so
+that stage trains exactly like ``naive`` and shares its weights.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from chainforget.strategies.base import (
     StrategyContext,
     StrategyPlugin,
     StrategySpec,
-    chain_step,
-    naive_until_first_step,
+    chain_index,
+    naive_at_first_task,
 )
 from chainforget.strategies.selection import SELECTIONS, quota, select
 
@@ -56,10 +56,10 @@ class ReplayPlugin(StrategyPlugin):
         n = quota(len(examples), self.params["fraction"], self.params["size"])
         return select(examples, n, self.params["selection"], f"replay:{self.seed}:{task}")
 
-    def buffer_examples(self, step: int, current: str | None = None) -> list[Any]:
-        """Examples rehearsed at chain step ``step``: the buffers of the tasks trained before it."""
+    def buffer_examples(self, index: int, current: str | None = None) -> list[Any]:
+        """Examples rehearsed at chain index ``index``: the buffers of the tasks trained before it."""
         out: list[Any] = []
-        for task in dict.fromkeys(self.context.chain[:step]):
+        for task in dict.fromkeys(self.context.chain[:index]):
             if task == current:
                 continue  # a task that comes back in the chain is trained in full anyway
             if task not in self.buffer:
@@ -74,9 +74,9 @@ class ReplayPlugin(StrategyPlugin):
         return out
 
     def after_train_dataset_adaptation(self, strategy, **kwargs):
-        step = chain_step(strategy, self.context)
+        index = chain_index(strategy, self.context)
         current = getattr(strategy, "task_name", None)
-        self.last_added = self.buffer_examples(min(step, len(self.context.chain)), current)
+        self.last_added = self.buffer_examples(min(index, len(self.context.chain)), current)
         if self.last_added:
             strategy.adapted_dataset = extend_dataset(strategy.adapted_dataset, self.last_added, self.context)
 
@@ -109,6 +109,6 @@ SPEC = StrategySpec(
     description="rehearse a seeded, group-balanced share of every earlier task's training data (fraction/size)",
     params=PARAMS,
     make_plugins=make_plugins,
-    train_signature=naive_until_first_step("replay"),
+    train_signature=naive_at_first_task("replay"),
     stage_work=stage_work,
 )

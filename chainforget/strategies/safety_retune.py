@@ -72,5 +72,5 @@ SPEC = StrategySpec(
     params=PARAMS,
     make_plugins=lambda params, ctx: [],
     extra_stages=extra_stages,
-    train_signature=lambda params, step: {"strategy": "naive"},
+    train_signature=lambda params, index: {"strategy": "naive"},
 )

@@ -10,7 +10,7 @@ One SAM optimizer step, correct under gradient accumulation:
    template's optimizer then steps from ``w`` with it.
 
 Each optimizer step costs two forward/backward passes. A zero or non-finite ``g`` skips the perturbation (the
-template's NaN guard reports non-finite gradients). SAM changes training from step 0, so it shares no prefix.
+template's NaN guard reports non-finite gradients). SAM changes training from the first stage, so it shares no chain prefix.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 KINDS = ("safety", "capability")
-FORMATS = ("multiple_choice", "generation")
+TASK_FORMATS = ("multiple_choice", "generation")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from chainforget.errors import ChainforgetError, ConfigError, DataError, did_you_mean
-from chainforget.tasks.base import FORMATS, KINDS, Example, TaskMetric, TaskSpec
+from chainforget.tasks.base import KINDS, TASK_FORMATS, Example, TaskMetric, TaskSpec
 from chainforget.tasks.io import files_digest
 from chainforget.tasks.splits import split_examples, stratified_subsample
 
@@ -44,8 +44,8 @@ def validate_spec(spec: TaskSpec) -> None:
     """Reject a spec that no scorer could use; messages say which field to fix."""
     if spec.kind not in KINDS:
         raise ConfigError(f"task {spec.name!r}: kind must be one of {', '.join(KINDS)}, got {spec.kind!r}")
-    if spec.format not in FORMATS:
-        raise ConfigError(f"task {spec.name!r}: format must be one of {', '.join(FORMATS)}, got {spec.format!r}")
+    if spec.format not in TASK_FORMATS:
+        raise ConfigError(f"task {spec.name!r}: format must be one of {', '.join(TASK_FORMATS)}, got {spec.format!r}")
     names = [m.name for m in spec.metrics]
     if not names:
         raise ConfigError(f"task {spec.name!r}: declare at least one metric, e.g. metrics: [acc]")

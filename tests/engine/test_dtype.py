@@ -8,18 +8,18 @@ import torch
 from test_scoring import mc_examples, mc_spec
 from test_template import make, stream, toy_examples, weights
 
-from chainforget.engine.precision import plan, resolve, train_config
+from chainforget.engine.precision import choose_precision, resolve, train_config
 from chainforget.errors import ConfigError
 
 
 def test_auto_is_float32_on_cpu_and_plans_follow_the_method():
     assert resolve("auto", "cpu") == "float32"
-    assert plan("auto", "full", device="cpu") == plan("float32", "full", device="cpu")
-    full = plan("bfloat16", "full", device="cpu")
+    assert choose_precision("auto", "full", device="cpu") == choose_precision("float32", "full", device="cpu")
+    full = choose_precision("bfloat16", "full", device="cpu")
     assert (full.weights, full.autocast, full.compute, full.trainable) == ("float32", "bf16", "bfloat16", "float32")
-    lora = plan("bfloat16", "lora", device="cpu")
+    lora = choose_precision("bfloat16", "lora", device="cpu")
     assert (lora.weights, lora.autocast, lora.compute) == ("bfloat16", "no", "bfloat16")
-    old_way = plan("float32", "full", mixed_precision="bf16", device="cpu")
+    old_way = choose_precision("float32", "full", mixed_precision="bf16", device="cpu")
     assert (old_way.weights, old_way.autocast, old_way.compute) == ("float32", "bf16", "bfloat16")
 
 
@@ -29,13 +29,13 @@ def test_auto_is_float32_on_cpu_and_plans_follow_the_method():
 ])
 def test_bad_dtypes_are_one_line_errors(args, message):
     with pytest.raises(ConfigError, match=message) as info:
-        plan(*args, device="cpu")
+        choose_precision(*args, device="cpu")
     assert "\n" not in str(info.value)
 
 
 def test_mixed_precision_that_contradicts_the_dtype_is_refused():
     with pytest.raises(ConfigError, match="contradicts --dtype bfloat16"):
-        plan("bfloat16", "full", mixed_precision="fp16", device="cpu")
+        choose_precision("bfloat16", "full", mixed_precision="fp16", device="cpu")
 
 
 def test_model_loads_in_the_planned_dtype():
@@ -49,7 +49,7 @@ def test_model_loads_in_the_planned_dtype():
 def test_lora_on_a_bf16_base_trains_float32_adapters():
     from chainforget.engine.models import load_model, resolve_model
 
-    model, tok = load_model(resolve_model("tiny"), dtype=plan("bfloat16", "lora", device="cpu").torch_weights)
+    model, tok = load_model(resolve_model("tiny"), dtype=choose_precision("bfloat16", "lora", device="cpu").torch_weights)
     cfg = dict(finetune="lora", learning_rate=1e-2, max_steps=2, batch_size=4, micro_batch_size=2)
     tpl = make(model, tok, **cfg)
     trainable = {n: p for n, p in tpl.model.named_parameters() if p.requires_grad}
@@ -69,7 +69,7 @@ def test_full_finetuning_keeps_float32_master_weights_under_bf16_autocast(tiny_m
     from chainforget.engine.training import TrainConfig
 
     model, tok = tiny_model
-    precision = plan("bfloat16", "full", device="cpu")
+    precision = choose_precision("bfloat16", "full", device="cpu")
     cfg = train_config(TrainConfig(learning_rate=1e-3, batch_size=4, micro_batch_size=4, warmup_ratio=0.0,
                                    max_steps=1), precision)
     assert cfg.mixed_precision == "bf16"

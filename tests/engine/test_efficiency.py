@@ -100,11 +100,11 @@ def test_eval_batch_that_fills_a_device_scores_like_batch_one(tokenizer):
 
     from chainforget.engine.memory import GIB, eval_batch_size_for, shape_of_model
     from chainforget.engine.models import load_tiny, resolve_model
-    from chainforget.engine.precision import plan
+    from chainforget.engine.precision import choose_precision
     from chainforget.engine.scoring import score_examples
 
     shape = shape_of_model(resolve_model("tiny"))
-    p = plan("float32", "full", device="cpu")
+    p = choose_precision("float32", "full", device="cpu")
     small, big = (eval_batch_size_for(shape, p, free, 512) for free in (1 * GIB, 80 * GIB))
     assert 1 <= small < big <= 256
     model, tok = load_tiny(seed=0)

@@ -52,11 +52,11 @@ def test_mc_scoring_on_cuda_agrees_with_cpu(dtype):
 
 @pytest.mark.parametrize("dtype, finetune", [("float32", "full"), ("bfloat16", "full"), ("bfloat16", "lora")])
 def test_a_training_step_on_cuda_agrees_with_cpu(dtype, finetune):
-    from chainforget.engine.precision import plan
+    from chainforget.engine.precision import choose_precision
 
     results = {}
     for device in ("cpu", "cuda"):
-        prec = plan(dtype, finetune, device=device)
+        prec = choose_precision(dtype, finetune, device=device)
         model, tok = _tiny(prec.torch_weights)
         tpl = make(model, tok, device=device, finetune=finetune, mixed_precision=prec.autocast, batch_size=4,
                    micro_batch_size=2, max_steps=2, learning_rate=1e-3)

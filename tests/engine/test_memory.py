@@ -15,7 +15,7 @@ from chainforget.engine.memory import (
     shape_of_model,
     visible_device,
 )
-from chainforget.engine.precision import plan
+from chainforget.engine.precision import choose_precision
 from chainforget.errors import ConfigError
 
 LLAMA_8B = dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -41,11 +41,11 @@ def test_parameter_counts_are_exact_without_loading(tmp_path, tiny_model):
 def test_llama_8b_is_sized_like_llama_3_8b():
     shape = shape_of(LLAMA_8B, meta_shapes(LLAMA_8B))
     assert shape.params == 8_030_261_248  # Llama-3-8B's published parameter count
-    est = estimate(shape, plan("bfloat16", "full", device="cpu"), finetune="full", micro_batch_size=1,
+    est = estimate(shape, choose_precision("bfloat16", "full", device="cpu"), finetune="full", micro_batch_size=1,
                    max_length=2048)
     assert est.gradients == shape.params * 4 and est.optimizer == shape.params * 8
     assert est.weights == shape.params * (4 + 2)  # float32 masters + autocast's bf16 copies
-    lora = estimate(shape, plan("bfloat16", "lora", device="cpu"), finetune="lora", micro_batch_size=1,
+    lora = estimate(shape, choose_precision("bfloat16", "lora", device="cpu"), finetune="lora", micro_batch_size=1,
                     max_length=2048, lora_targets=["q_proj", "v_proj"], lora_r=8)
     assert lora.weights < shape.params * 2.01 and lora.trainable == 32 * 8 * (4096 + 4096 + 4096 + 1024)
 
@@ -76,7 +76,7 @@ def test_activation_estimate_is_within_25_percent_of_what_autograd_saves(finetun
 
     cfg = dict(hidden_size=320, intermediate_size=864, num_hidden_layers=3, num_attention_heads=4,
                num_key_value_heads=2, vocab_size=2000)
-    precision = plan(dtype, finetune, device="cpu")
+    precision = choose_precision(dtype, finetune, device="cpu")
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**cfg)).to(precision.torch_weights)
     tc = TrainConfig(finetune=finetune)
@@ -94,7 +94,7 @@ def test_activation_estimate_is_within_25_percent_of_what_autograd_saves(finetun
 
 def test_gradient_checkpointing_and_smaller_micro_batches_shrink_activations():
     shape = shape_of(LLAMA_8B, meta_shapes(LLAMA_8B))
-    p = plan("bfloat16", "full", device="cpu")
+    p = choose_precision("bfloat16", "full", device="cpu")
     base = estimate(shape, p, finetune="full", micro_batch_size=8, max_length=2048)
     ckpt = estimate(shape, p, finetune="full", micro_batch_size=8, max_length=2048, gradient_checkpointing=True)
     small = estimate(shape, p, finetune="full", micro_batch_size=1, max_length=2048)
@@ -105,7 +105,7 @@ def test_gradient_checkpointing_and_smaller_micro_batches_shrink_activations():
 
 def test_fit_check_names_what_would_fit():
     shape = shape_of(LLAMA_8B, meta_shapes(LLAMA_8B))
-    p = plan("bfloat16", "full", device="cpu")
+    p = choose_precision("bfloat16", "full", device="cpu")
     h100 = DeviceMemory("cuda:0 (NVIDIA H100 80GB HBM3)", 79 * GIB, 80 * GIB, 1)
     est = estimate(shape, p, finetune="full", micro_batch_size=4, max_length=1024)
     with pytest.raises(ConfigError) as info:
@@ -116,7 +116,7 @@ def test_fit_check_names_what_would_fit():
     assert "--finetune lora" in msg and "full fine-tuning sharded over 4 GPUs (FSDP; not supported" in msg
     assert "--gradient-checkpointing" not in msg  # 8B full fine-tuning does not fit by checkpointing alone
     # a LoRA run whose only problem is a big micro-batch: checkpointing or a smaller micro-batch fixes it
-    lora_p = plan("bfloat16", "lora", device="cpu")
+    lora_p = choose_precision("bfloat16", "lora", device="cpu")
     est = estimate(shape, lora_p, finetune="lora", micro_batch_size=16, max_length=1024,
                    lora_targets=["q_proj", "v_proj"])
     with pytest.raises(ConfigError) as info:

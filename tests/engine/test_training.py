@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from chainforget.engine.collate import TrainBatches, batch_plan, collate, data_seed, encode_examples
+from chainforget.engine.collate import TrainBatches, collate, data_seed, encode_examples, shuffled_batches
 from chainforget.engine.training import TrainConfig, fields_help, lr_factor, make_optimizer, make_scheduler
 from chainforget.errors import ConfigError, DataError
 from chainforget.tasks.base import Example
@@ -87,19 +87,19 @@ def test_encoding_masks_prompt_keeps_target_and_truncates_left(tokenizer):
     assert batch["n_target"] == short.n_target + long.n_target and batch["ids"] == ["t/0", "t/1"]
 
 
-def test_batch_plan_is_seeded_complete_and_independent_of_micro_size():
+def test_shuffled_batches_are_seeded_complete_and_independent_of_micro_size():
     lengths = [random.Random(i).randint(5, 60) for i in range(50)]
-    plan = batch_plan(lengths, 8, 3, seed=1)
-    again = batch_plan(lengths, 8, 3, seed=1)
-    assert plan == again and plan != batch_plan(lengths, 8, 3, seed=2)
+    plan = shuffled_batches(lengths, 8, 3, seed=1)
+    again = shuffled_batches(lengths, 8, 3, seed=1)
+    assert plan == again and plan != shuffled_batches(lengths, 8, 3, seed=2)
     flat = [i for batch in plan for micro in batch for i in micro]
     assert sorted(flat) == list(range(50))
     assert all(len(m) <= 3 for b in plan for m in b) and all(sum(map(len, b)) <= 8 for b in plan)
     as_sets = [sorted(i for m in b for i in m) for b in plan]
     for micro in (1, 2, 8):
-        assert [sorted(i for m in b for i in m) for b in batch_plan(lengths, 8, micro, seed=1)] == as_sets
+        assert [sorted(i for m in b for i in m) for b in shuffled_batches(lengths, 8, micro, seed=1)] == as_sets
     spread = np.mean([np.ptp([lengths[i] for i in b]) for b in as_sets])
-    unsorted = [sorted(i for m in b for i in m) for b in batch_plan(lengths, 8, 8, seed=1, sort_by_length=False)]
+    unsorted = [sorted(i for m in b for i in m) for b in shuffled_batches(lengths, 8, 8, seed=1, sort_by_length=False)]
     assert spread < np.mean([np.ptp([lengths[i] for i in b]) for b in unsorted])  # buckets cut padding
 
 

@@ -11,9 +11,9 @@ import re
 import pytest
 from test_report_factory import make_result
 
+from chainforget.config.defaults import TABLE_FORMATS
 from chainforget.errors import ConfigError
 from chainforget.report.tables import (
-    FORMATS,
     SEEDS_HEADER,
     aggregate,
     leaderboard_rows,
@@ -121,7 +121,7 @@ def test_sort_numeric_descending_blank_last_and_unknown_column():
     assert "did you mean 'bbq forgetting'?" in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", TABLE_FORMATS)
 def test_every_format_renders_the_values(fmt):
     headers, rows = leaderboard_rows(_grid())
     text = render_table(headers, rows, fmt)

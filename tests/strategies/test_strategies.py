@@ -9,7 +9,7 @@ from strategy_fixtures import make_context, make_examples  # noqa: F401
 from chainforget.errors import ConfigError, DataError
 from chainforget.plugins.registry import Registry
 from chainforget.strategies import builtin, replay, safety_retune
-from chainforget.strategies.base import Param, naive_until_first_step
+from chainforget.strategies.base import Param, naive_at_first_task
 from chainforget.strategies.selection import group_counts, quota, select
 
 NAMES = {"naive", "replay", "ewc", "lwf", "safety-retune", "sam", "joint"}
@@ -85,8 +85,8 @@ def test_param_bool_and_describe():
         "lam=10000.0 (float [0, 1e+12]): pull"
 
 
-def test_naive_until_first_step():
-    sig = naive_until_first_step("x")
+def test_naive_at_first_task():
+    sig = naive_at_first_task("x")
     assert sig({"a": 1}, 0) == {"strategy": "naive"} and sig({"a": 1}, 2) == {"strategy": "x", "params": {"a": 1}}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from chainforget.strategies.base import Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step
+from chainforget.strategies.base import Param, StrategyContext, StrategyPlugin, StrategySpec, chain_index
 
 PARAMS = (
     Param("strength", "float", 1.0, "weight of the L2 pull toward the anchor weights", low=0.0, high=1e9),
@@ -33,7 +33,7 @@ class L2AnchorPlugin(StrategyPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         # Also fires when the step's weights were loaded from a shared checkpoint (the template's skip_training).
-        if chain_step(strategy, self.context) == self.anchor_step:
+        if chain_index(strategy, self.context) == self.anchor_step:
             self.anchor = {n: p.detach().clone() for n, p in strategy.model.named_parameters() if p.requires_grad}
 
     def before_backward(self, strategy, **kwargs):

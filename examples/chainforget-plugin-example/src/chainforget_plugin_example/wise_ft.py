@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from chainforget.errors import TrainingError
-from chainforget.strategies.base import Param, StrategyContext, StrategyPlugin, StrategySpec, chain_step
+from chainforget.strategies.base import Param, StrategyContext, StrategyPlugin, StrategySpec, chain_index
 
 PARAMS = (
     Param("alpha", "float", 0.5, "share of the step's trained weights kept (1 = naive)", low=0.0, high=1.0,
@@ -60,7 +60,7 @@ class WiseFTPlugin(StrategyPlugin):
         self.interpolated: list[int] = []  # chain steps this process interpolated (not state: for tests and logs)
 
     def before_training_exp(self, strategy, **kwargs):
-        step = chain_step(strategy, self.context)
+        step = chain_index(strategy, self.context)
         if step < self.from_step:
             return
         if self.anchor_kind == "step" or step == self.from_step:
@@ -75,7 +75,7 @@ class WiseFTPlugin(StrategyPlugin):
     def after_training_exp(self, strategy, **kwargs):
         import torch
 
-        step = chain_step(strategy, self.context)
+        step = chain_index(strategy, self.context)
         if step < self.from_step or self.alpha == 1.0 or getattr(strategy, "stage_restored", False):
             return
         with torch.no_grad():

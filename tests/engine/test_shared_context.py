@@ -1,4 +1,4 @@
-"""Prefix sharing across examples in MC scoring: the packed prefix tree computes what unshared rows compute."""
+"""Context sharing across examples in MC scoring: the packed token tree computes what unshared rows compute."""
 
 import random
 
@@ -7,8 +7,8 @@ import torch
 from test_scoring import WORDS, mc_spec, naive_logliks
 
 from chainforget.engine.loglik import Request, encode_requests, score_requests
-from chainforget.engine.prefix_tree import attention_allowed, group_requests, pack
 from chainforget.engine.scoring import score_examples
+from chainforget.engine.shared_context import attention_allowed, group_requests, pack
 from chainforget.tasks.base import Example
 
 

@@ -1,17 +1,17 @@
-"""Pack scoring requests that share token prefixes into one row laid out as a prefix tree.
+"""Pack scoring requests that share leading context tokens into one row laid out as a token tree (a trie).
 
-A request is a context with its continuations (``engine.loglik.Request``). Every sequence ``ctx + cont[:-1]`` of a
-group of requests goes into one token trie (the last continuation token is only predicted, never read), laid out
-depth first: the descendants of token ``i`` then fill the span ``[i, end[i])``, so "token ``q`` may attend to token
-``k``" is exactly ``k <= q < end[k]`` (``k`` is ``q`` or one of its ancestors), and a token's position id is its
-depth. Each token therefore computes what it computes in its own unshared sequence, while every shared prefix runs
-once: the context before the options of one example, and the context that several examples share (BBQ asks two
-questions about each context and extends the ambiguous context into the disambiguated one; BoolQ asks several
-questions about one passage).
+A request is a context with its continuations (``engine.loglik.Request``). Every sequence ``ctx + cont[:-1]`` of a group
+of requests goes into one token trie (the last continuation token is only predicted, never read), laid out depth first:
+the descendants of token ``i`` then fill the span ``[i, end[i])``, so "token ``q`` may attend to token ``k``" is exactly
+``k <= q < end[k]`` (``k`` is ``q`` or one of its ancestors), and a token's position id is its depth. Each token
+therefore computes what it computes in its own unshared sequence, while every shared context token runs once: the
+context before the options of one example, and the context that several examples share (BBQ asks two questions about
+each context and extends the ambiguous context into the disambiguated one; BoolQ asks several questions about one
+passage).
 
-Requests are grouped by sorting contexts lexicographically (sequences with a common prefix are then adjacent) and
-cutting where neighbours share fewer than ``MIN_SHARED`` tokens or a row would grow too long. Groups depend only on
-the requests, never on the batch size, so a request's arithmetic does not change with the batch size.
+Requests are grouped by sorting contexts lexicographically (sequences with common leading tokens are then adjacent) and
+cutting where neighbours share fewer than ``MIN_SHARED`` tokens or a row would grow too long. Groups depend only on the
+requests, never on the batch size, so a request's arithmetic does not change with the batch size.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class PackedRow:
 
 
 def pack(requests: Sequence) -> PackedRow:
-    """Lay the requests' sequences out as one prefix tree (see the module docstring)."""
+    """Lay the requests' sequences out as one token tree (see the module docstring)."""
     root = _Node(None, -1)
     targets = []  # (predicting node, target token, request, continuation)
     for r, req in enumerate(requests):
@@ -91,7 +91,7 @@ def pack(requests: Sequence) -> PackedRow:
     return PackedRow(ids, pos, end, preds, len(requests), [len(req.conts) for req in requests])
 
 
-def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -108,7 +108,7 @@ def group_requests(requests: Sequence, min_shared: int = MIN_SHARED, max_group: 
     tokens = 0
     for i in order:
         req = requests[i]
-        shared = shared_prefix(requests[cur[-1]].ctx, req.ctx) if cur else 0
+        shared = common_length(requests[cur[-1]].ctx, req.ctx) if cur else 0
         add = req.length - shared
         if cur and (shared < min_shared or len(cur) >= max_group or tokens + add > max_tokens):
             groups.append(cur)
