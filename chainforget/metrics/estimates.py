@@ -99,12 +99,14 @@ def stored_cell(results: Sequence[dict], metric: str, key: str, bounds=(None, No
                 ) -> Estimate:
     """A registered metric's stored entries over the runs (seeds) of one cell: ``inference.cell``. One run keeps
     its stored p (the group test of biased_forgetting) and no other: a percentile interval implies no exact test."""
-    entries, reason, n, p = [], None, None, None
+    entries, reason, n, p, unbounded = [], None, None, None, None
     for result in results:
         entry = result.get("metrics", {}).get(metric, {}).get(key)
         entry = entry if isinstance(entry, dict) else {}
         entries.append((entry.get("value"), entry.get("ci_low"), entry.get("ci_high")))
         reason = reason or entry.get("missing")
+        if entry.get("value") is not None and entry.get("unbounded"):
+            unbounded = str(entry["unbounded"]) if len(results) == 1 else "both"
         if len(results) == 1:
             n = entry.get("n") if isinstance(entry.get("n"), int) else None
             p = entry.get("p") if isinstance(entry.get("p"), (int, float)) else None
@@ -112,6 +114,8 @@ def stored_cell(results: Sequence[dict], metric: str, key: str, bounds=(None, No
                          missing=str(reason) if reason else f"no {metric} value for {key} in these runs")
     if len(results) == 1 and est.value is not None:
         est = replace(est, p=p)  # one run: its metric's own test where it has one (the group test), else none
+    if unbounded and est.value is not None:  # a run whose interval the data cannot bound: the cell cannot either
+        est = replace(est, ci_low=None, ci_high=None, p=None, unbounded=unbounded)
     return est
 
 

@@ -140,3 +140,15 @@ def test_order_asymmetry_with_three_seeds_on_the_real_bbq_split(bbq_split):
     result = si.asymmetry_calibration((15900, 0.1, 0.05, "acc"), (1000, 0.1, 0.05, "acc"), 400, 3, n_seeds=3,
                                       seed_sd=0.1, first_layout=bbq_split, chunk=20)
     assert result["coverage"] >= 0.93 and result["excludes_zero"] <= 0.07 and result["open"] == 0.0, result
+
+
+def test_a_stored_unbounded_ratio_stays_unbounded_in_every_cell():
+    from chainforget.metrics.estimates import stored_cell
+
+    open_run = {"metrics": {"relative_forgetting": {"gsm8k": {"value": 6.1, "ci_low": None, "ci_high": None,
+                                                              "unbounded": "both"}}}}
+    clear_run = {"metrics": {"relative_forgetting": {"gsm8k": {"value": 5.0, "ci_low": 3.0, "ci_high": 8.0}}}}
+    for runs in ([open_run], [open_run, clear_run]):
+        est = stored_cell(runs, "relative_forgetting", "gsm8k")
+        assert est.unbounded == "both" and est.ci_low is None and est.ci_high is None and est.value is not None
+    assert stored_cell([clear_run], "relative_forgetting", "gsm8k").triple() == (5.0, 3.0, 8.0)
