@@ -10,6 +10,7 @@ from test_report_factory import make_run
 
 from chainforget.commands.reports import compare_command, plot_command
 from chainforget.errors import DataError
+from chainforget.report.summary import run_summary
 from chainforget.store.results import write_records, write_result
 
 SF = ("bbq", "gsm8k")
@@ -55,3 +56,16 @@ def test_plot_of_a_metric_missing_everywhere_warns_in_one_line(runs_dir, tmp_pat
     assert drawn == [(2, ("relative_forgetting", "forgetting"))]
     (line,) = warnings
     assert line == "metric relative_forgetting is missing in every run (no run stores a value for it); no figure drawn for it"
+
+
+def test_run_summary_prints_each_missing_value_with_its_reason():
+    run = make_run("naive", ("gsm8k", "bbq"), 0)
+    result = {**run["result"], "run_id": "r1"}
+    result["metrics"] = {"forgetting": {"bbq": {"value": None, "missing": "bbq is trained in the last stage"},
+                                        "gsm8k": {"value": 0.1, "ci_low": 0.0, "ci_high": 0.2}}}
+    text = run_summary(result)
+    table = text.split("forgetting (positive = forgot)")[1]
+    assert "bbq is trained in the last stage" in table and "n/a (1)" in table
+    assert "  (2) not computed for this run" in table  # biased forgetting, worst group, p: no entry stored
+    rows = [line.split() for line in table.splitlines() if line.startswith(("bbq", "gsm8k"))]
+    assert len(rows) == 2 and all("-" not in row for row in rows)  # no bare dash standing in for a value
