@@ -435,10 +435,19 @@ def _recommend(answers: dict, seeds: Sequence[int]) -> dict | None:
     return {"seeds": best, "examples_per_group": per_task, "unreachable": unreachable, "max_seeds": most}
 
 
+def _plain(obj: Any) -> Any:
+    """Plain dicts and lists (a preset holds read-only mappings), so that the suite can be written as YAML."""
+    if isinstance(obj, dict) or hasattr(obj, "items"):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def planned_suite(base: dict, recommendation: dict, groups: dict[str, int]) -> dict:
     """The base suite with the recommended seeds and evaluation examples (``limit_eval`` per task = examples per
     group x groups; a stratified sample spreads it evenly over the groups)."""
-    suite = dict(base)
+    suite = _plain(base)
     suite["seeds"] = list(range(recommendation["seeds"]))
     old = suite.get("limit_eval")
     limits = dict(old) if isinstance(old, dict) else ({} if old is None else {"default": old})
