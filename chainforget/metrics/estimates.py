@@ -128,8 +128,17 @@ def final_score(result: dict, task: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def final_cell(results: Sequence[dict], task: str, unit: str | None = None) -> Estimate:
-    """A task's final score over seeds (no stored interval, so one seed gives the value alone)."""
+def final_cell(results: Sequence[dict], task: str, unit: str | None = None,
+               per_seed: Mapping[Any, RunView] | None = None) -> Estimate:
+    """A task's final score over seeds. From the records (``per_seed`` views): the mean over seeds and examples with
+    the joint cluster covariance and the between-seed variance (``inference.difference`` of one method); from bare
+    results: the stored score-matrix values (one seed: no interval, nothing stored gives one)."""
+    if per_seed is not None:
+        vectors = [v for view in _by_seed(per_seed) if (v := view.per_example("final", task))]
+        aligned = inference.align(vectors) if len(vectors) == len(per_seed) else None
+        if aligned is not None:
+            values, groups, clusters = aligned
+            return inference.difference(values, None, groups, clusters, unit=unit)
     return inference.cell([(final_score(r, task), None, None) for r in results], unit=unit,
                           missing=f"no final score for {task} in these runs")
 

@@ -6,7 +6,8 @@ to the baseline set, paired by chain, seed and evaluation example. Every number 
 runs and formats, nothing else:
 
 - **value**: the stored metric over the seeds (``estimates.stored_cell``: one seed as stored, several combined),
-  exactly what the leaderboard and findings show for the same runs; ``final`` is the last-stage score.
+  exactly what the leaderboard and findings show for the same runs; ``final`` is the last-stage score, its interval
+  from the records (``estimates.final_cell``).
 - **difference** (``forgetting``, ``drift``, ``final``): ``estimates.paired_difference`` from the per-example
   records: the joint cluster covariance of every seed of both methods on their common examples, plus the
   between-seed variance with t(S - 1). ``*`` marks a difference whose interval excludes 0 (``p < 0.05``).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
 from chainforget.errors import ConfigError, did_you_mean
 from chainforget.metrics import estimates, inference
 from chainforget.metrics import spread as spread_stats
@@ -82,9 +84,9 @@ def compare_runs(
     groups: dict[str, Sequence[Any]],
     baseline_label: str,
     metrics: Sequence[str] = METRICS,
-    n_boot: int = 1000,
-    seed: int = 0,
-    min_group_size: int = 20,
+    n_boot: int = DEFAULTS["n_boot"],
+    seed: int = DEFAULTS["seed"],
+    min_group_size: int = DEFAULTS["min_group_size"],
     digits: int = 3,
 ) -> tuple[list[str], list[list[Cell]]]:
     """Headers and rows comparing each run set (``load_run`` dicts or run directories) with the baseline set.
@@ -145,7 +147,7 @@ def _value(metric: str, task: str, mine: dict) -> inference.Estimate:
     views = [v for _, v in sorted(mine.items(), key=lambda p: str(p[0]))]
     unit = _unit(views[0], metric, task)
     if metric == "final":
-        return estimates.final_cell([v.result for v in views], task, unit)
+        return estimates.final_cell([v.result for v in views], task, unit, mine)
     return estimates.stored_cell([v.result for v in views], metric, task, _bounds(metric), unit)
 
 

@@ -13,8 +13,9 @@ one trained model; with n > 1 seeds the mean and an interval holding both the be
 runs' evaluation SE, clipped to the metric's declared range. ``C final`` is the last score-matrix row (after every
 stage, a retune stage included). ``C vs naive`` is the capability cost: final score minus naive's final score on
 the same chain, seed and other fields (negative = capability lost), missing for naive and where no naive run
-matches. Given runs with their records (``read_run`` dicts), it is the paired difference of compare and findings
-(``estimates.paired_difference``: per example and seed, with its interval), and the biased forgetting of several
+matches. Given runs with their records (``read_run`` dicts), ``C final`` has its interval from the records and
+``C vs naive`` is the paired difference of compare and findings (``estimates.paired_difference``: per example and
+seed, with its interval), and the biased forgetting of several
 seeds is their recomputed spread with its group p (``estimates.spread_over_seeds``); given bare results, the
 difference has an interval only over seeds and several seeds' spreads are combined as stored metrics.
 
@@ -42,8 +43,6 @@ from chainforget.metrics.base import TASK_UNIT
 from chainforget.plugins import registries
 
 _TABULATE_FMT = {"github": "github", "latex": "latex_booktabs", "html": "html", "plain": "simple"}
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 _UNIT = re.compile(r"\s*\[[^\]]*\]$")
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
@@ -73,11 +72,6 @@ def _num(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         return None
     return float(x)
-
-
-def t_quantile_975(df: int) -> float:
-    """Two-sided 95% Student t quantile (table up to 30 degrees of freedom, then a close approximation)."""
-    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df
 
 
 def aggregate(entries: Iterable[tuple[Any, Any, Any]], bounds: tuple[float | None, float | None] = (None, None)
@@ -307,8 +301,8 @@ def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tup
     out = []
     for metric in columns:
         if metric not in known:
-            raise ConfigError(f"unknown metric column {metric!r}; {did_you_mean(metric, known, cutoff=0.5)}"
-                              f"registered metrics: {', '.join(known)} (see `chainforget list metrics`)")
+            raise unknown_name("metric column", metric, known, "registered metrics", cutoff=0.5,
+                               see="(see `chainforget list metrics`)")
         keys = dict.fromkeys(k for r in results for k in (r.get("metrics", {}).get(metric) or {}))
         out += [(metric, k) for k in keys]
     return out
@@ -384,8 +378,8 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
                 row.append(Cell("", seeds=len(runs), unit="p-value",
                                 missing="a per-run test; over several seeds see `chainforget findings` (2)"))
         for t in capability:
-            row.append(format_cell(aggregate((final_score(r, t), None, None) for r in runs), digits, seeds=len(runs),
-                                   unit=_unit_of(runs[0], "forgetting", t), missing=f"no final {t} score"))
+            row.append(estimate_cell(estimates.final_cell(runs, t, _unit_of(runs[0], "forgetting", t),
+                                                          views_of(runs)), digits))
         for t in capability:
             if key[0] != "naive" and (mine := views_of(runs)) is not None:
                 theirs = [naive.get((chain_label(r), r.get("spec", {}).get("seed"), axes(r))) for r in runs]

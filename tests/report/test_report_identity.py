@@ -58,6 +58,9 @@ def test_leaderboard_compare_and_findings_print_the_same_intervals(runs):
 
     for method in ("naive", "replay"):
         lead = board[(method, "bbq,gsm8k")]
+        # the final score, its interval from the records
+        assert _triple(lead["gsm8k final"]) == _triple(comp[("final", "gsm8k", "bbq,gsm8k", method)][value])
+        assert lead["gsm8k final"].low is not None
         # a stored metric's cell: forgetting and relative forgetting
         assert _triple(lead["bbq forgetting"]) == _triple(comp[("forgetting", "bbq", "bbq,gsm8k", method)][value])
         rel = lead["bbq relative_forgetting [share of the stage's gain]"]
