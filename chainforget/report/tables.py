@@ -301,8 +301,8 @@ def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tup
     out = []
     for metric in columns:
         if metric not in known:
-            raise unknown_name("metric column", metric, known, "registered metrics", cutoff=0.5,
-                               see="(see `chainforget list metrics`)")
+            raise ConfigError(f"unknown metric column {metric!r}; {did_you_mean(metric, known, cutoff=0.5)}"
+                              f"registered metrics: {', '.join(known)} (see `chainforget list metrics`)")
         keys = dict.fromkeys(k for r in results for k in (r.get("metrics", {}).get(metric) or {}))
         out += [(metric, k) for k in keys]
     return out
