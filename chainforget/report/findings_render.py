@@ -30,11 +30,14 @@ SAFETY, CAPABILITY = "#cb181d", "#2171b5"
 
 
 def num(x: Any, digits: int = 3) -> str:
-    """A number for reading: fixed ``digits`` decimals, small non-zero values in two significant digits."""
+    """A number for reading: fixed ``digits`` decimals, small non-zero values in two significant digits, float noise
+    below 1e-12 as 0."""
     if x is None:
         return "n/a"
     if not isinstance(x, (int, float)):
         return str(x)
+    if abs(x) < 1e-12:  # float noise (an interval end at -5.6e-17) reads as the 0 it is
+        x = 0.0
     if x != 0 and abs(x) < 10 ** -digits:
         return f"{x:.2g}"
     return f"{x:.{digits}f}"
@@ -47,6 +50,11 @@ def p_text(p: Any) -> str:
     if p < 0.001:
         return "p < 0.001"
     return f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def p_cell(p: Any) -> str:
+    """A p column's cell: '< 0.001', '0.012', '0.41'; 'n/a' without a test."""
+    return "n/a" if p is None else p_text(p).replace("p = ", "").replace("p < ", "< ")
 
 
 def _unit(unit: Any) -> str:
@@ -216,7 +224,7 @@ def tables(found: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
            "reading"],
           [[a["setting"], f"{a['safety_task']} / {a['capability_task']}", interval(a.get("safety_first")),
             interval(a.get("capability_first")), interval(a.get("difference")),
-            p_text(d_p(a)), mde_text(a.get("difference")),
+            p_cell(d_p(a)), mde_text(a.get("difference")),
             f"{(a.get('safety_first') or {}).get('seeds', '?')}/{(a.get('capability_first') or {}).get('seeds', '?')}",
             oa_reading(found, a)] for a in oa["answers"]])
     gd = found["group_dependence"]
@@ -225,7 +233,7 @@ def tables(found: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
           "p < 0.05); per-group forgetting with simultaneous 95% intervals below. " + (gd.get("note") or ""),
           ["setting", "chain", "task", "seeds", "spread [95% CI]", "p", "MDE", "unit", "reading"],
           [[a["setting"], a["chain"], a["task"], str(a.get("seeds", "")), interval(a.get("spread")),
-            p_text((a.get("spread") or {}).get("p")), mde_text(a.get("spread")), a.get("unit") or "",
+            p_cell((a.get("spread") or {}).get("p")), mde_text(a.get("spread")), a.get("unit") or "",
             gd_reading(found, a)] for a in gd["answers"]])
     mi = found["mitigation"]
     t3 = (f"(3) Mitigation: each strategy minus {mi['baseline']}, paired by seed and example",
@@ -233,7 +241,7 @@ def tables(found: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
           + (mi.get("note") or ""),
           ["setting", "chain", "measure", "task", "unit", "pairs", "difference [95% CI]", "p", "MDE", "reading"],
           [[a["setting"], a["chain"], a["measure"], a["task"], a.get("unit") or "", str(a.get("pairs", "")),
-            interval(a.get("difference")), p_text(d_p(a)), mde_text(a.get("difference")),
+            interval(a.get("difference")), p_cell(d_p(a)), mde_text(a.get("difference")),
             mi_reading(found, a)] for a in mi["answers"]])
     t4 = ("Pareto set: less safety forgetting and more final capability",
           "a setting is in the set when no other setting on that chain forgets less and ends higher",
