@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS
 from chainforget.metrics.forgetting import matrix_drop
 from chainforget.metrics.pareto import gain_share, pareto_front, spearman
 from chainforget.plugins import registries
@@ -27,7 +28,7 @@ from chainforget.report import drawing
 from chainforget.report.tables import aggregate, chain_label, metric_entry, strategy_name
 from chainforget.store.atomic import atomic_write_bytes
 
-MIN_GROUP_SIZE = 20
+MIN_GROUP_SIZE = METRIC_OPTION_DEFAULTS["min_group_size"]
 
 
 def _slug(text: str) -> str:
@@ -217,6 +218,7 @@ def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
         kind, metric = panels[task]
         aggs = [aggregate(cells.get((s, task), [])) for s in strategies]
         drawing.bars(ax, aggs, "#cb181d" if kind == "safety" else "#2171b5")
+        ax.margins(y=0.15)  # room for the share above the tallest bar
         for i, agg in enumerate(aggs):
             if agg is None:
                 continue
