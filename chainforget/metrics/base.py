@@ -31,6 +31,10 @@ class MetricSpec:
     ``higher_is_better`` is ``None`` for values that are not scores (a group name, a p-value). ``low``/``high`` bound
     every value the metric can produce (``None`` = unbounded). ``unit`` names what the number counts; ``"task"`` means
     the primary-score unit of the task it is computed on (accuracy, nats per token...), see :data:`TASK_UNIT`.
+
+    Every field but ``unit`` is required. ``unit`` defaults to ``""``, which tables, JSON and plots read as
+    ``"task"`` (the task's primary-score unit, e.g. ``acc``); give a word (``"ratio"``, ``"p-value"``) when the
+    number is not in its task's unit, so axes and ``[unit]`` headers say so.
     """
 
     name: str
