@@ -66,7 +66,7 @@ def test_every_format_parses(board):
         assert code == 0, err
         if fmt == "json":
             data = json.loads(out)
-            assert len(data) == 4 and all("strategy" in row for row in data)
+            assert len(data["rows"]) == 4 and all("strategy" in row for row in data["rows"])
         elif fmt == "latex":
             assert "\\begin{tabular}" in out
         elif fmt == "html":
@@ -110,3 +110,56 @@ def test_metrics_command_recomputes_identically(board):
     code, out, err = cli("metrics", str(run_dir), "--check", cwd=root)
     assert code == 0, err
     assert json.loads(out)["identical_to_stored"] is True
+
+
+def _numbers(measure):
+    return [measure[k] for k in ("value", "ci_low", "ci_high", "p") if measure[k] is not None]
+
+
+def test_json_outputs_parse_into_numbers_with_their_schema(board):
+    """leaderboard, compare, findings and list as JSON: versioned schema ids, numbers (never display strings),
+    and a reason wherever a value is missing."""
+    import jsonschema
+
+    from chainforget.report import schemas
+    from chainforget.report.findings import SCHEMA as FINDINGS
+
+    root, _ = board
+    runs = [("leaderboard", "--suite", "suite.yaml", "--out", "whole", "--no-run", "--format", "json"),
+            ("compare", "whole", "--by", "strategy", "--n-boot", "50", "--format", "json"),
+            ("findings", "whole", "--n-boot", "50", "--format", "json"),
+            ("list", "--format", "json")]
+    docs = []
+    for args in runs:
+        code, out, err = cli(*args, cwd=root)
+        assert code == 0, err
+        docs.append(json.loads(out))
+    board_doc, compare_doc, findings_doc, list_doc = docs
+    for doc, schema in ((board_doc, schemas.LEADERBOARD), (compare_doc, schemas.COMPARE)):
+        jsonschema.validate(doc, schema)
+        schemas.check_table(doc)
+        measures = [row[c["key"]] for row in doc["rows"] for c in doc["columns"] if c["kind"] == "measure"]
+        assert all(isinstance(x, float) for m in measures for x in _numbers(m))
+        assert all((m["value"] is None) == bool(m["missing"]) for m in measures)  # no value without a reason
+        assert any(m["value"] is not None for m in measures)
+    assert board_doc["schema"] == "chainforget.leaderboard/2" and compare_doc["schema"] == "chainforget.compare/2"
+    naive = [r for r in board_doc["rows"] if r["strategy"] == "naive" and r["chain"] == "bbq,gsm8k"][0]
+    assert naive["seeds"] == 1 and naive["bbq_forgetting"]["unit"] == "acc" and naive["bbq_forgetting"]["n"] > 0
+    assert naive["gsm8k_vs_naive"]["missing"] == "naive is the baseline"
+    assert compare_doc["baseline"] == "naive"
+    jsonschema.validate(findings_doc, FINDINGS)
+    jsonschema.validate(list_doc, schemas.LIST)
+    metric = [m for m in list_doc["metrics"] if m["name"] == "relative_forgetting"][0]
+    assert metric["higher_is_better"] is False and metric["unit"] == "share of the stage's gain"
+    assert {s["name"] for s in list_doc["strategies"]} >= {"naive", "ewc", "replay"}
+
+
+def test_compare_of_a_metric_missing_everywhere_says_so(board):
+    root, _ = board
+    code, out, err = cli("compare", "whole", "--by", "strategy", "--metric", "drift", cwd=root)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "metric drift is missing in every run" in err
+    code, out, err = cli("compare", "whole", "--by", "strategy", "--metric", "drift", "--metric", "forgetting",
+                         "--n-boot", "50", cwd=root)
+    assert code == 0 and "forgetting" in out
+    assert "warning: metric drift is missing in every run" in err
