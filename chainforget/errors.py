@@ -73,3 +73,13 @@ def did_you_mean(name: object, known, *, cutoff: float = 0.6) -> str:
     """``"did you mean 'x'? "`` for the closest known name, or ``""``: the one suggestion helper of the package."""
     match = closest(name, known, cutoff=cutoff)
     return f"did you mean {match!r}? " if match else ""
+
+
+def unknown_name(what: str, name: object, known, listed: str, *, where: str = "", cutoff: float = 0.6,
+                 see: str = "") -> "ConfigError":
+    """The one-line error for a name that is none of ``known``: ``[where: ]unknown WHAT 'name'; did you mean ...?
+    LISTED: a, b, c[ see]``."""
+    known = [str(k) for k in known]
+    prefix = f"{where}: " if where else ""
+    return ConfigError(f"{prefix}unknown {what} {name!r}; {did_you_mean(name, known, cutoff=cutoff)}{listed}: "
+                       f"{', '.join(known)}{' ' + see if see else ''}")

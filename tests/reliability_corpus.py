@@ -1,7 +1,7 @@
-"""The corpus of hostile inputs (issue 19) for test_reliability_inputs.py (no tests here).
+"""The corpus of hostile inputs for test_reliability_inputs.py (no tests here).
 
 Each case writes what it needs under a scratch folder and returns the CLI arguments and a piece of the one-line error
-it must produce. Hand-written cases reproduce every escape of issue 19; generated variants multiply them over the
+it must produce. Hand-written cases reproduce every escape found by review; generated variants multiply them over the
 kinds of file (suite, run config, task YAML, task TOML, data rows), wrong types, encodings, nesting depths and sizes.
 A case may also damage a copy of a complete run (``Ctx.damaged_copy``): commands reading it must refuse it.
 """
@@ -163,7 +163,7 @@ def data_row_cases() -> list[Case]:
 
 
 # ---------------------------------------------------------------------------------------------- task-file types
-TASK_TYPE_CASES = {  # field change -> expected piece (issue 19 item 4 and generated variants)
+TASK_TYPE_CASES = {  # field change -> expected piece (hand-written and generated variants)
     "option_prefix=5": ({"option_prefix": 5}, "option_prefix must be text"),
     "options=5": ({"options": 5}, "options must be a list of at least two option texts"),
     "options=NoYes": ({"options": "NoYes"}, "options must be a list of at least two option texts"),

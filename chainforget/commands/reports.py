@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
 from chainforget.config.ranges import check_number
 from chainforget.errors import ConfigError, DataError, did_you_mean
 from chainforget.metrics.compute import read_run
@@ -105,7 +106,8 @@ def plot_command(paths: Sequence[str], out: str, metrics: Sequence[str] = ()) ->
 
 
 def findings_command(paths: Sequence[str], *, metric: str = DEFAULT_METRIC, baseline: str = "naive",
-                     n_boot: int = 1000, seed: int = 0, min_group_size: int = 20, fmt: str = "text"
+                     n_boot: int = DEFAULTS["n_boot"], seed: int = DEFAULTS["seed"],
+                     min_group_size: int = DEFAULTS["min_group_size"], fmt: str = "text"
                      ) -> tuple[str, list[str]]:
     """The paper's three questions over the runs found under ``paths`` (see ``chainforget.report.findings``)."""
     check_number("n_boot", n_boot)

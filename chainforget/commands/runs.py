@@ -22,7 +22,7 @@ from chainforget.config.spec import (
 )
 from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.engine.logs import check_wandb, parse_logger_names
-from chainforget.errors import ChainforgetError, ConfigError, did_you_mean
+from chainforget.errors import ChainforgetError, ConfigError, unknown_name
 from chainforget.metrics.compute import recompute_run
 from chainforget.plugins import registries
 from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
@@ -118,8 +118,8 @@ def parse_columns(text: str | None) -> list[str]:
     known = registries("metrics").names()
     for name in names if text else []:
         if name not in known:
-            raise ConfigError(f"unknown metric column {name!r}; {did_you_mean(name, known, cutoff=0.5)}registered "
-                              f"metrics: {', '.join(known)} (see `chainforget list metrics`)")
+            raise unknown_name("metric column", name, known, "registered metrics", cutoff=0.5,
+                               see="(see `chainforget list metrics`)")
     return names if text else []
 
 

@@ -105,11 +105,6 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def dtype_name(dtype) -> str:
-    """``torch.bfloat16`` -> ``bfloat16``."""
-    return str(dtype).replace("torch.", "")
-
-
 def train_config(cfg, precision: Precision):
     """The ``TrainConfig`` the template runs with: ``mixed_precision`` set to the chosen autocast. The run spec keeps
     the user's settings; this copy only tells accelerate how to compute."""

@@ -68,8 +68,10 @@ def build_inputs(records: Sequence[Mapping[str, Any]], task_info: Mapping[str, M
 
 
 def compute_all(records: Iterable[Mapping[str, Any]], task_info: Mapping[str, Mapping[str, Any]],
-                stages: Sequence[str], *, eval_tasks: Sequence[str] | None = None, min_group_size: int = 20,
-                n_boot: int = 1000, seed: int = 0, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+                stages: Sequence[str], *, eval_tasks: Sequence[str] | None = None,
+                min_group_size: int = DEFAULT_OPTIONS["min_group_size"],
+                n_boot: int = DEFAULT_OPTIONS["n_boot"], seed: int = DEFAULT_OPTIONS["seed"],
+                metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """``{"score_matrix", "group_score_matrix", "group_sizes", "metrics"}`` as stored in result.json.
 
     ``eval_tasks`` (the score-matrix columns) defaults to the task_info tasks that have records, in task_info order.

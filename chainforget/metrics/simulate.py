@@ -238,7 +238,7 @@ def spread_power_at_mde(n_groups: int, n_per_group: int, reps: int, seed: int, n
     return {"mde": tau, "power": result["rejection_rate"], "coverage": result["coverage"]}
 
 
-# -- the methods replaced in issue 15, kept only to show in docs/metrics.md why they were replaced ------------------
+# -- the methods replaced earlier, kept only to show in docs/metrics.md why they were replaced ---------------------
 def old_range_coverage(n_groups: int, n_per_group: int, tau: float, reps: int, seed: int, n_boot: int = 199) -> float:
     """Coverage of the old "bias-corrected" 95% interval of ``max_g - min_g`` (percentile interval of bootstrap
     ranges shifted by the bootstrap bias) for the true range of the groups' mean forgetting."""

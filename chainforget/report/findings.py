@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from chainforget.errors import ConfigError, did_you_mean
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
+from chainforget.errors import ConfigError, unknown_name
 from chainforget.metrics import effects, estimates
 from chainforget.metrics.base import TASK_UNIT
 from chainforget.metrics.compute import read_run
@@ -89,8 +90,7 @@ def check_metric(metric: str):
 def _metric_spec(metric: str):
     known = registries("metrics").names()
     if metric not in known:
-        raise ConfigError(f"unknown metric {metric!r}; {did_you_mean(metric, known)}registered metrics: "
-                          f"{', '.join(known)}")
+        raise unknown_name("metric", metric, known, "registered metrics")
     spec = registries("metrics").get(metric)
     if spec.scope != "task" or spec.higher_is_better is None:
         raise ConfigError(f"metric {metric!r} is not a per-task score (scope {spec.scope!r}); order asymmetry needs "
@@ -285,8 +285,9 @@ def _pareto(here: dict, measures: list, chain: str) -> list[dict]:
     return out
 
 
-def findings(runs: Sequence[Any], *, metric: str = DEFAULT_METRIC, baseline: str = "naive", n_boot: int = 1000,
-             seed: int = 0, min_group_size: int = 20) -> dict:
+def findings(runs: Sequence[Any], *, metric: str = DEFAULT_METRIC, baseline: str = "naive",
+             n_boot: int = DEFAULTS["n_boot"], seed: int = DEFAULTS["seed"],
+             min_group_size: int = DEFAULTS["min_group_size"]) -> dict:
     """The three answers as one JSON-able dict (schema :data:`SCHEMA`)."""
     _metric_spec(metric)
     if not runs:

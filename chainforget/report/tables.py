@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 
 from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
 from chainforget.config.defaults import TABLE_FORMATS
-from chainforget.errors import ConfigError, closest, did_you_mean
+from chainforget.errors import ConfigError, closest, did_you_mean, unknown_name
 from chainforget.metrics import estimates, inference
 from chainforget.metrics.base import TASK_UNIT
 from chainforget.plugins import registries
@@ -301,8 +301,8 @@ def _metric_columns(results: Sequence[dict], columns: Sequence[str]) -> list[tup
     out = []
     for metric in columns:
         if metric not in known:
-            raise ConfigError(f"unknown metric column {metric!r}; {did_you_mean(metric, known, cutoff=0.5)}"
-                              f"registered metrics: {', '.join(known)} (see `chainforget list metrics`)")
+            raise unknown_name("metric column", metric, known, "registered metrics", cutoff=0.5,
+                               see="(see `chainforget list metrics`)")
         keys = dict.fromkeys(k for r in results for k in (r.get("metrics", {}).get(metric) or {}))
         out += [(metric, k) for k in keys]
     return out

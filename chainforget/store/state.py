@@ -1,4 +1,4 @@
-"""Checkpoint primitives: trainable weights, optimizer + schedule, RNG states and plugin states, written atomically.
+"""Checkpoint primitives: trainable weights and plugin states, written atomically.
 
 Every file goes through the package's one atomic writer (``store/atomic.py``): serialized in memory, written to a
 temporary sibling, fsynced and moved into place, so a killed run never leaves a half-written file under the final
@@ -8,13 +8,10 @@ name nor a temporary name the next run does not clean up. Loading uses safetenso
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import importlib
-import io
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -104,68 +101,6 @@ def load_trainable(model, path: str | os.PathLike) -> int:
                                 f"{tuple(p.shape)}; delete that checkpoint")
             p.copy_(tensor.to(device=p.device, dtype=p.dtype))
     return len(saved)
-
-
-# -------------------------------------------------------------------------------------------- optimizer state
-def save_optimizer(optimizer, scheduler, path: str | os.PathLike) -> None:
-    import torch
-
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_optimizer(optimizer, scheduler, path: str | os.PathLike) -> None:
-    import torch
-
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)  # noqa: TID251
-    except Exception as exc:
-        raise DataError(f"cannot read optimizer state {path}: {type(exc).__name__}; delete that checkpoint") from None
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
-
-
-# ----------------------------------------------------------------------------------------------------- RNG
-def _b64(tensor) -> str:
-    return base64.b64encode(tensor.cpu().numpy().tobytes()).decode("ascii")
-
-
-def _from_b64(text: str):
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy())
-
-
-def capture_rng() -> dict[str, Any]:
-    """Python, numpy and torch (CPU + every CUDA device) RNG states as a JSON-able dict."""
-    import numpy as np
-    import torch
-
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    out = {"python": [version, list(internal), gauss],
-           "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-           "torch": _b64(torch.get_rng_state())}
-    if torch.cuda.is_available():
-        out["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
-    return out
-
-
-def restore_rng(state: Mapping[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(_from_b64(state["torch"]))
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_from_b64(s) for s in state["cuda"]])
 
 
 # ------------------------------------------------------------------------------------------- plugin states

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from chainforget.errors import ChainforgetError, ConfigError, DataError, did_you_mean
+from chainforget.errors import ChainforgetError, ConfigError, DataError, did_you_mean, unknown_name
 from chainforget.tasks.base import KINDS, TASK_FORMATS, Example, TaskMetric, TaskSpec
 from chainforget.tasks.io import files_digest
 from chainforget.tasks.splits import split_examples, stratified_subsample
@@ -236,8 +236,6 @@ def metrics_named(names: Sequence[str], task: str) -> tuple[TaskMetric, ...]:
     out = []
     for n in names:
         if n not in STANDARD_METRICS:
-            hint = did_you_mean(n, STANDARD_METRICS, cutoff=0.5)
-            raise ConfigError(f"task {task!r}: unknown metric {n!r}; {hint}known metrics: "
-                              f"{', '.join(STANDARD_METRICS)}")
+            raise unknown_name("metric", n, STANDARD_METRICS, "known metrics", where=f"task {task!r}", cutoff=0.5)
         out.append(STANDARD_METRICS[n])
     return tuple(out)

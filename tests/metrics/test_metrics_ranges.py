@@ -1,4 +1,4 @@
-"""Every declared metric range holds for the values produced, whatever the task's unit (issue 15 item 4)."""
+"""Every declared metric range holds for the values produced, whatever the task's unit."""
 
 import numpy as np
 from metrics_fixtures import info, task_records

@@ -1,4 +1,4 @@
-"""One source of metric truth (issue 14 item 4): a lower-is-better task's forgetting has the same sign in the
+"""One source of metric truth: a lower-is-better task's forgetting has the same sign in the
 metrics room, in compare and in the plots (stored entry or score-matrix fallback)."""
 
 import copy

@@ -270,7 +270,7 @@ def test_written_files_get_the_normal_umask_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~atomic._current_umask()
 
 
-# ---------------------------------------------------------------- checksummed markers (issue 19, item 6)
+# ---------------------------------------------------------------------------------------- checksummed markers
 
 
 def test_a_marker_without_checksums_is_refused(tmp_path):

@@ -1,6 +1,6 @@
 """The store under damage: real full disks (tmpfs), read-only directories, flipped bytes and hand-edited state.
 
-What must hold (issue 19): a real ENOSPC while writing weights is one line and leaves no temporary file; a complete
+What must hold: a real ENOSPC while writing weights is one line and leaves no temporary file; a complete
 result reads from a read-only --out; a damaged prefix entry or checkpoint is detected by its checksums and never
 reused (the store recomputes it); the advice printed for a damaged run works when followed as written.
 """
