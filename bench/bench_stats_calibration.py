@@ -6,7 +6,7 @@ tests/metrics/test_metrics_calibration.py and tests/metrics/test_metrics_inferen
 
     .venv/bin/python bench/bench_stats_calibration.py [--scale 1.0] [--seed 0] [--write-docs]
 
-``--scale`` multiplies every repetition count (the default run takes about 70 s on 2 shared cores, well under 3 minutes; the Monte
+``--scale`` multiplies every repetition count (the default run takes several minutes on 2 shared cores; the Monte
 Carlo standard error of a coverage near 0.95 from R repetitions is sqrt(0.95 * 0.05 / R), 0.011 at R = 400).
 ``--write-docs`` replaces the marked section of docs/metrics.md with the tables. The last line is one JSON object.
 """
@@ -33,35 +33,70 @@ def _se(p: float, reps: int) -> str:
     return f"{p:.3f} (+-{math.sqrt(max(p * (1 - p), 1e-4) / reps):.3f})"
 
 
+CHURN = [0.2, 0.6, 0.2, 0.4, 0.6, 0.2, 0.6, 0.3, 0.6]  # unequal noise across BBQ categories
+DESIGNS = {
+    "BBQ eval split (15,900; templates of 8-480)": sim.seed_design("full", sim.BBQ_EVAL_TEMPLATE_SIZES, CHURN),
+    "paper preset's BBQ sample (1,000)": sim.seed_design("paper", sim.BBQ_PAPER_TEMPLATE_SIZES, CHURN),
+    "paper preset's ToxiGen sample (13 x 77)": sim.flat_design("toxigen", sim.TOXIGEN_PAPER_SIZES, 0.3),
+    "quick preset's BBQ sample (9 x 20)": sim.seed_design("quick", sim.BBQ_QUICK_TEMPLATE_SIZES, 0.6),
+}
+
+
 def tables(scale: float, seed: int) -> tuple[str, dict]:
     r = lambda n: max(20, int(round(n * scale)))  # noqa: E731
     figures: dict = {}
-    lines = []
+    lines = ["**Seeds and training noise** (the product's `spread.analyse`, 199 bootstrap replicates per test, so "
+             "the exact level of p < 0.05 is 0.045): size of the group test (every group forgets 0.03 on average; "
+             "each seed shifts each group by N(0, SD^2)) and coverage of the spread interval at a true spread of "
+             "0.1, with the Monte Carlo SE. With one seed a seed's group shift is a real group effect of that "
+             "trained model, so the rows with one seed and SD > 0 show why seeds are needed, not a miscalibration.",
+             "", "| design | seeds | seed x group SD | reps | test size | coverage (tau 0.1) | mean width |",
+             "|---|---|---|---|---|---|---|"]
+    for d, (name, design) in enumerate(DESIGNS.items()):
+        for seeds in (1, 2, 3, 5):
+            for k, sd in enumerate((0.0, 0.05, 0.10)):
+                reps = r(400)
+                base = seed + 10_000 + 1000 * d + 10 * seeds + k
+                size = sim.seeded_calibration(design, seeds, sd, reps, base)
+                cover = sim.seeded_calibration(design, seeds, sd, reps, base + 500, tau=0.1)
+                figures[f"seeds_{design.name}_S{seeds}_sd{sd}"] = {"size": size["rejection_rate"],
+                                                                   "coverage": cover["coverage"]}
+                lines.append(f"| {name} | {seeds} | {sd:.2f} | {reps} | {_se(size['rejection_rate'], reps)} | "
+                             f"{_se(cover['coverage'], reps)} | {cover['mean_width']:.3f} |")
 
-    lines += ["**Spread interval** (random-effects tau, Q-profile interval inverted with the permutation test) vs the "
-              "old bias-corrected interval of max - min: coverage of the truth (true tau, resp. true range) at "
-              "nominal 0.95.", "", "| groups x examples | true tau | reps | new: coverage | new: mean width | "
-              "new: p < 0.05 | old max-min: coverage |", "|---|---|---|---|---|---|---|"]
-    for n in (20, 100):
+    lines += ["", "**Spread interval, one seed** (random-effects tau) vs the old bias-corrected interval of max - min: "
+              "coverage of the truth (true tau, resp. true range) at nominal 0.95.", "",
+              "| design | true tau | reps | coverage | mean width | p < 0.05 | old max-min: coverage |",
+              "|---|---|---|---|---|---|---|"]
+    cases = [("9 x 20", sim.flat_design("9 x 20", [20] * 9, 0.35), 20),
+             ("9 x 100", sim.flat_design("9 x 100", [100] * 9, 0.35), 100),
+             ("quick preset's BBQ sample", DESIGNS["quick preset's BBQ sample (9 x 20)"], None),
+             ("paper preset's BBQ sample", DESIGNS["paper preset's BBQ sample (1,000)"], None)]
+    for name, design, old_n in cases:
         for tau in (0.0, 0.1, 0.3):
-            reps = r(400 if n == 20 else 200)
-            new = sim.spread_coverage(9, n, tau, reps, seed + 1000 + n + int(100 * tau))
-            old = sim.old_range_coverage(9, n, tau, r(200), seed + 2000 + n + int(100 * tau))
-            figures[f"spread_9x{n}_tau{tau}"] = {**new, "old_range_coverage": old}
-            lines.append(f"| 9 x {n} | {tau} | {reps} | {_se(new['coverage'], reps)} | {new['mean_width']:.3f} | "
-                         f"{new['rejection_rate']:.3f} | {old:.3f} |")
+            reps = r(400)
+            new = sim.seeded_calibration(design, 1, 0.0, reps, seed + 1000 + len(name) + int(100 * tau), tau=tau)
+            old = (sim.old_range_coverage(9, old_n, tau, r(200), seed + 2000 + old_n + int(100 * tau))
+                   if old_n else None)
+            figures[f"spread_{design.name}_tau{tau}"] = {**new, "old_range_coverage": old}
+            lines.append(f"| {name} | {tau} | {reps} | {_se(new['coverage'], reps)} | {new['mean_width']:.3f} | "
+                         f"{new['rejection_rate']:.3f} | {'-' if old is None else f'{old:.3f}'} |")
 
-    lines += ["", "**Group test size** at nominal 0.05 (every group forgets 0.03 on average): the studentized "
-              "template permutation test vs the old between-group sum of squares with examples permuted.", "",
+    lines += ["", "**Group test size, one seed**, at nominal 0.05 (every group forgets 0.03 on average): the new "
+              "test vs the old between-group sum of squares with examples permuted.", "",
               "| design | reps | new | old |", "|---|---|---|---|"]
     small = [n // 10 for n in sim.BBQ_EVAL_SIZES]
     designs = [("equal variances, 9 x 20", [20] * 9, [0.3] * 9, None),
-               ("ten-fold variances, eval split's category proportions (43-344)", small, TEN_TIMES, None),
-               ("ten-fold variances, full eval split (432-3440) in BBQ's templates (sd 0.15)", sim.BBQ_EVAL_SIZES,
+               ("ten-fold variances, eval split's category proportions (41-340)", small, TEN_TIMES, None),
+               ("ten-fold variances, eval split's sizes in its real templates (sd 0.15)", sim.BBQ_EVAL_SIZES,
                 TEN_TIMES, sim.BBQ_EVAL_TEMPLATES)]
     for k, (name, sizes, churn, templates) in enumerate(designs):
-        reps = r(400 if templates is None else 200)
-        new = sim.null_rejection_rate(sizes, churn, reps, seed + 3000 + k, templates=templates, template_sd=0.15)
+        reps = r(400)
+        if templates is None:
+            new = sim.null_rejection_rate(sizes, churn, reps, seed + 3000 + k)
+        else:
+            real = sim.seed_design("full", sim.BBQ_EVAL_TEMPLATE_SIZES, churn, unit_sd=0.0)
+            new = sim.seeded_calibration(real, 1, 0.0, reps, seed + 3000 + k)["rejection_rate"]
         old_reps = r(300 if templates is None else 60)
         old = sim.old_test_size(sizes, churn, old_reps, seed + 4000 + k, templates=templates, template_sd=0.15)
         figures[f"size_{k}"] = {"new": new, "old": old}

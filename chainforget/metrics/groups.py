@@ -20,7 +20,8 @@ from chainforget.metrics.uncertainty import paired_differences, percentile_ci, t
 
 PERMUTATION_PURPOSE = 7_000_001
 SIMULTANEOUS_PURPOSE = 7_000_002
-METHOD = "random-effects between-group SD (Paule-Mandel), Q-profile interval, studentized cluster permutation test"
+METHOD = ("random-effects between-group SD (Paule-Mandel); test and interval from Q(tau^2) against a wild cluster "
+          "bootstrap reference (plus the excess group x seed variance with seeds)")
 
 
 def _group_drop(inputs: MetricInputs, task: str, group: str) -> list[float | None]:
@@ -73,7 +74,8 @@ def group_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     """``forgetting_g[A]`` for every group of every trained task, keyed ``task/group``.
 
     Eligible groups get simultaneous 95% intervals (all hold together, ``ci: "simultaneous"``), so "group X forgot
-    most" can be read from them; small groups get a pointwise bootstrap interval (``ci: "pointwise"``).
+    most" can be read from them, clipped to the possible range; a group with too few templates for an informative
+    one gets none and says so in ``ci_missing``. Small groups get a pointwise bootstrap interval (``ci: "pointwise"``).
     """
     out = {}
     floor = int(option(options, "min_group_size"))
@@ -83,10 +85,11 @@ def group_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
         _, used, _ = _per_group(inputs, task, options)
         joint = {}
         if used:
-            cl = task_clustered(inputs, task, used)
-            _, low, high, crit = spread_stats.simultaneous_intervals(cl, n_boot,
-                                                                     task_rng(seed, task, SIMULTANEOUS_PURPOSE))
-            joint = {g: (float(lo), float(hi), crit) for g, lo, hi in zip(cl.names, low, high)}
+            res = spread_stats.group_intervals(task_clustered(inputs, task, used), n_boot,
+                                               task_rng(seed, task, SIMULTANEOUS_PURPOSE),
+                                               bounds=forgetting_bounds(inputs, task))
+            joint = {g: (None, None, res.critical, why) if why else (float(lo), float(hi), res.critical, None)
+                     for g, lo, hi, why in zip(res.names, res.low, res.high, res.reasons)}
         for group, n in sorted(inputs.group_sizes.get(task, {}).items()):
             by_stage = _group_drop(inputs, task, group)
             flags = {"n": n, "small": n < floor, "by_stage": by_stage}
@@ -95,13 +98,20 @@ def group_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
                                                  f"{inputs.trained_at(task)} or {inputs.last}", **flags)
                 continue
             if group in joint:
-                low, high, crit = joint[group]
-                extra = {"ci": "simultaneous", "critical_value": crit}
+                low, high, crit, why = joint[group]
+                extra = {"ci": "simultaneous", "critical_value": crit, **({"ci_missing": why} if why else {})}
             else:
                 low, high = percentile_ci(boot.groups[group]) if group in boot.groups else (None, None)
                 extra = {"ci": "pointwise"}
             out[f"{task}/{group}"] = {"value": by_stage[inputs.last], "ci_low": low, "ci_high": high, **flags, **extra}
     return out
+
+
+def forgetting_bounds(inputs: MetricInputs, task: str) -> tuple[float | None, float | None]:
+    """The possible range of a mean forgetting: [-1, 1] for 0/1 scores (accuracy), unbounded otherwise."""
+    values = inputs.views[task].values
+    finite = values[np.isfinite(values)]
+    return (-1.0, 1.0) if finite.size and bool(np.all((finite == 0) | (finite == 1))) else (None, None)
 
 
 def _each_spread_task(inputs: MetricInputs, options: Mapping[str, Any], compute) -> dict:
@@ -118,14 +128,16 @@ def _each_spread_task(inputs: MetricInputs, options: Mapping[str, Any], compute)
 def biased_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     """The noise-corrected between-group SD of forgetting_g (the headline), its 95% interval and the group-effect p.
 
-    The interval excludes 0 only when p < 0.05. ``range`` (max - min) and ``std`` are descriptive only.
+    The interval excludes 0 exactly when p < 0.05 (``zero_excluded``; a low end of 0 with p < 0.05 means the
+    set is (0, high]). ``range`` (max - min) and ``std`` are descriptive only.
     """
 
     def compute(task, used, info, values):
         result = task_spread(inputs, task, used, options)
         observed = [values[g] for g in used]
         return {"value": result["value"], "ci_low": result["ci_low"], "ci_high": result["ci_high"],
-                "p": result["p"], "range": max(observed) - min(observed), "std": float(np.std(observed)),
+                "p": result["p"], "zero_excluded": result["zero_excluded"], "range": max(observed) - min(observed),
+                "std": float(np.std(observed)),
                 "method": METHOD, **info}
 
     return _each_spread_task(inputs, options, compute)
@@ -172,8 +184,9 @@ def worst_group_excess(inputs: MetricInputs, options: Mapping[str, Any]) -> dict
 
 
 def group_effect_pvalue(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
-    """p of "forgetting does not depend on the group": a studentized (Welch/James) statistic on template means,
-    permuted over whole templates; the same p that decides whether biased_forgetting's interval excludes 0."""
+    """p of "forgetting does not depend on the group": the studentized Q(0) of size-weighted group means against a
+    wild cluster bootstrap with the null imposed; the same p that decides whether biased_forgetting's interval
+    excludes 0."""
 
     def compute(task, used, info, values):
         result = task_spread(inputs, task, used, options)

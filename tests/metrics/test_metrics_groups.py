@@ -7,7 +7,7 @@ from metrics_fixtures import constant_task, info, task_records
 from test_metrics_forgetting import STAGES, TWO_STEP_INFO, run, two_step_records
 
 from chainforget.metrics import simulate as sim
-from chainforget.metrics.spread import collapse, group_moments, permutation_pvalue, spread_interval
+from chainforget.metrics.spread import analyse, collapse, group_intervals, group_test
 from chainforget.metrics.uncertainty import bootstrap, percentile_ci
 
 
@@ -112,12 +112,12 @@ def test_paired_bootstrap_sees_no_noise_when_every_example_drops_by_the_same_amo
     assert f["ci_low"] == pytest.approx(0.5) and f["ci_high"] == pytest.approx(0.5)
 
 
-def test_permutation_pvalue_is_uniform_under_the_null():
+def test_group_test_pvalue_is_uniform_under_the_null():
     rng = np.random.default_rng(123)
     labels = np.repeat(["a", "b", "c"], 30)
     pvalues = []
     for k in range(100):
-        p, _ = permutation_pvalue(collapse(rng.normal(size=labels.size), labels), 200, np.random.default_rng(k))
+        p, _ = group_test(collapse(rng.normal(size=labels.size), labels), 200, np.random.default_rng(k))
         pvalues.append(p)
     pvalues = np.array(pvalues)
     assert 0.01 <= np.mean(pvalues < 0.05) <= 0.12
@@ -125,31 +125,65 @@ def test_permutation_pvalue_is_uniform_under_the_null():
     assert pvalues.min() >= 1 / 201  # never 0
 
 
-def test_permutation_pvalue_small_under_a_planted_group_effect():
+def test_group_test_pvalue_small_under_a_planted_group_effect():
     rng = np.random.default_rng(5)
     labels = np.repeat(["a", "b", "c"], 100)
     diffs = rng.normal(size=300) + np.where(labels == "c", 0.6, 0.0)
-    p, observed = permutation_pvalue(collapse(diffs, labels), 1000, np.random.default_rng(0))
+    p, observed = group_test(collapse(diffs, labels), 1000, np.random.default_rng(0))
     assert p < 0.01 and observed > 0
 
 
-def test_spread_interval_never_excludes_zero_while_the_test_calls_it_noise():
+def test_spread_interval_excludes_zero_exactly_when_the_test_rejects():
+    # One statistic: 0 is in the confidence set iff p >= 0.05; a printed low end above 0 implies p < 0.05, and
+    # p < 0.05 with a printed low end of 0 means the set is (0, high] (zero_excluded).
     rng = np.random.default_rng(9)
-    seen = {"excludes": 0, "touches": 0}
-    for k in range(120):
-        theta = sim.random_effects(9, [0.0, 0.05, 0.15][k % 3], rng)
-        diffs, groups, _ = sim.design([20] * 9, theta, np.minimum(1.0, np.abs(theta) + 0.3), rng)
-        cl = collapse(diffs, groups)
-        m, v, _ = group_moments(cl)
-        p, _ = permutation_pvalue(cl, 199, rng)
-        estimate, low, high = spread_interval(m, v, p)
-        assert low <= estimate <= high
-        if low > 0:
-            assert p < 0.05
-            seen["excludes"] += 1
+    design = sim.seed_design("templates", [(4, 4, 6, 6, 8)] * 9, 0.5)
+    theta = 0.03 + np.repeat([0.0, 0.05, 0.1, 0.2], 40)[:, None] * rng.standard_normal((160, 9))
+    result = analyse(sim.seeded_batch(design, theta, 3, 0.05, rng), 199, rng)
+    estimate, low, high = result.interval()
+    assert np.all((low <= estimate + 1e-9) & (estimate <= high + 1e-9))
+    assert np.all(result.p[low > 0] < 0.05)
+    zero_in = result.pvalues(np.zeros_like(low))
+    assert np.all((result.p >= 0.05) | (low > 0) | (zero_in[0] >= 0.025))  # (0, high]: no tau > 0 rejected at 0+
+    assert np.count_nonzero(low > 0) > 10 and np.count_nonzero(result.p >= 0.05) > 10  # both cases happened
+
+
+def test_test_and_interval_weight_templates_by_their_size():
+    # Two groups: a's templates (sizes 2 and 40) disagree; the size-weighted mean is what the test and the
+    # interval both use, not the mean of template means.
+    values = np.r_[np.ones(2), np.zeros(40), np.full(42, 0.5)]
+    groups = ["a"] * 42 + ["b"] * 42
+    clusters = ["t1"] * 2 + ["t2"] * 40 + [f"u{k}" for k in range(6) for _ in range(7)]
+    cl = collapse(values + np.random.default_rng(0).normal(0, 0.01, 84), groups, clusters)
+    result = analyse(cl.batch(), 99, np.random.default_rng(1))
+    assert result.means[0, 0] == pytest.approx(2 / 42, abs=0.01)  # not (1 + 0) / 2
+
+
+def test_seed_group_interaction_counts_only_the_excess_over_evaluation_noise():
+    # Seeds that score the same examples with no training noise: the interaction is evaluation noise only, so
+    # the excess variance is ~0 and the group variances are the evaluation part alone.
+    rng = np.random.default_rng(4)
+    design = sim.seed_design("templates", [(10,) * 8] * 6, 0.5)
+    quiet = analyse(sim.seeded_batch(design, np.full((200, 6), 0.03), 3, 0.0, rng), 19, rng)
+    noisy = analyse(sim.seeded_batch(design, np.full((200, 6), 0.03), 3, 0.15, rng), 19, rng)
+    assert np.sqrt(np.mean(quiet.seed_group_var)) < 0.03
+    assert 0.12 <= np.sqrt(np.mean(noisy.seed_group_var)) <= 0.18  # recovers the seed x group SD 0.15
+
+
+def test_group_intervals_stay_in_range_and_say_when_templates_are_too_few():
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 2, 120).astype(float) - rng.integers(0, 2, 120)
+    groups = ["big"] * 60 + ["few"] * 40 + ["two"] * 20
+    clusters = [f"b{k % 12}" for k in range(60)] + [f"f{k % 3}" for k in range(40)] + [f"t{k % 2}" for k in range(20)]
+    res = group_intervals(collapse(values, groups, clusters), 500, rng, bounds=(-1.0, 1.0))
+    by = dict(zip(res.names, zip(res.low, res.high, res.reasons)))
+    assert by["two"][2] == "too few templates (2) for an interval" and np.isnan(by["two"][0])
+    for low, high, reason in by.values():
+        if reason is None:
+            assert -1.0 <= low <= high <= 1.0
         else:
-            seen["touches"] += 1
-    assert seen["excludes"] > 5 and seen["touches"] > 5  # both cases happened
+            assert reason.startswith("too few templates (")
+    assert by["big"][2] is None
 
 
 def test_group_effect_pvalue_end_to_end():
