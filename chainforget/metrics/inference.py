@@ -310,7 +310,8 @@ def ratio(forget: np.ndarray, gain: np.ndarray, groups: Sequence[str], clusters:
 def ratio_difference(first: Ratio, second: Ratio, bounds: Bounds = (None, None), unit: str | None = None
                      ) -> Estimate:
     """``first - second`` of two independent ratios (different runs and examples): MOVER on their Fieller
-    intervals; ``p`` = 1 - the confidence whose interval reaches 0; the MDE from the delta-method variances."""
+    intervals; ``p`` = 1 - the confidence whose interval reaches 0; the MDE from the delta-method variances (none
+    when the interval is unbounded: no effect size is then ruled out)."""
     seeds = min(first.seeds, second.seeds)
     for side, name in ((first, "first"), (second, "second")):
         if side.value is None:
@@ -322,7 +323,8 @@ def ratio_difference(first: Ratio, second: Ratio, bounds: Bounds = (None, None),
     p = float(mover_pvalue(first.spec(), second.spec()))
     delta = effects.Effect(value, first.delta_parts() + second.delta_parts(), seeds)
     low_c, high_c = clip(low if math.isfinite(low) else None, high if math.isfinite(high) else None, bounds)
-    return Estimate(value, low_c, high_c, p, delta.mde(), delta.se, None, seeds, unit, None, unbounded)
+    mde = None if unbounded else delta.mde()  # an unbounded interval rules no effect size out
+    return Estimate(value, low_c, high_c, p, mde, delta.se, None, seeds, unit, None, unbounded)
 
 
 # -- alignment and seeding ------------------------------------------------------------------------------------------

@@ -70,6 +70,10 @@ def _first(view: RunView) -> str | None:
 
 def _verdict(summary: dict, more: str, less: str, unit: str) -> str:
     """One sentence reading an effect against 0 and against its minimum detectable effect."""
+    if summary.get("unbounded"):
+        p = "" if summary["p"] is None else f" (p = {summary['p']:.3g})"
+        return (f"not distinguishable from 0{p}: the interval is unbounded because a gain is not clearly positive, "
+                f"so no effect size can be ruled out; more evaluation examples of that task are needed")
     if summary["p"] is None:
         return "no interval: a per-run interval is open (e.g. a gain not clearly positive); more data is needed"
     if summary["mde"] is None and summary["value"] == 0:
@@ -156,11 +160,7 @@ def _asymmetry_answer(setting, safety_first, capability_first, metric, spec, bou
         "safety keeps more when it comes first"
     less = "capability is forgotten more when it comes first" if forgot_more else \
         "capability keeps more when it comes first"
-    reading = _verdict(answer["difference"], more, less, "")
-    if diff.unbounded:
-        reading += ("; the interval is unbounded (a gain not clearly positive: the data cannot bound the share "
-                    "lost)")
-    answer["reading"] = reading
+    answer["reading"] = _verdict(answer["difference"], more, less, "")
     return answer
 
 
