@@ -333,6 +333,9 @@ class DryRun:
     parts: dict[str, float]
     throughput: Throughput | None
     lines: list[str]
+    # the positions the estimate prices, per kind and task: training passes (times the strategy's cost factor, after-
+    # stage work included) and scoring passes of every run not complete; a cost model for another device reuses them
+    positions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: bool = True,
@@ -418,4 +421,4 @@ def dry_run(specs: Sequence[RunSpec], out_dir: str | Path, *, probe_machine: boo
     if echo:
         for line in lines:
             echo(line)
-    return DryRun(runs, estimate, parts, throughput, lines)
+    return DryRun(runs, estimate, parts, throughput, lines, {"train": train_by_task, "score": score_by_task})

@@ -4,6 +4,7 @@
 confidence intervals wide (docs/performance.md, "End to end", says what each size costs and why it was chosen). ``paper`` is the full study, meant for a GPU.
 """
 
+from chainforget.config.defaults import METRIC_OPTION_DEFAULTS
 from chainforget.plugins.hookspecs import hookimpl
 
 QUICK = {
@@ -23,7 +24,7 @@ QUICK = {
     "train": {"finetune": "lora", "lora_r": 16, "lora_alpha": 32.0, "learning_rate": 3.0e-3, "epochs": 1,
               "batch_size": 4, "micro_batch_size": 4, "max_length": 256},
     "eval_batch_size": 16,
-    "metric_options": {"min_group_size": 20, "n_boot": 1000},
+    "metric_options": {k: METRIC_OPTION_DEFAULTS[k] for k in ("min_group_size", "n_boot")},
 }
 
 # The quick preset over three seeds: every question answered with training randomness in its intervals (seed 0's

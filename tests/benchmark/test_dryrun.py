@@ -27,6 +27,7 @@ def test_dry_run_writes_nothing_and_plans_the_tokens_the_run_records(tmp_path):
     (rp,) = plan.runs
     assert not rp.complete and not rp.base_reused and [st.reused for st in rp.stages] == [False, False]
     assert set(rp.stages[1].train) == {"gsm8k", "bbq"}
+    assert sum(plan.positions["score"].values()) == rp.evaluations * sum(w.padded for w in rp.score.values())
     result = run(s, out, progress=False, metric_options=FAST_METRICS)
     tokens = result["timings"]["tokens"]
     assert tokens == rp.tokens()
