@@ -4,6 +4,8 @@ past an accuracy's range, an all-zero study and a study whose order metric is mi
 
 from __future__ import annotations
 
+import functools
+
 GROUPS = ("Age", "Disability_status", "Gender_identity", "Nationality", "Physical_appearance", "Race_ethnicity",
           "Religion", "SES", "Sexual_orientation")
 SETTINGS = ("naive", "replay", "ewc(fisher_samples=8)", "lwf", "safety-retune(retune_fraction=0.25, epochs=2)")
@@ -70,3 +72,11 @@ def found(kind: str = "planted") -> dict:
                                 "higher_is_better": False, "answers": oa_answers, "note": None},
             "group_dependence": {"answers": gd_answers, "min_group_size": 20, "note": None},
             "mitigation": {"baseline": "naive", "answers": mi_answers, "pareto": pareto, "note": None}}
+
+
+@functools.lru_cache(maxsize=None)
+def page(kind: str = "planted") -> str:
+    """The HTML page of :func:`found` (rendered once per session: figures take seconds)."""
+    from chainforget.report.findings_render import render
+
+    return render(found(kind), "html")

@@ -9,7 +9,7 @@ import os
 
 import pytest
 from browser_check import check_page, find_chromium
-from findings_samples import found
+from findings_samples import page as sample_page
 from test_report_factory import make_run
 
 from chainforget.metrics.compute import compute_all
@@ -52,7 +52,8 @@ def _assert_reads_well(report: dict) -> None:
 def test_findings_page_reads_well_in_headless_chromium(kind, tmp_path):
     if kind in ("sample", "runs"):
         page = tmp_path / "findings.html"
-        page.write_text(render(found("planted") if kind == "sample" else _from_runs(), "html"), encoding="utf-8")
+        page.write_text(sample_page("planted") if kind == "sample" else render(_from_runs(), "html"),
+                        encoding="utf-8")
     else:
         page = kind
     report = check_page(page, width=1300, screenshot=str(tmp_path / "page.png"))
