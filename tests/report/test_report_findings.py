@@ -114,3 +114,22 @@ def test_bad_requests_are_one_line_errors():
         findings(runs + runs[:1])
     none = findings([r for r in runs if r["result"]["tasks"][0] == "gsm8k"])  # one order only
     assert none["order_asymmetry"]["answers"] == [] and "both orders" in none["order_asymmetry"]["note"]
+
+
+def test_an_order_asymmetry_the_data_cannot_bound_is_reported_unbounded():
+    """12 examples per task (as the quick preset's GSM8K): the gain of the capability-first task is not clearly
+    positive, so the difference's interval is unbounded, with no MDE and a reading that says so (never a finite
+    interval made up by dropping resamples)."""
+    runs = []
+    for chain in (("bbq", "gsm8k"), ("gsm8k", "bbq")):
+        run = make_run("naive", chain, 0, _acc(chain, {"bbq": 0.3, "gsm8k": 0.1}), n_per_group=4)
+        r = run["result"]
+        r.update(compute_all(run["records"], r["task_info"], r["stages"], eval_tasks=r["eval_tasks"], n_boot=100,
+                             min_group_size=2))
+        runs.append(run)
+    (answer,) = findings(runs, n_boot=100, min_group_size=2)["order_asymmetry"]["answers"]
+    diff = answer["difference"]
+    assert diff["unbounded"] == "both" and diff["ci_low"] is None and diff["ci_high"] is None
+    assert diff["value"] is not None and diff["mde"] is None and diff["p"] >= 0.05
+    assert "unbounded" in answer["reading"] and "no effect size can be ruled out" in answer["reading"]
+    assert answer["capability_first"]["unbounded"] == "both"  # the stored Fieller interval of that order
