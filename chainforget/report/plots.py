@@ -369,23 +369,34 @@ def sharpness_points(results: Sequence[dict]) -> list[tuple[float, float, str]]:
 
 
 def sharpness_vs_forgetting(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
-    """Hessian lambda_max at the end of a task's stage vs that task's forgetting, with the Spearman correlation."""
-    points = sharpness_points(results)
-    if not points:
+    """Hessian lambda_max at the end of a task's stage vs that task's forgetting, one panel per score unit (an
+    accuracy's forgetting and a log-probability's never share an axis, nor a rank correlation), each with its
+    Spearman correlation."""
+    units = list(dict.fromkeys(task_unit(r, t) for r in results for t in r.get("task_info", {})))
+    panels = []
+    for unit in units:  # the same points, restricted to the tasks scored in this unit
+        only = [{**r, "task_info": {t: i for t, i in r.get("task_info", {}).items() if task_unit(r, t) == unit}}
+                for r in results]
+        points = sharpness_points(only)
+        if points:
+            panels.append((unit, points))
+    if not panels:
         return []
-    rho = spearman([p[0] for p in points], [p[1] for p in points])
-    fig = _figure(5.5, 4.0)
-    ax = fig.add_subplot()
-    for kind, color in (("safety", "#cb181d"), ("capability", "#2171b5")):
-        sel = [p for p in points if p[2] == kind]
-        if sel:
-            ax.scatter([p[0] for p in sel], [p[1] for p in sel], color=color, label=kind, s=30)
-    ax.set_xscale("log" if min(p[0] for p in points) > 0 else "linear")
-    ax.set_xlabel("lambda_max of the training-loss Hessian after the task's stage")
-    ax.set_ylabel("forgetting of that task")
-    rho_text = "n/a" if math.isnan(rho) else f"{rho:.2f}"
-    ax.set_title(f"sharpness vs forgetting: Spearman rho = {rho_text} (n = {len(points)})", fontsize=9)
-    ax.legend(fontsize=8)
+    fig = _figure(max(5.5, 4.6 * len(panels)), 4.2)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (unit, points) in zip(axes, panels):
+        rho = spearman([p[0] for p in points], [p[1] for p in points])
+        for kind, color in (("safety", "#cb181d"), ("capability", "#2171b5")):
+            sel = [p for p in points if p[2] == kind]
+            if sel:
+                ax.scatter([p[0] for p in sel], [p[1] for p in sel], color=color, label=kind, s=30)
+        ax.set_xscale("log" if min(p[0] for p in points) > 0 else "linear")
+        ax.set_xlabel(drawing.wrap("lambda_max of the training-loss Hessian after the task's stage", 4.0, 10))
+        ax.set_ylabel(f"forgetting of that task ({unit})")
+        rho_text = "n/a" if math.isnan(rho) else f"{rho:.2f}"
+        ax.set_title(f"{unit}: Spearman rho = {rho_text} (n = {len(points)})", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle("sharpness vs forgetting", fontsize=9)
     return _save(fig, out_dir, "sharpness-vs-forgetting")
 
 

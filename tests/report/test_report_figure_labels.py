@@ -70,13 +70,14 @@ def figures(tmp_path_factory):
             plots.pareto_scatter(results, "unused")
             plots.metric_bars(results, "relative_forgetting", "unused")
             plots.metric_bars(results, "forgetting", "unused")
+            plots.sharpness_vs_forgetting(results, "unused")
     finally:
         plots._save = original
     return drawn
 
 
 def test_no_figure_has_overlapping_or_clipped_labels(figures):
-    assert len(figures) == 6
+    assert len(figures) == 7
     for stem, fig in figures.items():
         assert drawing.label_overlaps(fig) == [], stem
 
@@ -112,6 +113,12 @@ def test_axes_name_their_units_and_pareto_keeps_units_apart(figures):
     assert rel.get_ylabel().replace("\n", " ") == "relative_forgetting (share of the stage's gain)"
     forgetting = figures["metric-forgetting"].get_axes()[0]
     assert forgetting.get_ylabel() == "forgetting (acc)"  # a task-unit metric: the task's unit, not "(task)"
+
+
+def test_sharpness_panels_keep_units_apart(figures):
+    axes = [ax for ax in figures["sharpness-vs-forgetting"].get_axes() if ax.get_ylabel()]
+    assert [ax.get_ylabel() for ax in axes] == ["forgetting of that task (acc)",
+                                                "forgetting of that task (gold_logprob)"]
 
 
 def test_zero_and_missing_are_drawn_differently(figures):
