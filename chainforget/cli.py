@@ -35,6 +35,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    # the first SIGTERM starts the shutdown; later ones (a scheduler repeating itself) are ignored, so the shutdown
+    # still removes its temporary files and ends with exit status 143 and its line, not killed half-way by the signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 
@@ -52,7 +55,7 @@ class _Group(click.Group):
         try:
             return self._invoke(ctx)
         finally:
-            if previous is not None:
+            if previous is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:  # ignored once terminated
                 signal.signal(signal.SIGTERM, previous)
 
     def _invoke(self, ctx):

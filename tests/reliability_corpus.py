@@ -8,6 +8,7 @@ A case may also damage a copy of a complete run (``Ctx.damaged_copy``): commands
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from dataclasses import dataclass
@@ -298,6 +299,266 @@ def state_cases() -> list[Case]:
     return cases
 
 
+# ------------------------------------------------------------------------------- trust nothing unverified
+def _reseal(run: Path) -> None:
+    """Recompute the run's DONE marker over its edited files: what a deliberate editor does. The checksums then
+    match, so only the reader's own checks (identity, bounds, types) stand between the edit and a table."""
+    from chainforget.store.markers import write_marker
+
+    names = ["result.json", *sorted(f"records/{p.name}" for p in (run / "records").glob("step-*.jsonl.gz"))]
+    write_marker(run, names)
+
+
+def _edit_records(edit, step: int = 1):
+    """A copy of the run whose records of ``step`` went through ``edit(lines) -> bytes``, its marker recomputed."""
+    def damage(c):
+        out, run = c.damaged_copy()
+        path = run / "records" / f"step-{step}.jsonl.gz"
+        lines = [json.loads(x) for x in gzip.decompress(path.read_bytes()).splitlines() if x.strip()]
+        data = edit(lines)
+        with gzip.open(path, "wb", compresslevel=1) as gz:  # chunk by chunk: a bomb is never whole in memory
+            for chunk in ([data] if isinstance(data, bytes) else data):
+                gz.write(chunk)
+        _reseal(run)
+        return out, run
+    return damage
+
+
+def _lines(rows) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def _first_mc(rows):
+    return next(i for i, r in enumerate(rows) if r.get("option_logliks"))
+
+
+def _scores_text(rows):
+    rows[0]["scores"] = {k: "x" for k in rows[0]["scores"]}
+    return _lines(rows)
+
+
+def _one_loglik(rows):
+    rows[_first_mc(rows)]["option_logliks"] = [1]
+    return _lines(rows)
+
+
+def _infinity(rows):
+    rows[_first_mc(rows)]["option_logliks"][0] = float("inf")  # json.dumps writes the token Infinity
+    return _lines(rows)
+
+
+def _flip_scores(rows):
+    """Well-typed records that no longer give result.json's score matrix (each bbq answer scored the other way)."""
+    for r in rows:
+        if r["task"] == "bbq":
+            r["scores"] = {k: 1.0 - v for k, v in r["scores"].items()}
+            r["correct"] = r["scores"]["acc"]
+    return _lines(rows)
+
+
+def _long_line(rows):
+    return _lines(rows) + b"0" * (2 << 20)  # one 2 MiB line (past the 1 MiB a record line may hold)
+
+
+def _bomb(rows):
+    """Valid record lines repeated until the file inflates past the 256 MiB one records file may hold (the
+    compressed file is about 1 MB)."""
+    block = _lines(rows) * 64
+    return (block for _ in range((257 << 20) // len(block) + 1))
+
+
+def _result_nan(c):
+    out, run = c.damaged_copy()
+    text = (run / "result.json").read_text()
+    result = json.loads(text)
+    result["score_matrix"][1][0] = float("nan")  # json.dumps writes the token NaN
+    (run / "result.json").write_text(json.dumps(result))
+    _reseal(run)
+    return out, run
+
+
+def _result_huge(c):
+    out, run = c.damaged_copy()
+    result = json.loads((run / "result.json").read_text())
+    result["notes"] = "x" * (65 << 20)
+    (run / "result.json").write_text(json.dumps(result))
+    _reseal(run)
+    return out, run
+
+
+def _copied_folder(c):
+    """naive's finished run copied over the run id an EWC run of the same config would have (a hand copy, or two
+    --outs merged): (copy of --out, the EWC-named folder, the naive run, the EWC run config)."""
+    from chainforget.benchmark.plan import resolve_run
+    from chainforget.config.spec import RunSpec
+
+    out, run = c.damaged_copy()
+    spec = json.loads((run / "spec.json").read_text())
+    ewc = {**spec, "strategy": "ewc", "strategy_params": {"fisher_samples": 2}}
+    ewc_dir = out / resolve_run(RunSpec.from_dict(ewc)).spec.run_id()
+    shutil.copytree(run, ewc_dir)
+    return out, ewc_dir, run, c.write("ewc.yaml", _yaml_dump(ewc))
+
+
+IDENTITY = "holds the result of run"
+
+
+def trust_cases() -> list[Case]:
+    def on(damage, command):
+        def build(c):
+            out, run = damage(c)
+            return {"metrics": ["metrics", run], "compare": ["compare", run, run], "findings": ["findings", out],
+                    "plot": ["plot", run, "--out", c.work / "figs"]}[command]
+        return build
+
+    cases = []
+    for command in ("metrics", "compare", "findings"):
+        for name, damage, expect in (
+                ("scores-text", _edit_records(_scores_text), "record field 'scores' must be an object of finite"),
+                ("one-loglik-of-three", _edit_records(_one_loglik), "option_logliks holds 1 options but "
+                                                                    "option_lengths is"),
+                ("records-infinity", _edit_records(_infinity), "non-finite number Infinity"),
+                ("records-long-line", _edit_records(_long_line), "longer than 1024 KiB"),
+                ("result-nan", _result_nan, "non-finite number NaN"),
+                ("result-65mib", _result_huge, "more than the 64 MiB a result of chainforget holds"),
+                ("records-disagree-with-result", _edit_records(_flip_scores),
+                 "its records disagree with its result.json (score_matrix[1][0]")):
+            cases.append(Case(f"{command}-{name}", on(damage, command), expect, out="copy"))
+    cases.append(Case("findings-records-bomb", on(_edit_records(_bomb), "findings"),
+                      "inflates to more than 256 MiB of records", out="copy"))
+
+    def copied(command):
+        def build(c):
+            out, ewc_dir, run, cfg = _copied_folder(c)
+            return {"run": ["run", "--config", cfg, "-q"], "compare": ["compare", ewc_dir, run],
+                    "findings": ["findings", out], "metrics": ["metrics", ewc_dir],
+                    "sharpness": ["sharpness", ewc_dir, "--max-iter", "1"]}[command]
+        return build
+
+    for command in ("run", "compare", "findings", "metrics", "sharpness"):
+        cases.append(Case(f"{command}-copied-run-folder", copied(command), IDENTITY, out="copy"))
+
+    def spec_edited(c):
+        out, run = c.damaged_copy()
+        spec = json.loads((run / "spec.json").read_text())
+        (run / "spec.json").write_text(json.dumps({**spec, "strategy": "ewc"}))
+        return ["compare", run, run]
+
+    cases.append(Case("compare-spec-json-of-another-run", spec_edited, "spec.json and result.json describe "
+                                                                       "different runs", out="copy"))
+
+    def derived(filter_yaml):
+        return lambda c: ["run", "--chain", c.write("d.yaml", f"name: bbq-x\nbase: bbq\nfilter:\n{filter_yaml}"),
+                          "--model", "tiny", "--dry-run", "-q"]
+
+    cases += [
+        Case("filter-group-contains-5", derived("  group: {contains: 5}\n"),
+             "d.yaml line 4: filter.group: group is text, so contains needs text"),
+        Case("filter-group-contains-list", derived("  group: {contains: [5]}\n"),
+             "d.yaml line 4: filter.group: contains needs one value"),
+        Case("filter-subgroup-contains-5", derived("  subgroup: {contains: 5}\n"), "subgroup is text"),
+        Case("filter-meta-contains-5", derived("  meta.category: {contains: 5}\n"),
+             "d.yaml line 4: filter.meta.category: the field holds text"),
+    ]
+
+    def suite(extra, **changes):
+        return lambda c: ["leaderboard", "--suite", c.write("s.yaml", _yaml_dump({**SUITE, **changes})), *extra]
+
+    grid = {"seeds": list(range(20000)), "learning_rate": [i * 1e-5 for i in range(1, 51)]}
+    size = "the suite expands to 1,000,000 runs (20,000 seeds x 50 learning rates), more than the 10,000 allowed"
+    nboot = "n_boot must be an integer in [1, 1000000]"
+    cases += [
+        Case("suite-grid-1e6-dry-run", suite(["--dry-run"], **grid), size),
+        Case("suite-grid-1e6-no-run", suite(["--no-run"], **grid), size),
+        Case("suite-grid-1e6-run", suite(["-q"], **grid), "pass --max-runs 1000000"),
+        Case("suite-grid-over-max-runs", suite(["--max-runs", "1"], seeds=[0, 1]),
+             "the suite expands to 2 runs (2 seeds), more than the 1 allowed"),
+        Case("suite-n-boot-10**12-no-run", suite(["--no-run"], metric_options={"n_boot": 10**12}), nboot),
+        Case("suite-n-boot-10**12-dry-run", suite(["--dry-run"], metric_options={"n_boot": 10**12}), nboot),
+        Case("config-n-boot-10**12-dry-run", lambda c: [
+            "run", "--config", c.write("r.yaml", _yaml_dump({**RUN, "metric_options": {"n_boot": 10**12}})),
+            "--dry-run"], nboot),
+    ]
+    return cases
+
+
+# ------------------------------------------------------------------------------------- refused runs leave nothing
+_SAVED: dict[str, Path] = {}
+
+
+def _saved_tiny(c, name: str) -> Path:
+    """A copy of the tiny model saved as a model directory (saved once per session), for ``c`` to break."""
+    import tempfile
+
+    if "dir" not in _SAVED:
+        from chainforget.engine.models import load_tiny
+
+        model, tok = load_tiny(seed=0)
+        _SAVED["dir"] = Path(tempfile.mkdtemp(prefix="tiny-model-")) / "tiny"
+        model.save_pretrained(_SAVED["dir"], safe_serialization=True)
+        tok.save_pretrained(_SAVED["dir"])
+    d = c.work / name
+    shutil.copytree(_SAVED["dir"], d)
+    return d
+
+
+def _no_tokenizer(c):
+    d = _saved_tiny(c, "notok")
+    for p in d.iterdir():
+        if "token" in p.name or "chat_template" in p.name:
+            p.unlink()
+    return d
+
+
+def _bin_weights(c):
+    d = _saved_tiny(c, "bin")
+    (d / "model.safetensors").rename(d / "pytorch_model.bin")
+    return d
+
+
+def _remote_code(c):
+    d = _saved_tiny(c, "remote")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(model_type="xmodel", architectures=["XModel"], auto_map={"AutoModelForCausalLM": "modeling_x.XModel"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "modeling_x.py").write_text("raise SystemExit('remote code ran')\n")
+    return d
+
+
+def _garbage_tokenizer(c):
+    d = _saved_tiny(c, "badtok")
+    (d / "tokenizer.json").write_text("garbage{")
+    return d
+
+
+def _no_chat_template(c):
+    d = _saved_tiny(c, "nochat")
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def refused_run_cases() -> list[Case]:
+    """A run refused after its folder would be made (model loading, LoRA targets, chat template) leaves --out as it
+    was: the corpus test checks that no file appeared."""
+    def run(model, *flags):
+        return lambda c: ["run", "--chain", "bbq", "--model", model(c) if callable(model) else model,
+                          "--limit-train", "4", "--limit-eval", "4", *flags, "-q"]
+
+    return [
+        Case("refused-lora-targets-bogus", run("tiny", "--finetune", "lora", "--lora-targets", "bogus_proj"),
+             "lora_targets bogus_proj match no linear layer"),
+        Case("refused-model-without-tokenizer", run(_no_tokenizer), "could not load the model"),
+        Case("refused-model-bin-weights-only", run(_bin_weights), "holds no *.safetensors weights"),
+        Case("refused-model-remote-code", run(_remote_code), "--trust-remote-code"),
+        Case("refused-model-garbage-tokenizer", run(_garbage_tokenizer), "could not load the model"),
+        Case("refused-hf-revision-traversal", run("hf:org/n@../../x"), "hf:org/n@../../x"),
+        Case("refused-chat-template-missing", run(_no_chat_template, "--chat-template"), "has no chat template"),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- model dirs
 def _model_dir(c, config, weights: bytes | None = None):
     d = c.work / "model"
@@ -385,7 +646,8 @@ def wording_cases() -> list[Case]:
 
 def all_cases(include_wandb: bool) -> list[Case]:
     cases = (hostile_yaml_cases() + toml_cases() + data_row_cases() + task_type_cases() + misreading_cases()
-             + state_cases() + model_cases() + number_cases() + wording_cases())
+             + state_cases() + model_cases() + number_cases() + wording_cases() + trust_cases()
+             + refused_run_cases())
     if include_wandb:
         cases.append(Case("log-wandb", lambda c: ["run", "--chain", "bbq,gsm8k", "--model", "tiny", "--log", "wandb",
                                                   "-q"], "--log wandb"))

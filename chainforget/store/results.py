@@ -127,8 +127,8 @@ def check_record(rec: dict, where: str) -> dict:
         for key in ("option_lengths", "option_chars"):
             other = rec.get(key)
             if other is not None and (not _int_list(other) or len(other) != len(logliks)):
-                raise _corrupt(where, f"record field {key!r} must be {len(logliks)} integers, one per option of "
-                                      f"option_logliks, got {brief(other)}")
+                raise _corrupt(where, f"option_logliks holds {len(logliks)} options but {key} is {brief(other)} "
+                                      f"(one integer per option)")
         for key in ("gold", "pred"):
             value = rec.get(key)
             if isinstance(value, int) and not 0 <= value < len(logliks):

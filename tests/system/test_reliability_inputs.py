@@ -259,6 +259,34 @@ def test_run_directory_holds_only_data_formats(done):
         assert not head.startswith(b"\x80") and not head.startswith(b"PK\x03\x04"), p
 
 
+def test_leaderboard_names_a_copied_or_edited_run_and_counts_it_as_no_seed(done, tmp_path):
+    """naive's run copied over EWC's run id, and naive's records edited with the marker recomputed: the leaderboard
+    (--no-run) prints one warning per run naming the folder to delete and a table without them; compare and
+    findings refuse the same runs (corpus: *-copied-run-folder, *-records-disagree-with-result)."""
+    from reliability_corpus import _copied_folder, _edit_records, _flip_scores
+
+    out, ewc_dir, run, _ = _copied_folder(Ctx(tmp_path, done[0] / "runs", done[1]))
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({**SUITE, "strategies": ["naive", {"ewc": {"fisher_samples": 2}}]}))
+    res = cli("leaderboard", "--suite", suite, "--out", out, "--no-run", "--format", "csv")
+    assert res.exit_code == 0, res.output
+    warnings = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
+    assert warnings == [f"warning: damaged run left out of the table: {ewc_dir}: it holds the result of run "
+                        f"{run.name!r}, not of {ewc_dir.name!r} as its folder name says; delete {ewc_dir} (copied or "
+                        f"renamed by hand?) and rerun"]
+    rows = [ln for ln in res.output.splitlines() if ln.startswith(("naive", "ewc")) or ",naive," in ln]
+    assert len(rows) == 1 and "ewc" not in rows[0]  # naive once, one seed; EWC absent, not naive's twin
+
+    out2, edited = _edit_records(_flip_scores)(Ctx(tmp_path / "b", done[0] / "runs", done[1]))
+    before = every_file(out2)
+    res = cli("leaderboard", "--suite", suite, "--out", out2, "--no-run")
+    assert res.exit_code == 2, res.output  # its only complete run left out: nothing to tabulate
+    lines = res.output.strip().splitlines()
+    assert lines[0].startswith(f"warning: damaged run left out of the table: {edited}: its records disagree with its "
+                               f"result.json (score_matrix[1][0]") and lines[-1].startswith("error: no complete runs")
+    assert every_file(out2) == before
+
+
 # ------------------------------------------------------------------------------------- the hostile-input corpus
 def _wandb_unusable() -> bool:
     from chainforget.engine.logs import check_wandb
@@ -276,9 +304,9 @@ CORPUS_PASSED: set[str] = set()
 
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.id)
 def test_hostile_input_corpus(done, tmp_path, no_model_work, case):
-    """Issue 19's reproductions and their generated variants, each through the real CLI (in-process): exit 2,
-    exactly one line, starting with 'error:', no traceback, and every file that existed under --out beforehand
-    byte for byte the same (the complete run, its checkpoints and the prefix store included)."""
+    """The hostile inputs and their generated variants, each through the real CLI (in-process): exit 2, exactly one
+    line, starting with 'error:', no traceback, every file that existed under --out beforehand byte for byte the
+    same (the complete run, its checkpoints and the prefix store included) and no file added."""
     root, run = done
     args = [str(a) for a in case.build(Ctx(tmp_path, root / "runs", run))]
     out = tmp_path / "copy" if case.out == "copy" else root / "runs"
@@ -288,7 +316,7 @@ def test_hostile_input_corpus(done, tmp_path, no_model_work, case):
     line = one_line_error(cli(*args))
     assert case.expect in line, line
     after = every_file(out)
-    assert {k: after.get(k) for k in before} == before
+    assert after == before  # nothing changed, nothing left behind (a refused run makes no folder)
     CORPUS_PASSED.add(case.id)
 
 
