@@ -4,7 +4,8 @@ different from a missing value; label boxes are compared with matplotlib's own r
 
 from __future__ import annotations
 
-import matplotlib
+import os
+
 import pytest
 
 from chainforget.report import drawing, plots
@@ -50,10 +51,13 @@ def _result(strategy: str, chain: tuple[str, ...], seed: int, k: int) -> dict:
             "sharpness": [{"lambda_max": 10.0 + k}, {"lambda_max": 20.0 + k}, {"lambda_max": 5.0}]}
 
 
-@pytest.fixture(scope="module")
-def figures(tmp_path_factory):
-    results = [_result(s, chain, seed, k) for k, s in enumerate(STRATEGIES)
-               for chain in (("bbq", "gsm8k", "boolq"), ("gsm8k", "boolq", "bbq")) for seed in (0, 1)]
+# Folders of finished runs whose every figure (plot's and the findings page's) is checked too, e.g. the quick
+# preset's: CHAINFORGET_FIGURE_RUNS=runs-quick pytest tests/report/test_report_figure_labels.py
+RUN_DIRS = [p for p in os.environ.get("CHAINFORGET_FIGURE_RUNS", "").split(os.pathsep) if p]
+
+
+def draw_all(results: list[dict], metrics=()) -> dict:
+    """Every figure ``plot`` draws for these results, by file stem, without writing files."""
     drawn = {}
     original = plots._save
 
@@ -63,23 +67,43 @@ def figures(tmp_path_factory):
 
     plots._save = keep
     try:
-        with matplotlib.rc_context({"text.parse_math": False}):
-            plots.score_heatmap(results[0], "unused")
-            plots.group_forgetting_bars(results[0], "bbq", "unused")
-            plots.order_asymmetry(results, "unused")
-            plots.pareto_scatter(results, "unused")
-            plots.metric_bars(results, "relative_forgetting", "unused")
-            plots.metric_bars(results, "forgetting", "unused")
-            plots.sharpness_vs_forgetting(results, "unused")
+        plots.plot_all(results, "unused", metrics=metrics)
     finally:
         plots._save = original
     return drawn
 
 
+@pytest.fixture(scope="module")
+def figures():
+    results = [_result(s, chain, seed, k) for k, s in enumerate(STRATEGIES)
+               for chain in (("bbq", "gsm8k", "boolq"), ("gsm8k", "boolq", "bbq")) for seed in (0, 1)]
+    drawn = draw_all(results[:1])  # one run's heatmap and group bars; the cross-run figures of all runs
+    drawn.update({stem: fig for stem, fig in draw_all(results, ("relative_forgetting", "forgetting")).items()
+                  if not stem.startswith(("heatmap-", "group-"))})
+    return drawn
+
+
 def test_no_figure_has_overlapping_or_clipped_labels(figures):
-    assert len(figures) == 7
+    assert sorted(s.split("-")[0] for s in figures) == ["group", "heatmap", "metric", "metric", "order", "pareto",
+                                                        "sharpness"]
     for stem, fig in figures.items():
         assert drawing.label_overlaps(fig) == [], stem
+
+
+if RUN_DIRS:  # only asked for with CHAINFORGET_FIGURE_RUNS (real runs take minutes to make)
+    @pytest.mark.parametrize("run_dir", RUN_DIRS)
+    def test_figures_of_real_runs_have_no_overlapping_labels(run_dir):
+        from chainforget.report import findings_render
+        from chainforget.report.findings import findings
+        from chainforget.store.results import find_runs, load_result, load_run
+
+        runs, _ = find_runs([run_dir])
+        for stem, fig in draw_all([load_result(r) for r in runs], ("relative_forgetting",)).items():
+            assert drawing.label_overlaps(fig) == [], stem
+        with findings_render.style():
+            for section, items in findings_render.figure_objects(findings([load_run(r) for r in runs])).items():
+                for caption, fig in items:
+                    assert drawing.label_overlaps(fig) == [], (section, caption)
 
 
 def test_the_overlap_check_sees_a_collision():
