@@ -13,6 +13,7 @@ import click
 
 from chainforget import __version__
 from chainforget.config.defaults import FINDINGS_FORMATS, METRIC_OPTION_DEFAULTS, SHARPNESS_DEFAULTS, TABLE_FORMATS
+from chainforget.config.spec import DTYPES
 from chainforget.errors import ChainforgetError, brief
 
 KIND_CHOICES = ["tasks", "strategies", "metrics", "models", "presets", "launchers"]
@@ -196,7 +197,7 @@ class _RunCommand(click.Command):
 @click.option("--model", default=None,
               help="Registered model name, a local Hugging Face model directory, or hf:ORG/NAME[@REVISION] (Hub "
                    "cache; HF_HUB_OFFLINE=1 uses the cache only).  [default: smollm2-135m]")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="Weights/compute dtype: auto = float32 on CPU, bfloat16 on a GPU that supports it; LoRA keeps "
                    "float32 adapters, full fine-tuning float32 master weights under autocast.  [default: auto]")
 @click.option("--chat-template/--no-chat-template", default=None,

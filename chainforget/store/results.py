@@ -181,10 +181,6 @@ def validate_result(result: Any, where: str = "result.json") -> dict:
     return result
 
 
-def result_path(run_dir: str | os.PathLike) -> Path:
-    return RunLayout(run_dir).result
-
-
 def write_result(run_dir: str | os.PathLike, result: dict) -> Path:
     """Validate and write ``result.json`` atomically, then the ``DONE`` marker last; return the result path.
 
