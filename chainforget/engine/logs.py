@@ -1,70 +1,67 @@
-"""Avalanche loggers for ``--log text,csv,tensorboard,wandb`` and the metric values they receive.
+"""What a run reports while it works: progress bars (a line per bar when stderr is not a terminal) and the Avalanche
+loggers of ``--log text,csv,tensorboard,wandb`` (the values they receive: ``engine.evaluator``).
 
-Without loggers the template's evaluator does nothing at all (no InteractiveLogger spam, no per-hook work).
-With loggers, ``ChainMetric`` emits the training loss, tokens/s and learning rate per optimizer step, the epoch loss,
-and each eval task's primary score (also under Avalanche's ``Top1_Acc_Exp`` name so the CSVLogger's fixed columns
-carry it: there ``eval_accuracy`` is the task's primary metric).
+Nothing here imports avalanche, torch or tqdm at module level: the commands that only read results import it.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Sequence
-
-from avalanche.evaluation.metric_results import MetricValue
-from avalanche.training.plugins import EvaluationPlugin
 
 from chainforget.errors import ConfigError, did_you_mean
 
 LOGGERS = ("text", "csv", "tensorboard", "wandb")
 
 
-class QuietEvaluator(EvaluationPlugin):
-    """An EvaluationPlugin that skips all work when it has no loggers."""
+def progress_bar(*, total: int, desc: str, unit: str, enabled: bool = True, **tqdm_options):
+    """A tqdm bar on a terminal. When stderr is not a terminal (a redirected log, a batch job) no bar is drawn, so
+    the log holds no carriage returns: one line says what was done when the bar closes instead."""
+    if enabled and not _stderr_is_terminal():
+        return LineProgress(total=total, desc=desc, unit=unit)
+    from tqdm.auto import tqdm
 
-    supports_distributed = True  # loggers exist on the main process only
-
-    def _update_metrics_and_loggers(self, strategy, callback):
-        if not self.loggers:
-            return []
-        return super()._update_metrics_and_loggers(strategy, callback)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, **tqdm_options)
 
 
-class ChainMetric:
-    """Duck-typed Avalanche plugin metric: the EvaluationPlugin calls whichever callbacks it defines."""
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
 
-    def __init__(self):
-        self._epoch_losses: list[float] = []
 
-    def before_training_epoch(self, strategy):
-        self._epoch_losses = []
+class LineProgress:
+    """What ``progress_bar`` gives when stderr is not a terminal: counts silently, prints one line on close
+    (``train 1:bbq: 3/3 step in 2.1s (loss=10.84)``). Supports the tqdm calls the engine makes."""
 
-    def after_training_iteration(self, strategy):
-        x = strategy.optimizer_steps_total
-        self._epoch_losses.append(strategy.last_loss)
-        lr = strategy.optimizer.param_groups[0]["lr"]
-        return [MetricValue(self, "train/loss", strategy.last_loss, x),
-                MetricValue(self, "train/tokens_per_s", strategy.tokens_per_second, x),
-                MetricValue(self, "train/lr", lr, x)]
+    def __init__(self, *, total: int, desc: str, unit: str):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self._postfix: dict[str, str] = {}
+        self._t0 = time.perf_counter()
+        self._closed = False
 
-    def after_training_epoch(self, strategy):
-        if not self._epoch_losses:
-            return None
-        mean = sum(self._epoch_losses) / len(self._epoch_losses)
-        return [MetricValue(self, "Loss_Epoch/train_phase/train_stream/Task000", mean,
-                            strategy.clock.train_iterations)]
+    def update(self, n: int = 1) -> None:
+        self.n += n
 
-    def after_eval_exp(self, strategy):
-        records = strategy.eval_records.get(strategy.task_name) or []
-        if not records:
-            return None
-        primary = records[0].get("primary", "acc")
-        value = sum(float(r["scores"][primary]) for r in records) / len(records)
-        with strategy.experience.no_attribute_masking():
-            idx = strategy.experience.current_experience
-        return [MetricValue(self, f"eval/{strategy.task_name}/{primary}", value, strategy.eval_step),
-                MetricValue(self, f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{idx:03d}", value,
-                            strategy.eval_step)]
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **values) -> None:
+        self._postfix = {k: str(v) for k, v in {**(ordered_dict or {}), **values}.items()}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        extra = f" ({', '.join(f'{k}={v}' for k, v in self._postfix.items())})" if self._postfix else ""
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit} in {time.perf_counter() - self._t0:.1f}s{extra}",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def parse_logger_names(names: str | Sequence[str] | None) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 from chainforget.engine import generation as gen
 from chainforget.engine import loglik
 from chainforget.engine.counts import TokenCount, pad_token_id
+from chainforget.engine.logs import progress_bar
 from chainforget.engine.lora_merge import merged_lora
 from chainforget.errors import ConfigError, DataError
 
@@ -116,10 +117,8 @@ def generates(spec) -> bool:
 
 
 def _bar(progress: bool, total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ex", disable=not progress, leave=False, dynamic_ncols=True,
-                mininterval=0)  # updates come per batch: draw each, so the last count is always shown
+    return progress_bar(total=total, desc=desc, unit="ex", enabled=progress, leave=False, dynamic_ncols=True,
+                        mininterval=0)  # updates come per batch: draw each, so the last count is always shown
 
 
 def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progress, device, count) -> list[dict]:

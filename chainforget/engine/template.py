@@ -25,7 +25,8 @@ from avalanche.training.templates import SupervisedTemplate
 from chainforget.engine.collate import TrainBatches, data_seed, encode_examples
 from chainforget.engine.counts import TokenCount, pad_token_id
 from chainforget.engine.distributed import shard, unshard
-from chainforget.engine.logs import ChainMetric, QuietEvaluator, make_loggers  # noqa: F401 (re-exported)
+from chainforget.engine.evaluator import ChainMetric, QuietEvaluator
+from chainforget.engine.logs import make_loggers, progress_bar  # noqa: F401 (make_loggers re-exported)
 from chainforget.engine.training import (
     TrainConfig,
     apply_finetune,
@@ -211,12 +212,10 @@ class CausalLMTemplate(SupervisedTemplate):
         self._params = [p for _, p in trainable_parameters(self.model)]
 
     def _train_exp(self, experience, eval_streams=None, **kwargs):
-        from tqdm.auto import tqdm
-
         self.exp_step, self.step_losses, self._pending = 0, [], []
         self.train_count = TokenCount()
         self._tokens, self._t0 = 0, time.perf_counter()
-        self._pbar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True, disable=not self.progress,
+        self._pbar = progress_bar(total=self.total_steps, unit="step", dynamic_ncols=True, enabled=self.progress,
                           desc=f"train {self.clock.train_exp_counter + 1}:{self.task_name}")
         try:
             super()._train_exp(experience, eval_streams, **kwargs)
