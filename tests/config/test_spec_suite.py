@@ -116,3 +116,37 @@ def test_run_config_shapes(tmp_path):
     cfg.write_text("chain: bbq\nmetric_options: 5\n")
     with pytest.raises(ConfigError, match="metric_options must be a mapping"):
         build_run_spec(config_path=str(cfg))
+
+
+def test_every_run_setting_is_declared_once_and_reaches_every_entry_point(tmp_path):
+    """RunSpec's fields are the run-config keys and (grid axes aside) the suite keys; a suite passes a setting as
+    given to every run, and a run config file accepts it, with no list to keep in step."""
+    from chainforget.commands.runs import build_run_spec
+    from chainforget.config.spec import RUN_CONFIG_KEYS, run_settings
+    from chainforget.config.suite import GRID_AXES, SUITE_KEYS
+
+    assert set(run_settings()) | {"metric_options"} == RUN_CONFIG_KEYS
+    assert {GRID_AXES.get(name, name) for name in run_settings()} <= SUITE_KEYS
+    (spec,) = expand_suite({"chains": [["bbq"]], "strategies": ["naive"], "chat_template": True, "eval_batch_size": 4,
+                            "dtype": "float32", "sharpness": True})
+    assert (spec.chat_template, spec.eval_batch_size, spec.dtype, spec.sharpness) == (True, 4, "float32", True)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("chain: bbq\nchat_template: true\neval_batch_size: 4\n")
+    built, _ = build_run_spec(config_path=str(cfg), eval_batch_size=2)  # a flag overrides the file
+    assert built.chat_template and built.eval_batch_size == 2
+    # a later setting stays out of the run id at its old value and changes it when set
+    assert RunSpec(chain=("bbq",), chat_template=False).run_id() == RunSpec(chain=("bbq",)).run_id()
+    assert RunSpec(chain=("bbq",), chat_template=True).run_id() != RunSpec(chain=("bbq",)).run_id()
+
+
+def test_training_flags_are_built_from_train_config():
+    from chainforget.cli import run_cmd
+    from chainforget.engine.training import fields_help
+
+    options = {p.name: p for p in run_cmd.params}
+    for setting in fields_help():
+        if setting["name"] == "seed":
+            continue  # the run's --seed
+        option = options[setting["name"]]
+        assert setting["flag"] in option.opts and option.default is None  # None: the engine's default applies
+        assert setting["help"][1:] in option.help
