@@ -89,13 +89,17 @@ def verdict(e: dict | None, more: str, less: str, unit: Any = None, alpha: float
     p, mde = e.get("p"), e.get("mde")
     if p is None:
         return "no test: an interval is open (e.g. a gain not clearly positive); more data is needed"
-    mde_text = f"{num(mde)}{_unit(unit)}" if mde else "not estimable (no variation)"
+    open_ended = bool(e.get("unbounded")) or e.get("ci_low") is None or e.get("ci_high") is None
+    why = ("an open interval (a gain not clearly positive) sizes no minimum detectable effect" if open_ended
+           else "no variation to size a minimum detectable effect by")
+    size = f"{num(mde)}{_unit(unit)}"
     if p < alpha:
-        return f"{more if e['value'] > 0 else less} ({p_text(p)}); minimum detectable effect {mde_text}"
+        return f"{more if e['value'] > 0 else less} ({p_text(p)}); " + (f"minimum detectable effect {size}" if mde
+                                                                         else why)
     if not mde:
-        return f"not distinguishable from 0 ({p_text(p)}); no variation to size a minimum detectable effect by"
-    return (f"not distinguishable from 0 ({p_text(p)}); effects smaller than {mde_text} would usually be missed at "
-            f"this study size")
+        return f"not distinguishable from 0 ({p_text(p)}); {why}"
+    return (f"not distinguishable from 0 ({p_text(p)}); effects smaller than {size} would usually be missed at this "
+            f"study size")
 
 
 # --- the three questions, as sentences and table rows ------------------------------------------------------------

@@ -67,6 +67,12 @@ def test_the_same_situation_is_worded_the_same_in_every_question():
     one["order_asymmetry"]["answers"][0]["capability_first"].update(value=None, missing="no gain")
     assert fr.oa_reading(one, one["order_asymmetry"]["answers"][0]) == (
         "missing: relative_forgetting is missing when capability comes first (no gain); no comparison")
+    open_ended = {"value": 0.05, "ci_low": None, "ci_high": None, "p": 0.4, "mde": None, "unbounded": True}
+    assert fr.verdict(open_ended, "more", "less") == (
+        "not distinguishable from 0 (p = 0.40); an open interval (a gain not clearly positive) sizes no minimum "
+        "detectable effect")
+    flat = {"value": 0.02, "ci_low": 0.02, "ci_high": 0.02, "p": 0.0001, "mde": None}
+    assert fr.verdict(flat, "more", "less") == "more (p < 0.001); no variation to size a minimum detectable effect by"
     assert all(r.startswith(("missing:", IDENTICAL, "not distinguishable", "no test", "safety", "capability",
                              "forgetting depends", "forgets", "keeps", "loses")) for r in _readings(doc))
 
