@@ -57,16 +57,17 @@ class StageRunner:
         self.model = self.template.model
 
     # -- evaluation -------------------------------------------------------------------------------------------
-    def evaluate(self, step: int) -> list[dict]:
-        faults.point("eval", str(step))
+    def evaluate(self, stage: int) -> list[dict]:
+        """Records of every eval task after stage ``stage`` (0 = the base model); stored under their ``step`` key."""
+        faults.point("eval", str(stage))
         t = time.time()
-        self.template.eval(self.bench.test_stream, step=step)
-        self.tokens["score"][str(step)] = self.template.eval_count.to_dict()
+        self.template.eval(self.bench.test_stream, step=stage)
+        self.tokens["score"][str(stage)] = self.template.eval_count.to_dict()
         records = []
         for name in self.bench.eval_task_names:
             for rec in self.template.eval_records[name]:
-                records.append({**rec, "step": step})
-        self.timings["eval_seconds"][str(step)] = round(time.time() - t, 3)
+                records.append({**rec, "step": stage})
+        self.timings["eval_seconds"][str(stage)] = round(time.time() - t, 3)
         return records
 
     def base_records(self, key: str) -> list[dict]:

@@ -104,7 +104,7 @@ def build_benchmark(train_tasks: Sequence[Any], eval_tasks: Sequence[Any] | None
     train_sets = []
     for t in train:
         if t.spec.split.eval_only:
-            raise ConfigError(f"task {t.name!r} is evaluation-only (a held-out probe) and cannot be a chain step; "
+            raise ConfigError(f"task {t.name!r} is evaluation-only (a held-out probe) and cannot be trained in a chain; "
                               f"list it under --eval-tasks instead")
         train_sets.append(dataset(t.train_examples(_limit(limit_train, t.name))))
     test_sets = [dataset(eval_by_name[n].eval_examples(_limit(limit_eval, n))) for n in eval_names]

@@ -93,7 +93,7 @@ def test_chain_orders_repeats_default_eval_tasks_and_task_objects():
     assert [e.task_name for e in rep.train_stream] == ["bbq", "gsm8k", "bbq"]
 
 
-def test_eval_only_task_cannot_be_a_chain_step():
+def test_eval_only_task_cannot_be_trained_in_a_chain():
     with pytest.raises(ConfigError, match="evaluation-only .* --eval-tasks"):
         build_benchmark(["openbookqa"], limit_train=5)
     with pytest.raises(ConfigError, match="chain is empty"):
