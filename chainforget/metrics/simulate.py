@@ -20,6 +20,7 @@ from chainforget.metrics.spread import (
     Batch,
     Clustered,
     analyse,
+    group_intervals,
     group_moments,
     simultaneous_intervals,
 )
@@ -224,6 +225,28 @@ def seeded_calibration(design: SeedDesign, n_seeds: int, seed_group_sd: float, r
     return {"design": design.name, "seeds": n_seeds, "seed_group_sd": seed_group_sd, "tau": tau, "reps": reps,
             "rejection_rate": rejected / reps, "coverage": covered / reps,
             "mean_width": float(np.mean(np.concatenate(widths)))}
+
+
+def group_interval_coverage(design: SeedDesign, n_seeds: int, seed_group_sd: float, tau: float, reps: int,
+                            seed: int, n_boot: int = 199, bounds=(-1.0, 1.0)) -> dict:
+    """Share of simulated tasks whose simultaneous per-group intervals (``spread.group_intervals``) cover every
+    group's true mean forgetting among the groups that get an interval, the mean share of groups without one
+    ("too few templates"), and the mean width of those given."""
+    rng = np.random.default_rng(seed)
+    g = design.n_groups
+    theta = 0.03 + tau * rng.standard_normal((reps, g))
+    batch = seeded_batch(design, theta, n_seeds, seed_group_sd, rng)
+    hits, missing, widths = 0, [], []
+    for r in range(reps):
+        cl = Clustered(tuple(str(k) for k in range(g)), batch.group, batch.sizes, batch.totals[r],
+                       float(batch.pooled[r]))
+        res = group_intervals(cl, n_boot, rng, bounds=bounds)
+        given = np.array([why is None for why in res.reasons])
+        hits += bool(np.all((res.low[given] <= theta[r, given]) & (theta[r, given] <= res.high[given])))
+        missing.append(1.0 - given.mean())
+        widths.extend((res.high - res.low)[given].tolist())
+    return {"coverage": hits / reps, "no_interval": float(np.mean(missing)),
+            "mean_width": float(np.mean(widths)) if widths else None}
 
 
 def monte_carlo_se(share: float, reps: int) -> float:

@@ -362,7 +362,8 @@ def group_intervals(cl: Clustered, n_boot: int, rng: np.random.Generator, confid
 
     ``c`` is the ``confidence`` quantile of ``max_g |m*_g - m_g| / se*_g`` over a bootstrap that resamples each
     group's clusters with replacement (seed-averaged values), with ``se*_g`` recomputed in every resample (bootstrap-t:
-    the uncertainty of a small group's standard error widens its interval). A group with fewer than
+    the uncertainty of a small group's standard error widens its interval); with seeds each resample adds simulated
+    group x seed shifts and a re-estimated ``s_b^2`` (as the spread's reference does). A group with fewer than
     ``MIN_CLUSTERS`` templates, or whose interval would cover the whole possible range, gets the reason
     "too few templates (k) for an interval" and leaves the family (its heavy-tailed t would widen every other
     group's interval).
@@ -370,7 +371,11 @@ def group_intervals(cl: Clustered, n_boot: int, rng: np.random.Generator, confid
     m, v, _ = group_moments(cl)
     se = np.sqrt(v)
     avg = cl.totals.mean(axis=0)
-    extra = v - _eval_variance(cl)  # the between-seed part is not resampled
+    shift, extra = np.zeros((cl.n_groups, n_boot)), np.zeros(n_boot)
+    if cl.n_seeds >= 2:  # training noise: simulated as in the spread's reference, s_b^2 re-estimated each time
+        s_b2, w, _ = interaction(cl.batch())
+        moved, again = _training_replicates(s_b2, w, cl.n_seeds, n_boot, rng)
+        shift, extra = moved[0].T, again[0] / cl.n_seeds
     k = np.bincount(cl.group, minlength=cl.n_groups)
     floor = FLOOR_SHARE * cl.pooled_var
     t_star = np.zeros((cl.n_groups, n_boot))
@@ -382,18 +387,14 @@ def group_intervals(cl: Clustered, n_boot: int, rng: np.random.Generator, confid
         boot = a.sum(axis=1) / n
         ss = ((a - size * boot[:, None]) ** 2).sum(axis=1)
         var = (k[g] / (k[g] - 1) * ss / n ** 2) if k[g] >= 2 else np.full(n_boot, v[g])
-        boot_se = np.sqrt(np.maximum(var + extra[g], np.maximum(floor / n, 1e-12)))
-        t_star[g] = np.abs(boot - m[g]) / boot_se
+        boot_se = np.sqrt(np.maximum(var, np.maximum(floor / n, 1e-12)) + extra)
+        t_star[g] = np.abs(boot + shift[g] - m[g]) / boot_se
     lo_b, hi_b = bounds
-    active = k >= MIN_CLUSTERS
-    c = math.inf
-    for _ in range(cl.n_groups):
-        c = float(np.quantile(t_star[active].max(axis=0), confidence)) if active.any() else math.inf
-        whole = ((m - c * se <= lo_b) & (m + c * se >= hi_b) if lo_b is not None and hi_b is not None
-                 else np.zeros(cl.n_groups, dtype=bool))
-        if not np.any(whole & active):
-            break
-        active &= ~whole
+    family = k >= MIN_CLUSTERS
+    c = float(np.quantile(t_star[family].max(axis=0), confidence)) if family.any() else math.inf
+    whole = ((m - c * se <= lo_b) & (m + c * se >= hi_b) if lo_b is not None and hi_b is not None
+             else np.zeros(cl.n_groups, dtype=bool))
+    active = family & ~whole
     low, high = m - c * se, m + c * se
     if lo_b is not None:
         low, high = np.maximum(low, lo_b), np.maximum(high, lo_b)
@@ -411,8 +412,3 @@ def simultaneous_intervals(cl: Clustered, n_boot: int, rng: np.random.Generator,
     reason is in ``group_intervals(...).reasons``)."""
     res = group_intervals(cl, n_boot, rng, confidence, bounds)
     return res.means, res.low, res.high, res.critical
-
-
-def _eval_variance(cl: Clustered) -> np.ndarray:
-    batch = cl.batch()
-    return eval_moments(batch.totals.mean(axis=1), cl.sizes, cl.group[None], cl.n_groups, batch.pooled)[1][0, 0]

@@ -81,3 +81,14 @@ def test_simultaneous_group_intervals_cover_every_group():
     for n_per_group, seed in ((20, 31), (100, 32)):
         coverage = sim.simultaneous_coverage(9, n_per_group, 0.1, reps=150, seed=seed)
         assert 0.92 <= coverage <= 0.995, (n_per_group, coverage)
+
+
+def test_simultaneous_group_intervals_in_the_presets_designs_stay_in_range_and_cover():
+    # Paper preset's BBQ sample with 3 seeds and training noise: every group gets an interval. Quick preset's sample
+    # (4-8 templates of 2-8 examples): many groups get "too few templates" instead of [-1.4, 1.8]; the others,
+    # clipped to [-1, 1], still cover together.
+    paper = sim.group_interval_coverage(PAPER_BBQ, 3, 0.10, 0.1, 200, 51)
+    assert 0.92 <= paper["coverage"] <= 0.99 and paper["no_interval"] < 0.01, paper
+    quick = sim.group_interval_coverage(QUICK, 1, 0.0, 0.1, 200, 52)
+    assert 0.92 <= quick["coverage"] <= 1.0 and 0.1 <= quick["no_interval"] <= 0.8, quick
+    assert quick["mean_width"] <= 2.0
