@@ -108,7 +108,6 @@ ALLOWED = {
     "report": {"errors", "plugins", "config", "store", "metrics"},
     "commands": {"errors", "plugins", "config", "tasks", "store", "metrics", "engine", "benchmark", "report"},
     "cli": {"errors", "plugins", "config", "store", "engine", "benchmark", "report", "commands"},
-    "api": {"errors", "plugins", "config", "tasks", "store", "metrics", "engine", "benchmark", "report", "commands"},
     "api": {"errors", "plugins", "config", "store", "metrics", "benchmark", "report", "commands"},
     "__main__": {"cli"},
 }
