@@ -217,7 +217,8 @@ def order_asymmetry(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
     for ax, task in zip(axes, order):
         kind, metric = panels[task]
         aggs = [aggregate(cells.get((s, task), [])) for s in strategies]
-        drawing.bars(ax, aggs, "#cb181d" if kind == "safety" else "#2171b5")
+        if drawing.bars(ax, aggs, "#cb181d" if kind == "safety" else "#2171b5"):
+            ax.legend(fontsize=8)
         ax.margins(y=0.15)  # room for the share above the tallest bar
         for i, agg in enumerate(aggs):
             if agg is None:
@@ -422,9 +423,11 @@ def metric_bars(results: Sequence[dict], metric: str, out_dir: str | Path) -> li
     for ax, key in zip(axes, keys):
         aggs = [aggregate((metric_entry(r, metric, key) for r in results
                            if (strategy_name(r), chain_label(r)) == cell), (spec.low, spec.high)) for cell in cells]
-        drawing.bars(ax, aggs, "#6a51a3")
-        ax.set_xticks(range(len(cells)), drawing.short_labels([f"{s} {c}" for s, c in cells], 22), rotation=45,
-                      ha="right", rotation_mode="anchor", fontsize=7)
+        if drawing.bars(ax, aggs, "#6a51a3"):
+            ax.legend(fontsize=8)
+        names = drawing.short_labels([s for s, _ in cells], 16)
+        ax.set_xticks(range(len(cells)), [f"{n} {c}" for n, (_, c) in zip(names, cells)], rotation=45, ha="right",
+                      rotation_mode="anchor", fontsize=7)
         unit = drawing.metric_unit(metric, info.get(key.split("/", 1)[0]))
         ax.set_ylabel(drawing.wrap(f"{metric} ({unit})", 3.6, 10))
         ax.set_title(key, fontsize=9)
