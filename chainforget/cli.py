@@ -6,6 +6,7 @@ stay fast.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -236,11 +237,12 @@ def run_cmd(sets, config_path, out, resume, log, quiet, dry_run, **flags):
                          quiet=quiet, echo=_echo(quiet), **settings)
     from chainforget.report.summary import run_summary
 
-    _say(run_summary(result))
+    _say(run_summary({**result, "run_dir": os.path.join(out, result["run_id"])}))  # "results: <its folder>"
 
 
 @main.command("leaderboard")
-@click.option("--preset", default="quick", show_default=True, help="Named suite (see `chainforget list presets`).")
+@click.argument("folder", required=False, type=click.Path())
+@click.option("--preset", default=None, help="Named suite (see `chainforget list presets`).  [default: quick]")
 @click.option("--suite", "suite_path", type=click.Path(), default=None, help="A YAML suite file (overrides --preset).")
 @click.option("--out", default="runs", show_default=True, help="Directory that holds run directories.")
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N deterministic slices of the grid.")
@@ -259,17 +261,28 @@ def run_cmd(sets, config_path, out, resume, log, quiet, dry_run, **flags):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or status lines.")
 @click.option("--dry-run", is_flag=True, help="Print the stages to train and reuse, the examples and tokens, and "
                                               "an estimated wall time from a short probe; train and write nothing.")
-def leaderboard_cmd(preset, suite_path, out, shard, max_runs, launcher, no_run, sort_key, ascending, fmt, columns, quiet,
-                    dry_run):
-    """Run a grid of strategies x chain orders x seeds, then print the leaderboard table."""
-    from chainforget.commands.runs import leaderboard_command
+def leaderboard_cmd(folder, preset, suite_path, out, shard, max_runs, launcher, no_run, sort_key, ascending, fmt, columns,
+                    quiet, dry_run):
+    """Run a grid of strategies x chain orders x seeds, then print the leaderboard table.
+
+    \b
+    With --no-run and no --suite/--preset, or with a FOLDER, only tabulate the complete runs already under the folder
+    (--out): no suite file needed, e.g. `chainforget leaderboard runs/`.
+    """
+    from chainforget.commands.runs import DEFAULT_PRESET, leaderboard_command
+
+    if folder is not None:
+        if out not in ("runs", folder):
+            raise click.UsageError(f"FOLDER {folder!r} and --out {out!r} disagree; give one of them")
+        out, no_run = folder, True
 
     if dry_run:
         from chainforget.benchmark.dryrun import dry_run as plan_only
         from chainforget.benchmark.suite_runner import suite_specs
         from chainforget.config.suite import parse_shard, resolve_suite
 
-        plan_only(suite_specs(resolve_suite(suite_path or preset, max_runs), parse_shard(shard)), out, echo=_say)
+        suite = resolve_suite(suite_path or preset or DEFAULT_PRESET, max_runs)
+        plan_only(suite_specs(suite, parse_shard(shard)), out, echo=_say)
         return
 
     _say(leaderboard_command(preset=preset, suite_path=suite_path, out=out, shard=shard, launcher=launcher,

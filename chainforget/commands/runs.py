@@ -22,11 +22,11 @@ from chainforget.config.spec import (
 )
 from chainforget.config.suite import parse_shard, resolve_suite
 from chainforget.engine.logs import check_wandb, parse_logger_names
-from chainforget.errors import ChainforgetError, ConfigError, unknown_name
-from chainforget.metrics.compute import recompute_run
+from chainforget.errors import ChainforgetError, ConfigError, DataError, unknown_name
+from chainforget.metrics.compute import read_run, recompute_run
 from chainforget.plugins import registries
 from chainforget.report.tables import leaderboard_rows, render_table, sort_rows
-from chainforget.store.results import load_result, remove_unstarted_run
+from chainforget.store.results import find_runs, load_result, remove_unstarted_run
 
 
 def _load_run_config(path: str, what: str) -> dict[str, Any]:
@@ -84,13 +84,31 @@ def run_command(*, out: str, resume: bool, log: str, quiet: bool, echo: Callable
         raise
 
 
-def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard: str | None, launcher: str,
+def leaderboard_command(*, preset: str | None, suite_path: str | None, out: str, shard: str | None, launcher: str,
                         no_run: bool, sort_key: str | None, ascending: bool, fmt: str, quiet: bool,
                         echo: Callable[[str], None], warn: Callable[[str], None] | None = None,
                         columns: str | None = None, max_runs: int | None = None) -> str:
+    """Run the suite (``--preset``, default quick, or ``--suite``), then tabulate its runs. With ``no_run`` and no
+    suite named, tabulate every complete run under ``out`` instead: no suite file, no run ids to recompute, so it
+    is as quick as ``compare``."""
     warn = warn or echo
     extra = parse_columns(columns)  # before any run: a typo must not cost a suite
-    suite = resolve_suite(suite_path or preset, max_runs)  # bounds checked before the grid expands
+    if no_run and suite_path is None and preset is None:
+        results = folder_results(out, warn)
+    else:
+        results = _suite_results(resolve_suite(suite_path or preset or DEFAULT_PRESET, max_runs), out, shard=shard,
+                                 launcher=launcher, no_run=no_run, quiet=quiet, echo=echo, warn=warn)
+    headers, rows = leaderboard_rows(results, columns=extra)
+    if sort_key:
+        rows = sort_rows(rows, headers, sort_key, descending=not ascending)
+    return render_table(headers, rows, fmt)
+
+
+DEFAULT_PRESET = "quick"
+
+
+def _suite_results(suite, out: str, *, shard: str | None, launcher: str, no_run: bool, quiet: bool,
+                   echo: Callable[[str], None], warn: Callable[[str], None]) -> list[dict]:
     shard_t = parse_shard(shard)
     if not no_run:
         run_suite(suite, out, shard=shard_t, progress=not quiet, echo=echo, launcher=launcher,
@@ -103,10 +121,30 @@ def leaderboard_command(*, preset: str, suite_path: str | None, out: str, shard:
              + (" ..." if len(missing) > 5 else ""))
     if not results:
         raise ConfigError(f"no complete runs of this suite under {out}; run it without --no-run first")
-    headers, rows = leaderboard_rows(results, columns=extra)
-    if sort_key:
-        rows = sort_rows(rows, headers, sort_key, descending=not ascending)
-    return render_table(headers, rows, fmt)
+    return results
+
+
+def folder_results(out: str, warn: Callable[[str], None]) -> list[dict]:
+    """The results of every complete run under ``out`` (any depth), verified as compare reads them; incomplete and
+    damaged runs are reported through ``warn`` and left out."""
+    if not Path(out).is_dir():
+        raise ConfigError(f"{out} is not a folder; pass the --out of a leaderboard or run (or --suite/--preset to run "
+                          f"one)")
+    dirs, warnings = find_runs([out])
+    for line in warnings:
+        warn(line)
+    results = []
+    for run_dir in dirs:
+        try:
+            results.append(read_run(run_dir)["result"])
+        except DataError as exc:
+            if "written by schema version" in str(exc):
+                raise  # another chainforget's results: the whole table would be wrong, not one run
+            warn(f"damaged run left out of the table: {exc}")
+    if not results:
+        raise ConfigError(f"no complete runs under {out}; finish them (rerun the same command) or pass another "
+                          f"folder")
+    return results
 
 
 def parse_columns(text: str | None) -> list[str]:

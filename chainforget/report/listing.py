@@ -25,10 +25,97 @@ def registry_rows(kind: str, verbose: bool = False) -> tuple[list[str], list[lis
     return headers, table
 
 
-def render_registry(kind: str, verbose: bool = False) -> str:
+LIST_WIDTH = 100  # `chainforget list` fits a 100-column terminal, --verbose included
+_GAP = 2  # tabulate's "simple" format puts two spaces between columns
+_HEADER_PAD = 2  # and makes each column at least its header + 2 wide
+
+
+def render_registry(kind: str, verbose: bool = False, width: int = LIST_WIDTH) -> str:
+    """One table per kind that fits ``width`` columns (long cells wrapped at word boundaries); when even wrapping
+    cannot fit the columns (``list tasks --verbose``), one block per entry instead."""
     headers, table = registry_rows(kind, verbose)
     title = f"{kind} ({len(table)})"
-    return title + "\n" + tabulate(table, headers=headers, tablefmt="simple", maxcolwidths=[None] * (len(headers) - 2) + [60, None])
+    cells = [[str(c) for c in row] for row in table]
+    widths = fit_widths(headers, cells, width)
+    if widths is None:
+        return title + "\n" + render_blocks(headers, cells, width)
+    return title + "\n" + tabulate([[_wrap(c, w) for c, w in zip(row, widths)] for row in cells],
+                                   headers=[_header(h, w) for h, w in zip(headers, widths)], tablefmt="simple")
+
+
+MIN_DESCRIPTION = 30  # narrower than this, a description reads as a word list: use blocks
+_WHOLE = ("name", "provided by")  # never wrapped: an entry's first line says what it is and who provides it
+
+
+def fit_widths(headers: list[str], rows: list[list[str]], width: int) -> list[int] | None:
+    """Column widths whose table fits ``width``: the widest column gives up a character until the sum fits; None
+    when that would break a word or squeeze the description under ``MIN_DESCRIPTION`` characters."""
+    natural = [max([_longest_line(h) + (_HEADER_PAD if h in _WHOLE else 0)] + [_longest_line(r[i]) for r in rows])
+               for i, h in enumerate(headers)]
+    words = [max([len(w) for w in h.split()] + [len(w) for r in rows for w in r[i].split()])
+             for i, h in enumerate(headers)]
+    floor = [n if h in _WHOLE else min(n, max(w, MIN_DESCRIPTION if h == "description" else 0))
+             for n, w, h in zip(natural, words, headers)]
+    widths = list(natural)
+    budget = width - _GAP * (len(headers) - 1)
+
+    def drawn(i: int) -> int:  # tabulate pads a column to its (wrapped) header + 2
+        return max(widths[i], _longest_line(_header(headers[i], widths[i])) + _HEADER_PAD)
+
+    while sum(drawn(i) for i in range(len(widths))) > budget:
+        i = max(range(len(widths)), key=lambda k: (widths[k] - floor[k] > 0, widths[k]))
+        if widths[i] <= floor[i]:
+            return None
+        widths[i] -= 1
+    return widths
+
+
+def render_blocks(headers: list[str], rows: list[list[str]], width: int) -> str:
+    """One block per entry: its name, who provides it and its description, then ``key: value`` details, each
+    wrapped to ``width``."""
+    import textwrap
+
+    out = []
+    for row in rows:
+        fields = dict(zip(headers, row))
+        name, description, source = fields.pop("name"), fields.pop("description", ""), fields.pop("provided by", "")
+        out.extend(textwrap.wrap(f"{name} ({source}): {description}", width, subsequent_indent="    "))
+        inline = []
+        for key, value in fields.items():
+            if "\n" in value:
+                out.append(f"    {key}:")
+                for line in value.splitlines():
+                    out.extend(textwrap.wrap(line, width, initial_indent="      ", subsequent_indent="        "))
+            elif value != "":
+                inline.append(f"{key}: {value}")
+        out.extend(textwrap.wrap(" | ".join(inline), width, initial_indent="    ", subsequent_indent="    "))
+    return "\n".join(out)
+
+
+def _header(text: str, width: int) -> str:
+    """A header wrapped two characters narrower than its column (tabulate adds them back), never inside a word."""
+    if len(text) + _HEADER_PAD <= width:
+        return text
+    return _wrap(text, max(width - _HEADER_PAD, *(len(w) for w in text.split())))
+
+
+def _longest_line(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def _wrap(text: str, width: int) -> str:
+    """Each line of ``text`` wrapped to ``width``; in a cell of several lines (a strategy's hyper-parameters)
+    continuation lines are indented two spaces, so each entry stays visibly one."""
+    import textwrap
+
+    if _longest_line(text) <= width:
+        return text
+    lines = text.splitlines() or [""]
+    indent = "  " if len(lines) > 1 else ""
+    out = []
+    for line in lines:
+        out.extend(textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""])
+    return "\n".join(out)
 
 
 LIST_SCHEMA = "chainforget.list/1"
