@@ -45,7 +45,7 @@ def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, m
         raise DataError("; ".join(f"metric {a['metric']} is missing in every run ({a['missing']})" for a in absent)
                         + "; nothing to compare: choose another --metric (see `chainforget list metrics`)")
     warnings += [f"metric {a['metric']} is missing in every run ({a['missing']}); left out of the table"
-                 for a in absent]
+                 for a in absent if metrics]  # asked for by name; a default one that no run has is only listed
     columns, rows = compare_columns(headers, rows, baseline)
     return render_table(columns, rows, fmt, extra={"baseline": baseline, "missing_metrics": absent}), warnings
 
@@ -62,15 +62,18 @@ def compare_columns(headers, rows, baseline: str) -> tuple[Columns, list]:
     for h in headers:
         key, kind = _COMPARE_KEYS.get(str(h).split(" ", 1)[0], (None, "measure"))
         columns.append(Column(str(h), key, kind))
-    method = [c.key for c in columns].index("method") if any(c.key == "method" for c in columns) else None
+    keys = [c.key for c in columns]
     out = []
     for row in rows:
         row = list(row)
-        if method is not None and str(row[method]) == baseline:
-            for j, c in enumerate(columns):
-                cell = row[j]
-                if c.kind == "measure" and not str(cell) and not getattr(cell, "missing", None):
-                    row[j] = Cell("", missing="the baseline itself")
+        record = dict(zip(keys, map(str, row)))
+        why = ("the baseline itself" if record.get("method") == baseline else
+               "a spread is compared by its own value and p, not as a difference (a spread of a difference is not a "
+               "difference of spreads)" if record.get("metric") == "biased_forgetting" else None)
+        for j, c in enumerate(columns):
+            cell = row[j]
+            if why and c.kind == "measure" and not str(cell) and getattr(cell, "missing", None) in (None, "no value"):
+                row[j] = Cell("", missing=why)
         out.append(row)
     return Columns(columns, COMPARE_SCHEMA), out
 

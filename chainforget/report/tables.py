@@ -487,10 +487,14 @@ def _measure(cell: Any) -> dict[str, Any]:
 
 
 def _flag(cell: Any, row_measures: list[dict]) -> bool | None:
-    """'*' = true; blank = false, or null when the measure it marks has no value."""
-    if row_measures and row_measures[-1]["value"] is None:
+    """'*' anywhere in the cell = true ('p=0.020 *' too); otherwise false, or null when the cell is blank and the
+    measure it marks has no value."""
+    text = "" if cell is None else str(cell)
+    if "*" in text:
+        return True
+    if not text.strip() and row_measures and row_measures[-1]["value"] is None:
         return None
-    return "*" in ("" if cell is None else str(cell))
+    return False
 
 
 def table_records(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[Column], list[dict]]:

@@ -35,11 +35,15 @@ def test_compare_of_metrics_missing_everywhere(runs_dir):
         compare_command([str(runs_dir)], metrics=["drift"], **args)
     message = str(info.value)
     assert "\n" not in message and message.startswith("metric drift is missing in every run (needs a safety task")
-    text, warnings = compare_command([str(runs_dir)], metrics=["drift", "forgetting"], **args)
+    text, warnings = compare_command([str(runs_dir)], metrics=["drift", "forgetting", "biased_forgetting"], **args)
     doc = json.loads(text)
     assert doc["missing_metrics"] == [{"metric": "drift",
                                        "missing": "needs a safety task that is evaluated but never trained"}]
-    assert {row["metric"] for row in doc["rows"]} == {"forgetting"}
+    assert {row["metric"] for row in doc["rows"]} == {"forgetting", "biased_forgetting"}
+    for row in [r for r in doc["rows"] if r["metric"] == "biased_forgetting"]:  # compared by its own value and p
+        assert row["difference"]["missing"].startswith("the baseline itself" if row["method"] == "naive" else
+                                                       "a spread is compared by its own value and p")
+        assert row["significant"] is (row["value"]["p"] < 0.05)
     assert [w for w in warnings if "drift" in w] == [
         "metric drift is missing in every run (needs a safety task that is evaluated but never trained); left out "
         "of the table"]
