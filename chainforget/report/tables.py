@@ -278,14 +278,28 @@ def missing_reason(runs: Sequence[dict], metric: str, key: str) -> str:
         reason = _entry_field(r, metric, key, "missing")
         if reason:
             return str(reason)
+    if runs and metric in _FORGETTING_LIKE:  # the usual reason, read from where the task sits in the chain
+        task = key.split("/", 1)[0]
+        trained_at = runs[0].get("task_info", {}).get(task, {}).get("trained_at")
+        if trained_at is None:
+            return f"{task} is never trained in this chain"
+        if trained_at >= len(runs[0].get("stages", [])) - 1:
+            return f"{task} is trained in the last stage: nothing came after it to forget it"
     return f"no {metric} value for {key} in these runs"
+
+
+_FORGETTING_LIKE = ("forgetting", "biased_forgetting", "relative_forgetting", "max_forgetting", "group_forgetting",
+                    "group_effect_pvalue")
 
 
 def _stored_cell(runs: Sequence[dict], metric: str, key: str, digits: int) -> Cell:
     """A stored metric over seeds (``metrics.estimates.stored_cell``), with its unit, seeds, n and p (one run) or
     missing reason: the cell compare and findings show for the same runs."""
-    return estimate_cell(estimates.stored_cell(runs, metric, key, _bounds(metric), _unit_of(runs[0], metric, key)),
+    cell = estimate_cell(estimates.stored_cell(runs, metric, key, _bounds(metric), _unit_of(runs[0], metric, key)),
                          digits)
+    if cell.missing and cell.missing.startswith(f"no {metric} value"):
+        cell.missing = missing_reason(runs, metric, key)  # where the task sits in the chain says why
+    return cell
 
 
 def _seed_views(runs: Sequence[dict], with_records: dict) -> dict | None:

@@ -95,6 +95,10 @@ def test_missing_cells_carry_their_reason_and_print_a_footnote_mark():
         assert "bbq is trained in the last stage" in text and "no naive run with the same chain" in text
     table = render_table(headers, rows, "github").split("\n\n")[0]
     assert "||" not in table.replace(" ", "")  # no blank cell in the table itself
+    # no stored entry at all: the reason is read from where the task sits in the chain
+    headers, rows = leaderboard_rows([make_result("replay", BC, 0, metrics=False)])
+    row = dict(zip(headers, rows[0]))
+    assert row["bbq forgetting"].missing == "bbq is trained in the last stage: nothing came after it to forget it"
 
 
 def test_strategy_hyperparameters_that_differ_split_rows():
