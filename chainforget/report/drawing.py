@@ -41,9 +41,10 @@ def short_labels(names: Sequence[str], width: int = 14) -> list[str]:
     return [n if len(n) <= width else n[: width - 3] + "..." for n in names]
 
 
-def bars(ax, entries: Sequence[tuple[Any, Any, Any] | None], color, missing_reason: Sequence[str | None] = ()):
+def bars(ax, entries: Sequence[tuple[Any, Any, Any] | None], color) -> list[int]:
     """One bar per entry (value, ci_low, ci_high) with its interval; a value of exactly zero still shows (a dot on
-    the axis), a missing entry shows a hollow grey 'n/a' marker instead of a bar. Returns the missing positions."""
+    the axis), a missing entry a grey 'x' on the axis (legend label 'n/a (missing)') instead of a bar. Returns the
+    missing positions."""
     colors = list(color) if isinstance(color, (list, tuple)) else [color] * len(entries)
     absent = []
     for i, e in enumerate(entries):
