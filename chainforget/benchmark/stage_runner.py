@@ -61,7 +61,7 @@ class StageRunner:
         """Records of every eval task after stage ``stage`` (0 = the base model); stored under their ``step`` key."""
         faults.point("eval", str(stage))
         t = time.time()
-        self.template.eval(self.bench.test_stream, step=stage)
+        self.template.eval(self.bench.test_stream, stage=stage)
         self.tokens["score"][str(stage)] = self.template.eval_count.to_dict()
         records = []
         for name in self.bench.eval_task_names:

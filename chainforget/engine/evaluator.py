@@ -55,6 +55,6 @@ class ChainMetric:
         value = sum(float(r["scores"][primary]) for r in records) / len(records)
         with strategy.experience.no_attribute_masking():
             idx = strategy.experience.current_experience
-        return [MetricValue(self, f"eval/{strategy.task_name}/{primary}", value, strategy.eval_step),
+        return [MetricValue(self, f"eval/{strategy.task_name}/{primary}", value, strategy.eval_stage),
                 MetricValue(self, f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{idx:03d}", value,
-                            strategy.eval_step)]
+                            strategy.eval_stage)]

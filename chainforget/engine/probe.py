@@ -66,10 +66,10 @@ def example_loss(model, batch: dict[str, Any], reduction: str = "mean"):
     return sums / counts
 
 
-def score(model, tokenizer, task, examples: Sequence[Any], *, batch_size: int = 16, step: int = 0) -> list[dict]:
+def score(model, tokenizer, task, examples: Sequence[Any], *, batch_size: int = 16, stage: int = 0) -> list[dict]:
     """Evaluation records of ``examples`` (``docs/contracts.md``), scored as a run scores them after a stage:
     ``task`` is a registered ``Task`` or its ``TaskSpec``. The model's train/eval flags are restored afterwards."""
     from chainforget.engine.scoring import score_examples
 
     spec = getattr(task, "spec", task)
-    return score_examples(model, tokenizer, spec, examples, step=step, batch_size=batch_size)
+    return score_examples(model, tokenizer, spec, examples, stage=stage, batch_size=batch_size)

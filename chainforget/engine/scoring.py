@@ -75,8 +75,8 @@ def _check(spec, examples, batch_size) -> list[str]:
     return names
 
 
-def _record(spec, ex, step: int, **fields) -> dict:
-    rec = {"task": spec.name, "step": step, "id": ex.id, "group": ex.group, "subgroup": ex.subgroup,
+def _record(spec, ex, stage: int, **fields) -> dict:
+    rec = {"task": spec.name, "step": stage, "id": ex.id, "group": ex.group, "subgroup": ex.subgroup,
            "gold": ex.gold, "pred": None, "correct": None, "scores": {}, "primary": spec.primary_metric,
            "option_logliks": None, "option_lengths": None, "option_chars": None,
            "generated": None, "parsed": None, "meta": _jsonable(ex.meta)}
@@ -121,7 +121,7 @@ def _bar(progress: bool, total: int, desc: str):
                         mininterval=0)  # updates come per batch: draw each, so the last count is always shown
 
 
-def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progress, device, count) -> list[dict]:
+def _score_mc(model, tokenizer, spec, examples, names, stage, batch_size, progress, device, count) -> list[dict]:
     requests = loglik_requests(tokenizer, spec, examples, context_limit(model))
     with _bar(progress, len(examples), f"eval {spec.name}") as bar:
         scored = loglik.score_requests(model, requests, batch_size=batch_size, pad_id=pad_token_id(tokenizer),
@@ -139,7 +139,7 @@ def _score_mc(model, tokenizer, spec, examples, names, step, batch_size, progres
             scores["acc_norm"] = float(_argmax([ll / max(c, 1) for ll, c in zip(lls, chars)]) == ex.gold)
         if "gold_logprob" in names:
             scores["gold_logprob"] = lls[ex.gold] / max(lengths[ex.gold], 1)
-        records.append(_record(spec, ex, step, pred=pred, correct=scores.get("acc"), scores=scores,
+        records.append(_record(spec, ex, stage, pred=pred, correct=scores.get("acc"), scores=scores,
                                option_logliks=lls, option_lengths=lengths, option_chars=chars))
     return records
 
@@ -168,7 +168,7 @@ def generation_settings(spec) -> tuple[int, list[str], str | None, str]:
     return max_new, list(stop), pattern, str(cfg.get("fallback", "last_number"))
 
 
-def _score_generation(model, tokenizer, spec, examples, names, step, batch_size, progress, device,
+def _score_generation(model, tokenizer, spec, examples, names, stage, batch_size, progress, device,
                       count) -> list[dict]:
     n = len(examples)
     generated = parsed = None
@@ -194,11 +194,11 @@ def _score_generation(model, tokenizer, spec, examples, names, step, batch_size,
             fields = dict(pred=parsed[i], correct=scores["exact_match"], generated=generated[i], parsed=parsed[i])
         if gold_lp is not None:
             scores["gold_logprob"] = gold_lp[i]
-        records.append(_record(spec, ex, step, scores=scores, **fields))
+        records.append(_record(spec, ex, stage, scores=scores, **fields))
     return records
 
 
-def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_size: int = 16,
+def score_examples(model, tokenizer, spec, examples, *, stage: int = 0, batch_size: int = 16,
                    progress: bool = False, device=None, count: TokenCount | None = None) -> list[dict]:
     """One evaluation record per example (contract format), scoring exactly the metrics ``spec.metrics`` lists.
 
@@ -219,4 +219,4 @@ def score_examples(model, tokenizer, spec, examples, *, step: int = 0, batch_siz
         device = next(model.parameters()).device
     score = _score_mc if spec.format == "multiple_choice" else _score_generation
     with _eval_mode(model), torch.no_grad(), merged_lora(model, device):
-        return score(model, tokenizer, spec, examples, names, step, batch_size, progress, device, count)
+        return score(model, tokenizer, spec, examples, names, stage, batch_size, progress, device, count)

@@ -103,7 +103,7 @@ class CausalLMTemplate(SupervisedTemplate):
         self.full_logits = False  # True: also compute every position's logits (mb_logits), as plugins may ask
         self.mb_target_mask = self.mb_targets = self.mb_logits = None
         self.eval_records: dict[str, list[dict]] = {}
-        self.eval_step = 0
+        self.eval_stage = 0
         self.train_count = TokenCount()  # every training pass of the current experience (SAM's second included)
         self.eval_count = TokenCount()  # the log-likelihood passes of the latest eval()
         self.total_steps = 0  # optimizer steps planned for the current experience
@@ -429,12 +429,13 @@ class CausalLMTemplate(SupervisedTemplate):
         self._train_cleanup()
 
     # -------------------------------------------------------------------------------------------- evaluation
-    def eval(self, exp_list, step: int | None = None, **kwargs):
+    def eval(self, exp_list, stage: int | None = None, **kwargs):
         """Score every experience of ``exp_list``; ``eval_records[task]`` gets one record per example.
 
-        ``step`` is the score-matrix row (default: training experiences done so far, 0 = base model).
+        ``stage`` is the score-matrix row (default: training experiences done so far, 0 = base model); the records
+        store it under their ``step`` key.
         """
-        self.eval_step = self.clock.train_exp_counter if step is None else int(step)
+        self.eval_stage = self.clock.train_exp_counter if stage is None else int(stage)
         self.eval_records = {}
         self.eval_count = TokenCount()
         return super().eval(exp_list, **kwargs)
@@ -456,7 +457,7 @@ class CausalLMTemplate(SupervisedTemplate):
             examples = shard(examples, acc.process_index, acc.num_processes)
         with acc.autocast():
             records = score_examples(self.model, self.tokenizer, self._spec(self.task_name), examples,
-                                     step=self.eval_step, batch_size=self.eval_mb_size, progress=self.progress,
+                                     stage=self.eval_stage, batch_size=self.eval_mb_size, progress=self.progress,
                                      device=self.device, count=self.eval_count)
         if acc.num_processes > 1:
             from accelerate.utils import gather_object

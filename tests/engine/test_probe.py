@@ -79,11 +79,11 @@ def test_score_gives_the_runs_records(tiny_model):
     task = registries("tasks").get("bbq")
     exs = task.eval_examples(6)
     model.train()
-    records = score(model, tok, task, exs, batch_size=4, step=2)
+    records = score(model, tok, task, exs, batch_size=4, stage=2)
     assert model.training  # flags restored
     assert [r["id"] for r in records] == [ex.id for ex in exs]
     assert all(r["step"] == 2 and r["task"] == "bbq" and set(r["scores"]) >= {"acc"} for r in records)
-    again = score(model, tok, task.spec, exs, batch_size=1, step=2)
+    again = score(model, tok, task.spec, exs, batch_size=1, stage=2)
     for a, b in zip(records, again):
         assert a["pred"] == b["pred"]
         assert a["option_logliks"] == pytest.approx(b["option_logliks"], abs=1e-3)

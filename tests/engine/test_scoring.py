@@ -66,7 +66,7 @@ def naive_logliks(model, tok, prompt, options):
 def test_mc_matches_naive_reference(tiny_model):
     model, tok = tiny_model
     exs = mc_examples(12, seed=1)
-    recs = score_examples(model, tok, mc_spec(), exs, step=3, batch_size=5)
+    recs = score_examples(model, tok, mc_spec(), exs, stage=3, batch_size=5)
     for ex, rec in zip(exs, recs):
         ref = naive_logliks(model, tok, ex.prompt, ex.options)
         assert rec["option_logliks"] == pytest.approx(ref, abs=1e-4)
@@ -104,10 +104,10 @@ def test_acc_norm_divides_by_characters(tiny_model):
 
 def test_records_have_contract_fields_and_are_json(tiny_model, capsys):
     model, tok = tiny_model
-    mc = score_examples(model, tok, mc_spec(("acc",)), mc_examples(3), step=2, progress=True)
+    mc = score_examples(model, tok, mc_spec(("acc",)), mc_examples(3), stage=2, progress=True)
     assert "3/3" in capsys.readouterr().err  # the tqdm bar counts examples
     gen = score_examples(model, tok, gen_spec(max_new_tokens=4), [
-        Example(id="g/0", group="all", prompt="Question: 1+1?\nAnswer:", target=" 2\n#### 2", gold="2")], step=2)
+        Example(id="g/0", group="all", prompt="Question: 1+1?\nAnswer:", target=" 2\n#### 2", gold="2")], stage=2)
     for rec in mc + gen:
         assert CONTRACT_FIELDS <= set(rec)
         assert rec["step"] == 2

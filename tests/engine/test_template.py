@@ -218,7 +218,7 @@ def test_eval_records_and_after_eval_exp(tiny_model):
             seen.append((strategy.task_name, len(strategy.eval_records[strategy.task_name])))
 
     s = make(model, tok, [Probe()])
-    s.eval(stream(toy_examples(3), name="test"), step=4)
+    s.eval(stream(toy_examples(3), name="test"), stage=4)
     assert seen == [("toy", 3)]
     assert [r["id"] for r in s.eval_records["toy"]] == ["toy/0", "toy/1", "toy/2"]
     assert {r["step"] for r in s.eval_records["toy"]} == {4}
