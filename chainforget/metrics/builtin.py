@@ -39,7 +39,7 @@ METRICS = (
                "simultaneous 95% intervals over the compared groups (small groups flagged)",
                higher_is_better=False, low=None, high=None, scope="group", compute=groups.group_forgetting, unit=T),
     MetricSpec(name="biased_forgetting", description="noise-corrected between-group SD of per-group forgetting, with "
-               "95% interval and group-effect p (interval excludes 0 only when p < 0.05)",
+               "95% interval and group-effect p (interval excludes 0 exactly when p < 0.05)",
                higher_is_better=False, low=0.0, high=None, scope="task", compute=groups.biased_forgetting, unit=T),
     MetricSpec(name="biased_forgetting_range", description="max minus min per-group forgetting (descriptive: inflated "
                "by noise)",
@@ -54,7 +54,7 @@ METRICS = (
                "with 95% CI",
                higher_is_better=False, low=None, high=None, scope="task", compute=groups.worst_group_excess, unit=T),
     MetricSpec(name="group_effect_pvalue", description="p-value of 'forgetting does not depend on the group' "
-               "(studentized, templates permuted; small = real group differences)",
+               "(studentized, templates bootstrapped, against training noise with seeds; small = real group differences)",
                higher_is_better=None, low=0.0, high=1.0, scope="task",
                compute=groups.group_effect_pvalue, unit="probability"),
     MetricSpec(name="bbq_bias_dis", description="BBQ bias score in disambiguated contexts at the last stage (0 = "
