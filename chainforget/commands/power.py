@@ -468,14 +468,10 @@ def study_cost(suite: dict, gpu_train_tps: float, gpu_score_tps: float) -> dict:
     specs = expand_suite(suite)
     with tempfile.TemporaryDirectory(prefix="chainforget-power-") as out:
         dry = dry_run(specs, out)
-    train_tokens = score_tokens = 0.0
     todo = [p for p in dry.runs if not p.complete]
-    for plan in todo:  # the token positions the estimate times, as dry_run totals them
-        for sp in plan.stages:
-            train_tokens += getattr(sp, "after_tokens", 0)  # EWC's Fisher, even after a reused stage
-            if not sp.reused:
-                train_tokens += sum(w.padded for w in sp.train.values()) * sp.cost
-        score_tokens += plan.evaluations * sum(w.padded for w in plan.score.values())
+    positions = dry.positions  # the padded positions the estimate prices, per kind and task
+    train_tokens = float(sum(positions.get("train", {}).values()))
+    score_tokens = float(sum(positions.get("score", {}).values()))
     gpu_s = train_tokens / gpu_train_tps + score_tokens / gpu_score_tps + len(todo) * GPU_RUN_OVERHEAD_S
     return {"runs": len(specs), "cpu_seconds": dry.estimate_s, "cpu_parts": dry.parts, "cpu_model": cpu_model(),
             "train_tokens": int(train_tokens), "score_tokens": int(score_tokens),

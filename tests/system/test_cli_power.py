@@ -116,5 +116,6 @@ def test_missing_pilot_folder_is_one_line(tmp_path):
 def test_quick_seeds_reuses_the_quick_presets_runs():
     quick = {s.run_id() for s in expand_suite(resolve_suite("quick"))}
     seeds = expand_suite(resolve_suite("quick-seeds"))
-    assert sorted({s.seed for s in seeds}) == [0, 1, 2] and len(seeds) == 3 * len(quick)
-    assert {s.run_id() for s in seeds if s.seed == 0} == quick
+    first = {s.run_id() for s in seeds if s.seed == 0}
+    assert sorted({s.seed for s in seeds}) == [0, 1, 2] and len(seeds) == 3 * len(first)
+    assert first <= quick and len(first) >= 4  # naive and replay in both orders at least
