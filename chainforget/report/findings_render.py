@@ -448,7 +448,13 @@ def _table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
     e = html.escape
     head = f'<table class="{cls}">' if cls else "<table>"
     return (head + "<tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+            + "".join("<tr>" + "".join(f"<td>{_keep(e(c))}</td>" for c in row) + "</tr>" for row in rows)
+            + "</table>")
+
+
+def _keep(cell: str) -> str:
+    """'< 0.001' stays on one line in a narrow column."""
+    return cell.replace("&lt; ", "&lt;&nbsp;")
 
 
 def _figs(items: list[tuple[str, str]]) -> list[str]:
