@@ -113,7 +113,7 @@ def _suite_results(suite, out: str, *, shard: str | None, launcher: str, no_run:
     if not no_run:
         run_suite(suite, out, shard=shard_t, progress=not quiet, echo=echo, launcher=launcher,
                   warn=lambda msg: None)  # the damaged runs are reported once, below
-    results, missing, damaged = collect_results(suite, out)
+    results, missing, damaged = collect_results(suite, out, with_records=True)  # records: compare's intervals
     for line in damaged:
         warn(f"damaged run left out of the table: {line}")
     if missing:
@@ -125,8 +125,8 @@ def _suite_results(suite, out: str, *, shard: str | None, launcher: str, no_run:
 
 
 def folder_results(out: str, warn: Callable[[str], None]) -> list[dict]:
-    """The results of every complete run under ``out`` (any depth), verified as compare reads them; incomplete and
-    damaged runs are reported through ``warn`` and left out."""
+    """Every complete run under ``out`` (any depth) as a verified run dict with its records, as compare reads it;
+    incomplete and damaged runs are reported through ``warn`` and left out."""
     if not Path(out).is_dir():
         raise ConfigError(f"{out} is not a folder; pass the --out of a leaderboard or run (or --suite/--preset to run "
                           f"one)")
@@ -136,7 +136,7 @@ def folder_results(out: str, warn: Callable[[str], None]) -> list[dict]:
     results = []
     for run_dir in dirs:
         try:
-            results.append(read_run(run_dir)["result"])
+            results.append(read_run(run_dir))  # with its records, so cells match compare and findings
         except DataError as exc:
             if "written by schema version" in str(exc):
                 raise  # another chainforget's results: the whole table would be wrong, not one run
