@@ -25,6 +25,7 @@ from chainforget.errors import ConfigError, DataError
 from chainforget.metrics import effects, inference
 from chainforget.metrics import spread as spread_stats
 from chainforget.metrics.compute import build_inputs
+from chainforget.metrics.groups import forgetting_bounds
 from chainforget.metrics.inference import Estimate
 from chainforget.metrics.replicates import clip
 from chainforget.metrics.uncertainty import paired_differences
@@ -224,11 +225,14 @@ def spread_over_seeds(per_seed: Mapping[Any, RunView], task: str, min_group_size
     return spread_stats.spread(cl, n_perm, inference.cell_rng(seed, *key)), cl
 
 
-def simultaneous_over_seeds(per_seed: Mapping[Any, RunView], cl: spread_stats.Clustered, task: str, n_boot: int,
-                            seed: int):
-    """Per-group simultaneous intervals over seeds (``metrics.spread``), resamples keyed by the runs."""
+def group_intervals_over_seeds(per_seed: Mapping[Any, RunView], cl: spread_stats.Clustered, task: str, n_boot: int,
+                               seed: int) -> spread_stats.GroupIntervals:
+    """Per-group simultaneous intervals over seeds (``spread.group_intervals``), clipped to the possible range of a
+    mean forgetting (``groups.forgetting_bounds``), a group with too few templates saying so; resamples keyed by the
+    runs."""
     key = ("group_forgetting", task, *sorted(v.run_id for v in per_seed.values()))
-    return spread_stats.simultaneous_intervals(cl, n_boot, inference.cell_rng(seed, *key))
+    bounds = forgetting_bounds(next(iter(per_seed.values())).inputs, task)
+    return spread_stats.group_intervals(cl, n_boot, inference.cell_rng(seed, *key), bounds=bounds)
 
 
 def restrict(cl: spread_stats.Clustered, groups: Sequence[str]) -> spread_stats.Clustered | None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import numpy as np
+
 from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
 from chainforget.errors import ConfigError, unknown_name
 from chainforget.metrics import effects, estimates
@@ -196,7 +198,7 @@ def _group_answer(setting, chain, task, per_seed, n_boot, seed, min_group_size) 
             e = view.entry("group_forgetting", f"{task}/{g}")
             groups.append({"group": g, "value": e.get("value"), "ci_low": e.get("ci_low"),
                            "ci_high": e.get("ci_high"), "n": e.get("n"), "ci": e.get("ci"),
-                           **({"missing": e["missing"]} if e.get("missing") else {})})
+                           **{k: e[k] for k in ("missing", "ci_missing") if e.get(k)}})
         critical = next((e.get("critical_value") for e in (view.result["metrics"].get("group_forgetting") or {})
                          .values() if isinstance(e, dict) and e.get("critical_value")), None)
         source = "stored biased_forgetting and group_forgetting (as in the leaderboard)"
@@ -205,10 +207,13 @@ def _group_answer(setting, chain, task, per_seed, n_boot, seed, min_group_size) 
         if full is None:
             return {**answer, "spread": None, "reading": "fewer than 2 groups with enough eval examples"}
         spread = {k: full[k] for k in ("value", "ci_low", "ci_high", "p")}
-        m, low, high, critical = estimates.simultaneous_over_seeds(per_seed, cl, task, n_boot, seed)
+        res = estimates.group_intervals_over_seeds(per_seed, cl, task, n_boot, seed)
+        critical = res.critical if np.isfinite(res.critical) else None
         counts = estimates.group_sizes(per_seed, task)
-        groups = [{"group": g, "value": float(v), "ci_low": float(lo), "ci_high": float(hi), "n": counts[g],
-                   "ci": "simultaneous"} for g, v, lo, hi in zip(cl.names, m, low, high)]
+        groups = [{"group": g, "value": float(v), "ci_low": None if why else float(lo),
+                   "ci_high": None if why else float(hi), "n": counts[g], "ci": "simultaneous",
+                   **({"ci_missing": why} if why else {})}
+                  for g, v, lo, hi, why in zip(res.names, res.means, res.low, res.high, res.reasons)]
         source = "recomputed over seeds from the records (as in compare)"
     spread["mde"] = estimates.spread_mde(per_seed, task, [g["group"] for g in groups], floor)
     answer.update({"unit": unit, "spread": spread, "groups": groups, "critical_value": critical, "source": source})

@@ -64,6 +64,8 @@ def test_planted_effects_are_found_with_their_mde(planted):
     assert group["spread"]["p"] < 0.05 and group["spread"]["ci_low"] > 0 and group["spread"]["mde"] > 0
     assert {g["group"] for g in group["groups"]} == {"Age", "Gender", "Race"}
     assert "Age forgot more than every other group" in group["reading"]
+    for g in group["groups"]:  # per-group intervals over seeds stay in the possible range of an accuracy drop
+        assert -1.0 <= g["ci_low"] <= g["value"] <= g["ci_high"] <= 1.0, g
     safety = _one(planted["mitigation"]["answers"], setting="replay", chain="bbq,gsm8k", measure="safety forgetting")
     assert safety["difference"]["ci_high"] < 0 and safety["pairs"] == 3 and "forgets less than naive" in \
         safety["reading"]
