@@ -16,13 +16,10 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from chainforget.engine.collate import collate, encode_examples
+from chainforget.engine.counts import pad_token_id
 from chainforget.engine.training import target_logits, target_logits_loss, target_mask, target_tokens
 
 REDUCTIONS = ("mean", "sum", "per_example")
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def example_batches(tokenizer, examples: Sequence[Any], *, max_length: int, batch_size: int = 1,
@@ -34,7 +31,7 @@ def example_batches(tokenizer, examples: Sequence[Any], *, max_length: int, batc
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     encoded = encode_examples(tokenizer, list(examples), max_length, task_of=lambda ex: str(getattr(ex, "task", "")))
-    pad = _pad_id(tokenizer)
+    pad = pad_token_id(tokenizer)
     for start in range(0, len(encoded), batch_size):
         batch = collate(encoded[start:start + batch_size], pad)
         yield {k: (v.to(device) if device is not None and hasattr(v, "to") else v) for k, v in batch.items()}

@@ -123,25 +123,13 @@ class EWCPlugin(StrategyPlugin):
 
     def consolidate(self, strategy, index: int) -> None:
         """Fisher of the chain's task ``index`` at the current weights; the anchor is the current weights."""
-        from chainforget.engine.collate import collate, encode_examples
-        from chainforget.engine.counts import pad_token_id
-        from chainforget.engine.training import target_logits, target_logits_loss, target_mask, target_tokens
+        from chainforget.engine.probe import example_batches, example_loss
 
-        tok = strategy.tokenizer
-        encoded = encode_examples(tok, self.fisher_examples(index), strategy.train_cfg.max_length)
-        device = next(strategy.model.parameters()).device
-        pad = pad_token_id(tok)
-
-        def batches():
-            for enc in encoded:
-                b = collate([enc], pad)
-                yield {k: (v.to(device) if hasattr(v, "to") else v) for k, v in b.items()}
-
-        def loss_fn(model, b):  # the LM head at target positions only, as in training
-            keep = target_mask(b["labels"])
-            return target_logits_loss(target_logits(model, b, keep), target_tokens(b["labels"], keep), "mean")
-
-        fisher = diagonal_fisher(strategy.model, batches(), loss_fn)
+        # one example per batch (a per-sample Fisher); the LM head at target positions only, as in training
+        batches = example_batches(strategy.tokenizer, self.fisher_examples(index),
+                                  max_length=strategy.train_cfg.max_length,
+                                  device=next(strategy.model.parameters()).device)
+        fisher = diagonal_fisher(strategy.model, batches, lambda model, b: example_loss(model, b, "mean"))
         anchor = {n: p.detach().float().clone() for n, p in trainable(strategy.model)}
         if self.mode == "online" and self.fishers:
             fisher = {n: self.decay * self.fishers[0][n] + f for n, f in fisher.items()}
