@@ -557,6 +557,9 @@ def refused_run_cases() -> list[Case]:
         Case("refused-model-garbage-tokenizer", run(_garbage_tokenizer), "could not load the model"),
         Case("refused-hf-revision-traversal", run("hf:org/n@../../x"), "hf:org/n@../../x"),
         Case("refused-chat-template-missing", run(_no_chat_template, "--chat-template"), "has no chat template"),
+        Case("refused-leaderboard-model-without-tokenizer", lambda c: [
+            "leaderboard", "--suite", c.write("s.yaml", _yaml_dump({**SUITE, "model": str(_no_tokenizer(c))})), "-q"],
+             "could not load the model"),
     ]
 
 

@@ -20,7 +20,7 @@ from chainforget.config.metric_options import metric_options_from
 from chainforget.config.spec import RunSpec
 from chainforget.engine.distributed import Ranks
 from chainforget.engine.memory import check_run_fits
-from chainforget.errors import ConfigError, DataError
+from chainforget.errors import ChainforgetError, ConfigError, DataError
 from chainforget.metrics.compute import compute_all
 from chainforget.store import results as store
 from chainforget.store.atomic import atomic_write_json, remove_stale_temps
@@ -81,6 +81,7 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
         remove_stale_temps(run_dir)  # left by a killed predecessor; we hold the run's lock
         return None
 
+    created, refused = not run_dir.exists(), False
     try:
         done = ranks.on_main(claim)
         if done is not None:
@@ -88,9 +89,14 @@ def run(spec: RunSpec, out_dir: str | Path = "runs", *, resume: bool = False, pr
             return done
         return _execute(resolved, run_dir, resume=resume, progress=progress, echo=echo,
                         metric_options=dict(metric_options or {}), loggers=loggers, ranks=ranks)
+    except (ChainforgetError, OSError):
+        refused = True
+        raise
     finally:
         for lock in held:
             lock.release()
+        if refused and created and ranks.is_main:  # refused before its first evaluation: leave no folder behind
+            store.remove_unstarted_run(run_dir)
 
 
 def _execute(resolved: ResolvedRun, run_dir: Path, *, resume: bool, progress: bool, echo: Echo,
