@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from chainforget.config.spec import short_hash
-from chainforget.store.atomic import atomic_write_json, read_json, read_jsonl_gz, remove_stale_temps, write_jsonl_gz
+from chainforget.store.atomic import atomic_write_json, iter_jsonl_gz, read_json, remove_stale_temps, write_jsonl_gz
 from chainforget.store.layout import META_FILE, PREFIX_DIR, PREFIX_RECORDS_FILE, WEIGHTS_FILE, PrefixLayout
 from chainforget.store.markers import verify_marker, write_marker
+from chainforget.store.results import check_record
 from chainforget.store.state import load_trainable, save_trainable
 
 __all__ = ["PREFIX_DIR", "PrefixStore", "base_key", "is_stage_key", "stage_key"]
@@ -99,7 +100,9 @@ class PrefixStore:
         load_trainable(model, self.layout.entry(key).weights)
 
     def load_records(self, key: str) -> list[dict]:
-        return list(read_jsonl_gz(self.layout.entry(key).records))
+        """The entry's evaluation records, bounded and typed as a run's are (they become the run's records)."""
+        path = self.layout.entry(key).records
+        return [check_record(rec, f"{path} line {n}") for n, rec in iter_jsonl_gz(path)]
 
     def load_meta(self, key: str) -> dict:
         meta = read_json(self.layout.entry(key).meta, "prefix meta")

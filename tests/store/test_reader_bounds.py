@@ -168,3 +168,18 @@ def test_only_an_unstarted_run_folder_is_removed(tmp_path):
     (busy / "spec.json").write_text("{}")
     with FileLock(str(busy / ".lock")):  # another process is starting this run
         assert not remove_unstarted_run(busy) and (busy / "spec.json").exists()
+
+
+def test_prefix_entry_records_are_typed_as_a_runs_are(tmp_path):
+    """A reused prefix entry's records become the run's: edited with the marker recomputed, they are one line."""
+    from chainforget.store.prefix import PrefixStore, base_key
+
+    store, key = PrefixStore(tmp_path), base_key({"model": "tiny"})
+    store.save(key, None, [{**RECORD, "step": 0}], {"stage": "base"}, with_weights=False)
+    assert store.load_records(key) == [{**RECORD, "step": 0}]
+    entry = store.path(key)
+    (entry / "records.jsonl.gz").write_bytes(gzip.compress(json.dumps({**RECORD, "scores": {"acc": "x"}}).encode()))
+    write_marker(entry, ["records.jsonl.gz", "meta.json"])
+    assert store.complete(key)  # the marker vouches for the edit; the reader's types do not
+    with pytest.raises(DataError, match=r"records\.jsonl\.gz line 1: record field 'scores' must be"):
+        store.load_records(key)

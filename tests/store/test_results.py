@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_report_factory import make_result, make_run
+from report.test_report_factory import make_result, make_run  # tests/report (pythonpath: tests)
 
 from chainforget.errors import ChainforgetError, DataError
 from chainforget.store import atomic, results
