@@ -11,7 +11,8 @@ those prompts (CPU, one thread, seeded), its two blocks, its final norm and the 
 most frequent tokens (the embedding is tied to the LM head; the other 41k rows get no gradient and stay as drawn).
 The file holds only what was trained (~600k float32 numbers, ~2.4 MB, safetensors); the loader rebuilds the rest
 from the seed and checks its checksum (``engine.models.load_tiny_trained``). Same torch build and the same command
-give the same file.
+give the same tensors (checked: two runs, torch.equal on every tensor); the file's bytes may differ only in the
+order safetensors writes its metadata, which the model's fingerprint ignores (it hashes the tensors).
 """
 
 from __future__ import annotations

@@ -235,11 +235,19 @@ def save_tiny_trained(model, rows, seed_embedding, path: str | Path, metadata: d
 
 
 def tiny_trained_fingerprint() -> str:
-    """sha256 of the shipped file: a retrained checkpoint gets new run ids."""
+    """sha256 over the shipped tensors (names and bytes, sorted): a retrained checkpoint with other weights gets new
+    run ids, a byte-different file with the same weights (safetensors writes its metadata in any order) does not."""
+    from safetensors import safe_open
+
     path = tiny_trained_path()
     if not path.is_file():
         return "tiny-trained-missing"
-    return "tiny-trained-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    h = hashlib.sha256()
+    with safe_open(str(path), framework="numpy") as f:
+        for key in sorted(f.keys()):
+            h.update(key.encode())
+            h.update(f.get_tensor(key).tobytes())
+    return "tiny-trained-" + h.hexdigest()[:16]
 
 
 def load_tiny_trained(dtype=None, **_: Any):

@@ -67,3 +67,20 @@ def test_a_file_for_another_embedding_is_refused(tmp_path, monkeypatch):
     path.unlink()
     with pytest.raises(ModelError, match="is missing"):
         models.load_tiny_trained()
+
+
+def test_fingerprint_follows_the_weights_not_the_file_bytes(tmp_path, monkeypatch):
+    """Retraining gives the same tensors but safetensors may order its metadata differently: same run ids."""
+    model, _ = models.load_tiny(seed=0)
+    seed = model.get_input_embeddings().weight
+    paths = [models.save_tiny_trained(model, [5], seed, tmp_path / f"{i}.safetensors", meta)
+             for i, meta in enumerate(({"recipe": "a", "x": "1"}, {"x": "2", "recipe": "b"}))]
+    with torch.no_grad():
+        model.model.norm.weight.add_(1e-3)
+    paths.append(models.save_tiny_trained(model, [5], seed, tmp_path / "2.safetensors", {"recipe": "a", "x": "1"}))
+    prints = []
+    for path in paths:
+        monkeypatch.setattr(models, "tiny_trained_path", lambda path=path: path)
+        prints.append(models.tiny_trained_fingerprint())
+    assert prints[0] == prints[1] != prints[2]
+    assert paths[0].read_bytes() != paths[1].read_bytes()
