@@ -72,6 +72,7 @@ def forest(ax, labels: Sequence[str], entries: Sequence[dict | None], bounds=(No
     low_b, high_b = bounds
     colors = list(color) if isinstance(color, (list, tuple)) else [color] * len(entries)
     absent = []
+    open_sides: list[tuple[float, float, Any, bool, bool]] = []
     for i, e in enumerate(entries):
         y = len(entries) - 1 - i
         if not e or e.get("value") is None:
@@ -85,6 +86,8 @@ def forest(ax, labels: Sequence[str], entries: Sequence[dict | None], bounds=(No
         v = float(e["value"])
         lo = float(e["ci_low"]) if e.get("ci_low") is not None else v
         hi = float(e["ci_high"]) if e.get("ci_high") is not None else v
+        if e.get("unbounded"):  # an open side reaches the axis' edge, drawn once the limits are known
+            open_sides.append((y, v, colors[i], e.get("ci_low") is None, e.get("ci_high") is None))
         clip_lo = low_b is not None and lo < low_b
         clip_hi = high_b is not None and hi > high_b
         lo = max(lo, low_b) if low_b is not None else lo
@@ -105,6 +108,13 @@ def forest(ax, labels: Sequence[str], entries: Sequence[dict | None], bounds=(No
         span = (right - left) * 0.03
         ax.set_xlim(left if low_b is None else max(left, low_b - span),
                     right if high_b is None else min(right, high_b + span))
+    left, right = ax.get_xlim()
+    for y, v, c, open_low, open_high in open_sides:
+        for is_open, edge, marker in ((open_low, left, "<"), (open_high, right, ">")):
+            if is_open:
+                ax.plot([v, edge], [y, y], color=c, linewidth=2.2, linestyle=(0, (2, 1)))
+                ax.plot(edge, y, marker=marker, color=c, markersize=8, clip_on=False)
+    ax.set_xlim(left, right)
     return absent
 
 

@@ -97,6 +97,10 @@ def test_forest_clips_intervals_to_the_metric_range_and_marks_the_clipped_side()
     assert min(xs) >= -1.0 and max(xs) <= 1.0
     assert {"<", ">"} <= {line.get_marker() for line in ax.get_lines()}  # both sides clipped, both marked
     assert [t.get_text() for t in ax.texts] == ["n/a"]  # the missing row says so; the zero row is a point at 0
+    ax = Figure().add_subplot()
+    drawing.forest(ax, ["open"], [{"value": 0.2, "ci_low": -0.1, "ci_high": None, "unbounded": True}])
+    right = ax.get_xlim()[1]
+    assert any(line.get_marker() == ">" and line.get_xdata()[0] == right for line in ax.get_lines())  # reaches the edge
     assert fr.score_range("bbq", "acc") == (-1.0, 1.0) and fr.score_range("no-such-task", "acc") == (None, None)
 
 
