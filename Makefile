@@ -11,7 +11,7 @@ STAMP := $(VENV)/.chainforget-installed
 run: $(STAMP)
 	$(BIN)/chainforget leaderboard
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
