@@ -12,9 +12,10 @@ means ``m_g`` (size-weighted over examples, averaged over seeds) and variances `
   ``(G - 1)(S - 1)`` degrees of freedom).
 - **One statistic** ``Q(tau^2) = sum_g (m_g - mu)^2 / (v_g + tau^2)`` with a simulated reference at every tau:
   B replicates whose evaluation noise is a wild cluster bootstrap of the templates' residual totals (``vE``
-  re-estimated in each) and, with seeds, whose training noise is a simulated group x seed interaction of variance
-  ``s_b^2`` with ``s_b^2`` re-estimated as above (its few degrees of freedom and its floor at 0 are in the
-  reference: a parametric Knapp-Hartung-type step); at tau > 0 they add random group effects ``tau * z``.
+  re-estimated in each) and, with seeds, whose training noise is a simulated group x seed interaction (its
+  variance drawn from what the interaction sum of squares allows, then ``s_b^2`` re-estimated as above: its few
+  degrees of freedom and its floor at 0 are in the reference, a Knapp-Hartung-type step); at tau > 0 they add
+  random group effects ``tau * z``.
 - **Spread** ``tau``: Paule-Mandel, the ``tau^2 >= 0`` with ``Q(tau^2) = G - 1``.
 - **Test** of tau = 0: ``p = (1 + #{Q*_k >= Q(0)}) / (1 + B)``, residuals around the common mean (the null imposed).
 - **Interval**: tau = 0 is in it iff ``p >= alpha``; tau > 0 iff ``Q(tau^2)`` is neither in the top nor the bottom
@@ -141,8 +142,9 @@ def eval_moments(avg: np.ndarray, sizes: np.ndarray, labels: np.ndarray, n_group
     return mean, np.maximum(var, np.maximum(FLOOR_SHARE * pooled / n, 1e-12))
 
 
-def interaction(batch: Batch) -> tuple[np.ndarray, np.ndarray, int]:
-    """(``s_b^2 [R]``, ``W [R, G]``, df): the excess group x seed interaction variance of the per-seed group means.
+def interaction(batch: Batch) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """(``s_b^2 [R]``, ``W [R, G]``, df, ``SS [R]``): the excess group x seed interaction variance of the per-seed
+    group means, the evaluation part, the degrees of freedom and the interaction sum of squares.
 
     ``SS`` = the double-centred (groups and seeds) sum of squares of the per-seed group means; its expectation is
     ``(G-1)(S-1) sigma_b^2 + (1 - 1/G) sum_g W_g`` with ``W_g = sum_s Var(seed s's group-g evaluation noise minus
@@ -153,7 +155,7 @@ def interaction(batch: Batch) -> tuple[np.ndarray, np.ndarray, int]:
     r, s, c = batch.totals.shape
     g = batch.n_groups
     if s < 2:
-        return np.zeros(r), np.zeros((r, g)), 0
+        return np.zeros(r), np.zeros((r, g)), 0, np.zeros(r)
     oh = _onehot(batch.group[None], g)  # [C, G]
     k, n = np.ones(c) @ oh, batch.sizes @ oh
     per_seed = (batch.totals @ oh) / n  # [R, S, G]
@@ -165,22 +167,30 @@ def interaction(batch: Batch) -> tuple[np.ndarray, np.ndarray, int]:
     x = per_seed - per_seed.mean(axis=1, keepdims=True)
     x = x - x.mean(axis=2, keepdims=True)
     df = (g - 1) * (s - 1)
-    s_b2 = np.maximum(((x ** 2).sum(axis=(1, 2)) - (1 - 1 / g) * w.sum(axis=1)) / df, 0.0)
-    return s_b2, w, df
+    ss = (x ** 2).sum(axis=(1, 2))
+    return np.maximum((ss - (1 - 1 / g) * w.sum(axis=1)) / df, 0.0), w, df, ss
 
 
-def _training_replicates(s_b2: np.ndarray, w: np.ndarray, n_seeds: int, b: int, rng: np.random.Generator
+def _training_replicates(ss: np.ndarray, w: np.ndarray, n_seeds: int, b: int, rng: np.random.Generator
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(group shifts ``[R, b, G]``, re-estimated ``s_b^2 [R, b]``) of simulated group x seed interactions: per-seed
-    shifts N(0, s_b^2) plus seed-specific evaluation noise of total variance ``W_g``, estimated as in
-    :func:`interaction` (the estimate's few degrees of freedom and its floor at 0 are part of the reference)."""
+    """(group shifts ``[R, b, G]``, re-estimated ``s_b^2 [R, b]``) of simulated group x seed interactions.
+
+    Each replicate first draws a training variance from what the data allow: ``E[SS] = df (sigma_b^2 + wbar)``
+    with ``wbar = (1 - 1/G) sum_g W_g / df``, so ``sigma_k^2 = max(0, SS / chi2_k - wbar)`` with ``chi2_k ~ chi2(df)``
+    (a fiducial draw, as in generalized p-values for variance components; plugging in the point estimate made the
+    test liberal with 2 seeds, 0.09, because an underestimate lightens the reference's tail). It then draws per-seed
+    shifts N(0, sigma_k^2) plus seed-specific evaluation noise of total variance ``W_g``, and re-estimates
+    ``s_b^2`` from them exactly as :func:`interaction` does (its few degrees of freedom and its floor at 0 are part
+    of the reference)."""
     r, g = w.shape
-    shifts = rng.standard_normal((r, b, g, n_seeds)) * np.sqrt(s_b2)[:, None, None, None]
+    df = (g - 1) * (n_seeds - 1)
+    wbar = (1 - 1 / g) * w.sum(axis=1) / df
+    truth = np.maximum(ss[:, None] / rng.chisquare(df, size=(r, b)) - wbar[:, None], 0.0)
+    shifts = rng.standard_normal((r, b, g, n_seeds)) * np.sqrt(truth)[:, :, None, None]
     noise = rng.standard_normal((r, b, g, n_seeds)) * np.sqrt(w / (n_seeds - 1))[:, None, :, None]
     x = shifts + noise - noise.mean(axis=-1, keepdims=True)
     x = x - x.mean(axis=-1, keepdims=True)
     x = x - x.mean(axis=-2, keepdims=True)
-    df = (g - 1) * (n_seeds - 1)
     again = np.maximum(((x ** 2).sum(axis=(-1, -2)) - (1 - 1 / g) * w.sum(axis=1)[:, None]) / df, 0.0)
     return shifts.mean(axis=-1), again
 
@@ -291,7 +301,7 @@ def analyse(batch: Batch, n_boot: int, rng: np.random.Generator, alpha: float = 
     g = batch.n_groups
     avg = batch.totals.mean(axis=1)
     means, v_eval = (x[:, 0] for x in eval_moments(avg, batch.sizes, batch.group[None], g, batch.pooled))
-    s_b2, w, _ = interaction(batch)
+    s_b2, w, _, ss = interaction(batch)
     variances = v_eval + s_b2[:, None] / s
     observed = q_statistic(means, variances)
     tolerance = 1e-9 * np.maximum(1.0, np.abs(observed))
@@ -303,7 +313,7 @@ def analyse(batch: Batch, n_boot: int, rng: np.random.Generator, alpha: float = 
     while done < n_boot:
         b = min(chunk, n_boot - done)
         weights = WEBB[rng.integers(0, WEBB.size, size=(r, b, c))]
-        shift, again = _training_replicates(s_b2, w, s, b, rng) if s >= 2 else (0.0, np.zeros((r, b)))
+        shift, again = _training_replicates(ss, w, s, b, rng) if s >= 2 else (0.0, np.zeros((r, b)))
         for resid, (m_out, v_out) in ((restricted, null), (centred, (ref_means, ref_variances))):
             m_star, v_star = eval_moments((weights * resid[:, None, :]).reshape(r * b, c), batch.sizes,
                                           batch.group[None], g, np.repeat(batch.pooled, b))
@@ -373,8 +383,8 @@ def group_intervals(cl: Clustered, n_boot: int, rng: np.random.Generator, confid
     avg = cl.totals.mean(axis=0)
     shift, extra = np.zeros((cl.n_groups, n_boot)), np.zeros(n_boot)
     if cl.n_seeds >= 2:  # training noise: simulated as in the spread's reference, s_b^2 re-estimated each time
-        s_b2, w, _ = interaction(cl.batch())
-        moved, again = _training_replicates(s_b2, w, cl.n_seeds, n_boot, rng)
+        _, w, _, ss = interaction(cl.batch())
+        moved, again = _training_replicates(ss, w, cl.n_seeds, n_boot, rng)
         shift, extra = moved[0].T, again[0] / cl.n_seeds
     k = np.bincount(cl.group, minlength=cl.n_groups)
     floor = FLOOR_SHARE * cl.pooled_var

@@ -37,11 +37,11 @@ def test_three_seed_spread_interval_covers_with_training_noise():
 
 def test_seeds_grid_in_the_quick_presets_design():
     # 2, 3 and 5 seeds x seed x group SD 0, 0.05, 0.10: 1,080 replications pooled (MC SE 0.007), each cell
-    # (120 replications, MC SE 0.02) far from the old 0.17.
+    # (120 replications, MC SE 0.02) well below the old 0.17.
     rates = []
     for k, (seeds, sd) in enumerate((s, d) for s in (2, 3, 5) for d in (0.0, 0.05, 0.10)):
         rates.append(sim.seeded_calibration(QUICK, seeds, sd, 120, 300 + k)["rejection_rate"])
-        assert rates[-1] <= 0.11, (seeds, sd, rates[-1])
+        assert rates[-1] <= 0.125, (seeds, sd, rates[-1])  # 0.05 + 3.8 MC SE
     assert 0.03 <= sum(rates) / len(rates) <= 0.07, rates
 
 
