@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from chainforget.errors import ConfigError, DataError
+from chainforget.metrics import estimates
 from chainforget.metrics.compute import read_run
 from chainforget.report.drawing import metric_unit
 from chainforget.report.tables import chain_label, strategy_name
@@ -179,17 +180,22 @@ def _metric_rows(run: dict) -> Iterable[dict]:
     ident = _identity(result)
     stages, tasks, info = result["stages"], result["eval_tasks"], result["task_info"]
     sizes = result.get("group_sizes") or {}
+    last = len(stages) - 1
+    view = estimates.RunView(run) if run.get("records") else None
     for t, row in enumerate(result["score_matrix"]):
         for task, value in zip(tasks, row):
             unit = str(info[task].get("unit") or info[task].get("primary_metric") or SCORE)
-            yield _row(ident, task, ALL, stages[t], t, SCORE, task, {"value": value}, unit,
+            entry = {"value": value}
+            if t == last and value is not None and view is not None:  # the leaderboard's "final" cell
+                est = estimates.final_cell([result], task, unit, {ident["seed"]: view})
+                entry.update(ci_low=est.ci_low, ci_high=est.ci_high, n=est.n)
+            yield _row(ident, task, ALL, stages[t], t, SCORE, task, entry, unit,
                        n=sum((sizes.get(task) or {}).values()) or None)
             for group, by_stage in sorted(((result.get("group_score_matrix") or {}).get(task) or {}).items()):
                 if group == ALL:
                     continue  # a task without demographic groups: its one group is the task-level row above
                 yield _row(ident, task, group, stages[t], t, SCORE, f"{task}/{group}", {"value": by_stage[t]}, unit,
                            n=(sizes.get(task) or {}).get(group))
-    last = len(stages) - 1
     for metric, per_key in sorted(result["metrics"].items()):
         for key, entry in per_key.items():
             task, group = _task_group(key, tasks)
