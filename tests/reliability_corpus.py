@@ -432,7 +432,7 @@ def trust_cases() -> list[Case]:
         def build(c):
             out, ewc_dir, run, cfg = _copied_folder(c)
             return {"run": ["run", "--config", cfg, "-q"], "compare": ["compare", ewc_dir, run],
-                    "findings": ["findings", out], "metrics": ["metrics", ewc_dir],
+                    "findings": ["findings", ewc_dir], "metrics": ["metrics", ewc_dir],
                     "sharpness": ["sharpness", ewc_dir, "--max-iter", "1"]}[command]
         return build
 

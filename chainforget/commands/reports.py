@@ -7,7 +7,7 @@ from typing import Sequence
 from chainforget.config.defaults import METRIC_OPTION_DEFAULTS as DEFAULTS
 from chainforget.config.ranges import check_number
 from chainforget.errors import ConfigError, DataError, did_you_mean
-from chainforget.metrics.compute import read_run
+from chainforget.metrics.compute import read_runs
 from chainforget.plugins import registries
 from chainforget.report.compare import METRICS, check_metrics, compare_runs, load_groups
 from chainforget.report.findings import DEFAULT_METRIC, check_metric, findings
@@ -26,9 +26,10 @@ def compare_command(run_sets: Sequence[str], *, baseline: str | None, by: str, m
     if by == "strategy":
         paths = [s.partition("=")[2] or s for s in run_sets]
         runs, warnings = find_runs(paths)
+        loaded, skipped = read_runs(runs)  # a damaged run is one warning and left out
+        warnings += skipped
         groups: dict[str, list[dict]] = {}
-        for r in runs:
-            run = read_run(r)
+        for run in loaded:
             groups.setdefault(strategy_name(run["result"]), []).append(run)
         baseline = baseline or ("naive" if "naive" in groups else next(iter(groups)))
     else:
@@ -118,5 +119,6 @@ def findings_command(paths: Sequence[str], *, metric: str = DEFAULT_METRIC, base
     check_number("min_group_size", min_group_size)
     check_metric(metric)  # before loading runs
     runs, warnings = find_runs(paths)
-    return render(findings([read_run(r) for r in runs], metric=metric, baseline=baseline, n_boot=n_boot, seed=seed,
-                           min_group_size=min_group_size), fmt), warnings
+    loaded, skipped = read_runs(runs)  # a damaged run is one warning and left out; none left: its one-line error
+    return render(findings(loaded, metric=metric, baseline=baseline, n_boot=n_boot, seed=seed,
+                           min_group_size=min_group_size), fmt), warnings + skipped

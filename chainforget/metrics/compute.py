@@ -164,3 +164,24 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"{run_dir}: its records disagree with its result.json ({problem}); one of them was edited "
                         f"after the run: {REDO}")
     return run
+
+
+def read_runs(run_dirs: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``read_run`` of each directory, for compare and findings: a damaged run is one warning and left out, so the
+    table goes on with the others (as a leaderboard does). When none is left the first damage is the error, one
+    line; results of another schema version stop everything (the whole table would be wrong, not one run)."""
+    runs: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    first: DataError | None = None
+    for run_dir in run_dirs:
+        try:
+            runs.append(read_run(run_dir))
+        except DataError as exc:
+            if "written by schema version" in str(exc):
+                raise
+            first = first or exc
+            warnings.append(f"damaged run left out: {exc}")
+    if not runs and first is not None:
+        raise first
+    return runs, warnings
+

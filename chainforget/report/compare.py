@@ -29,7 +29,7 @@ from chainforget.errors import ConfigError, did_you_mean
 from chainforget.metrics import estimates, inference
 from chainforget.metrics import spread as spread_stats
 from chainforget.metrics.base import TASK_UNIT
-from chainforget.metrics.compute import read_run
+from chainforget.metrics.compute import read_run, read_runs
 from chainforget.metrics.estimates import RunView
 from chainforget.plugins import registries
 from chainforget.report.tables import Cell, chain_label, estimate_cell
@@ -201,7 +201,7 @@ def _stored_row(metric, task, chain, label, is_base, mine, base, n_boot, seed, d
 def load_groups(specs: Sequence[str]) -> tuple[dict[str, list[dict]], list[str]]:
     """Run sets from CLI arguments ``label=path-or-glob`` or ``path-or-glob`` (label = the argument text).
 
-    Returns ``({label: [load_run dicts]}, warnings about incomplete runs skipped)``.
+    Returns ``({label: [read_run dicts]}, warnings about incomplete or damaged runs left out)``.
     """
     groups: dict[str, list[dict]] = {}
     warnings: list[str] = []
@@ -212,6 +212,6 @@ def load_groups(specs: Sequence[str]) -> tuple[dict[str, list[dict]], list[str]]
         if label in groups:
             raise ConfigError(f"run set {label!r} is given twice; name them with label=path")
         runs, warn = find_runs([path])
-        warnings += warn
-        groups[label] = [read_run(r) for r in runs]  # verified: records agree with result.json
+        groups[label], skipped = read_runs(runs)  # verified; a damaged run is a warning, an unreadable set an error
+        warnings += warn + skipped
     return groups, warnings

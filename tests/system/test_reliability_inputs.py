@@ -261,8 +261,8 @@ def test_run_directory_holds_only_data_formats(done):
 
 def test_leaderboard_names_a_copied_or_edited_run_and_counts_it_as_no_seed(done, tmp_path):
     """naive's run copied over EWC's run id, and naive's records edited with the marker recomputed: the leaderboard
-    (--no-run) prints one warning per run naming the folder to delete and a table without them; compare and
-    findings refuse the same runs (corpus: *-copied-run-folder, *-records-disagree-with-result)."""
+    (--no-run) prints one warning per run naming the folder to delete and a table without them (compare and findings
+    likewise: test below; given only such a run, each refuses it: corpus *-copied-run-folder, *-records-disagree-*)."""
     from reliability_corpus import _copied_folder, _edit_records, _flip_scores
 
     out, ewc_dir, run, _ = _copied_folder(Ctx(tmp_path, done[0] / "runs", done[1]))
@@ -285,6 +285,22 @@ def test_leaderboard_names_a_copied_or_edited_run_and_counts_it_as_no_seed(done,
     assert lines[0].startswith(f"warning: damaged run left out of the table: {edited}: its records disagree with its "
                                f"result.json (score_matrix[1][0]") and lines[-1].startswith("error: no complete runs")
     assert every_file(out2) == before
+
+
+def test_compare_and_findings_leave_a_damaged_run_out_and_go_on(done, tmp_path):
+    """Among good runs, a damaged one (here: another run's files under its id) is one warning and left out; compare
+    and findings go on with the others. Only a set with no readable run is an error (the corpus cases)."""
+    from reliability_corpus import IDENTITY, _copied_folder
+
+    out, ewc_dir, run, _ = _copied_folder(Ctx(tmp_path, done[0] / "runs", done[1]))
+    before = every_file(out)
+    for args in (["findings", out], ["compare", f"mixed={out}", f"good={run}"]):
+        res = cli(*args)
+        assert res.exit_code == 0, res.output
+        warnings = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
+        assert len(warnings) == 1 and f"damaged run left out: {ewc_dir}: it {IDENTITY}" in warnings[0], res.output
+        assert "Traceback" not in res.output and not [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert every_file(out) == before
 
 
 # ------------------------------------------------------------------------------------- the hostile-input corpus
