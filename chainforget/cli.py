@@ -265,8 +265,7 @@ def leaderboard_cmd(folder, preset, suite_path, out, shard, max_runs, launcher, 
                     quiet, dry_run):
     """Run a grid of strategies x chain orders x seeds, then print the leaderboard table.
 
-    \b
-    With --no-run and no --suite/--preset, or with a FOLDER, only tabulate the complete runs already under the folder
+    With a FOLDER, or --no-run without --suite/--preset, only tabulate the complete runs already under that folder
     (--out): no suite file needed, e.g. `chainforget leaderboard runs/`.
     """
     from chainforget.commands.runs import DEFAULT_PRESET, leaderboard_command
