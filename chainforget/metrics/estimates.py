@@ -108,6 +108,9 @@ def stored_cell(results: Sequence[dict], metric: str, key: str, bounds=(None, No
         reason = reason or entry.get("missing")
         if entry.get("value") is not None and entry.get("unbounded"):
             unbounded = str(entry["unbounded"]) if len(results) == 1 else "both"
+        elif len(results) == 1 and entry.get("value") is not None and (entry.get("ci_low") is None) != (
+                entry.get("ci_high") is None):  # one finite end (a spread with no finite high end)
+            unbounded = "high" if entry.get("ci_high") is None else "low"
         if len(results) == 1:
             n = entry.get("n") if isinstance(entry.get("n"), int) else None
             p = entry.get("p") if isinstance(entry.get("p"), (int, float)) else None
@@ -115,8 +118,10 @@ def stored_cell(results: Sequence[dict], metric: str, key: str, bounds=(None, No
                          missing=str(reason) if reason else f"no {metric} value for {key} in these runs")
     if len(results) == 1 and est.value is not None:
         est = replace(est, p=p)  # one run: its metric's own test where it has one (the group test), else none
-    if unbounded and est.value is not None:  # a run whose interval the data cannot bound: the cell cannot either
+    if unbounded == "both" and est.value is not None:  # a run the data cannot bound: the cell cannot either
         est = replace(est, ci_low=None, ci_high=None, p=None, unbounded=unbounded)
+    elif unbounded and est.value is not None:
+        est = replace(est, unbounded=unbounded)
     return est
 
 

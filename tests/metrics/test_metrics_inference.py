@@ -152,3 +152,11 @@ def test_a_stored_unbounded_ratio_stays_unbounded_in_every_cell():
         est = stored_cell(runs, "relative_forgetting", "gsm8k")
         assert est.unbounded == "both" and est.ci_low is None and est.ci_high is None and est.value is not None
     assert stored_cell([clear_run], "relative_forgetting", "gsm8k").triple() == (5.0, 3.0, 8.0)
+
+
+def test_a_stored_interval_with_one_finite_end_shows_the_other_as_open():
+    from chainforget.metrics.estimates import stored_cell
+
+    run = {"metrics": {"biased_forgetting": {"bbq": {"value": 0.3, "ci_low": 0.1, "ci_high": None, "p": 0.01}}}}
+    est = stored_cell([run], "biased_forgetting", "bbq", bounds=(0.0, None))
+    assert (est.value, est.ci_low, est.ci_high, est.unbounded, est.p) == (0.3, 0.1, None, "high", 0.01)
