@@ -230,6 +230,18 @@ def spread_over_seeds(per_seed: Mapping[Any, RunView], task: str, min_group_size
     return spread_stats.spread(cl, n_perm, inference.cell_rng(seed, *key)), cl
 
 
+def spread_cell(per_seed: Mapping[Any, RunView], task: str, min_group_size: int, n_perm: int, seed: int,
+                unit: str | None = None) -> Estimate:
+    """:func:`spread_over_seeds` as an Estimate (value, interval, group p; an open high end flagged), the cell the
+    leaderboard and compare print for several seeds' biased forgetting."""
+    result, _ = spread_over_seeds(per_seed, task, min_group_size, n_perm, seed)
+    if result is None:
+        return inference.missing_estimate(f"fewer than 2 groups with {min_group_size} or more eval examples",
+                                          len(per_seed), unit)
+    return Estimate(result["value"], result["ci_low"], result["ci_high"], result["p"], seeds=len(per_seed),
+                    unit=unit, unbounded="high" if result["ci_high"] is None else None)
+
+
 def group_intervals_over_seeds(per_seed: Mapping[Any, RunView], cl: spread_stats.Clustered, task: str, n_boot: int,
                                seed: int) -> spread_stats.GroupIntervals:
     """Per-group simultaneous intervals over seeds (``spread.group_intervals``), clipped to the possible range of a

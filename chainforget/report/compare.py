@@ -14,7 +14,7 @@ runs and formats, nothing else:
 - **biased_forgetting**: the calibrated between-group spread, its interval and the group-effect p in the ``sig``
   column (no difference is formed: a spread of a difference is not a difference of spreads). One seed: the stored
   metric (as the leaderboard shows it) unless the run has none or ``min_group_size`` differs from the run's; else
-  recomputed over the seeds (``estimates.spread_over_seeds``).
+  recomputed over the seeds (``estimates.spread_cell``).
 - any other registered metric (plugins included): stored values; a difference of stored values has an interval
   only with two seeds or more (between-seed variance, t(S - 1)). A metric undefined for a run gets no row.
 """
@@ -172,14 +172,8 @@ def _spread_row(metric, task, chain, label, is_base, mine, base, n_boot, seed, d
         est = estimates.stored_cell([views[0].result], metric, task, _bounds(metric), _unit(views[0], metric, task))
         p = views[0].entry(metric, task).get("p")
     else:
-        result, _ = estimates.spread_over_seeds(mine, task, min_group_size, n_boot, seed)
-        if result is None:
-            est, p = inference.missing_estimate(f"fewer than 2 groups with {min_group_size} or more eval examples",
-                                                len(views)), None
-        else:
-            est = inference.Estimate(result["value"], result["ci_low"], result["ci_high"], result["p"],
-                                     seeds=len(views), unit=_unit(views[0], metric, task))
-            p = result["p"]
+        est = estimates.spread_cell(mine, task, min_group_size, n_boot, seed, _unit(views[0], metric, task))
+        p = est.p
     p_text = "" if p is None else f"p={p:.3f}" + (" *" if p < spread_stats.ALPHA else "")
     return _head(metric, task, chain, label, len(mine)) + [estimate_cell(est, digits), Cell(""), Cell(""),
                                                             Cell(p_text, p=p)]

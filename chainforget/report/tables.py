@@ -16,7 +16,7 @@ the same chain, seed and other fields (negative = capability lost), missing for 
 matches. Given runs with their records (``read_run`` dicts), ``C final`` has its interval from the records and
 ``C vs naive`` is the paired difference of compare and findings (``estimates.paired_difference``: per example and
 seed, with its interval), and the biased forgetting of several
-seeds is their recomputed spread with its group p (``estimates.spread_over_seeds``); given bare results, the
+seeds is their recomputed spread with its group p (``estimates.spread_cell``); given bare results, the
 difference has an interval only over seeds and several seeds' spreads are combined as stored metrics.
 
 A missing value is never a zero and never a blank: its cell carries the reason (``Cell.missing``), the text formats
@@ -371,13 +371,8 @@ def leaderboard_rows(results: Sequence[dict], digits: int = 3, columns: Sequence
             row.append(_stored_cell(runs, "forgetting", t, digits))
             seed_views = views_of(runs) if len(runs) > 1 else None
             if seed_views is not None and estimates.forgetting_vectors(seed_views, t):  # the spread over seeds
-                spread, _ = estimates.spread_over_seeds(seed_views, t, DEFAULTS["min_group_size"],
-                                                        DEFAULTS["n_boot"], DEFAULTS["seed"])
-                unit = _unit_of(runs[0], "biased_forgetting", t)
-                est = (inference.missing_estimate("fewer than 2 groups with enough eval examples", len(runs), unit)
-                       if spread is None else inference.Estimate(spread["value"], spread["ci_low"],
-                                                                 spread["ci_high"], spread["p"], seeds=len(runs),
-                                                                 unit=unit))
+                est = estimates.spread_cell(seed_views, t, DEFAULTS["min_group_size"], DEFAULTS["n_boot"],
+                                            DEFAULTS["seed"], _unit_of(runs[0], "biased_forgetting", t))
                 row.append(estimate_cell(est, digits))
                 row.append(Cell("" if est.p is None else f"{est.p:.3f}", est.p, p=est.p, seeds=len(runs),
                                 unit="p-value", missing=est.missing))
