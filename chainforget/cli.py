@@ -170,7 +170,7 @@ def _split_train(options: dict) -> tuple[dict, dict]:
     """Flags -> (run settings by RunSpec name, training settings the user passed)."""
     from chainforget.engine.training import fields_help
 
-    names = {s["name"] for s in fields_help()}
+    names = {s["name"] for s in fields_help() if s["name"] != "seed"}  # --seed is the run's seed, not train's
     train = {k: v for k, v in options.items() if k in names and v is not None}
     return {k: v for k, v in options.items() if k not in names}, train
 
