@@ -111,3 +111,22 @@ def test_records_frame_rebuilds_the_score_matrix(example):
     for key, value in scores.items():
         assert means[key] == pytest.approx(value, abs=1e-9)
     assert set(res.runs.run_id) == set(m.run_id) and len(res.runs) == 4
+
+
+def test_run_from_python_is_the_clis_run(example):
+    """cf.run with the suite's settings names the suite's naive run (same run id), so it is read, not retrained;
+    a bad setting is the CLI's one-line error."""
+    import chainforget.api as cf
+    from chainforget.errors import ChainforgetError
+
+    sys.path.insert(0, str(EXAMPLE.parent))
+    from notebook_api import SUITE
+
+    root, _ = example
+    settings = {k: SUITE[k] for k in ("model", "limit_train", "limit_eval", "task_options", "eval_batch_size")}
+    res = cf.run("bbq,gsm8k", out=root / "runs", train=SUITE["train"], **settings)
+    (run_id,) = res.runs.run_id
+    assert (root / "runs" / run_id / "result.json").is_file() and run_id.startswith("bbq-gsm8k_naive_s0_")
+    assert len(list((root / "runs").glob("bbq-gsm8k_naive_*"))) == 1  # nothing new was trained
+    with pytest.raises(ChainforgetError, match="unknown strategy 'naiv'; did you mean 'naive'"):
+        cf.run("bbq,gsm8k", strategy="naiv", out=root / "runs", **settings)
