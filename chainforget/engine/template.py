@@ -105,7 +105,7 @@ class CausalLMTemplate(SupervisedTemplate):
         self.eval_records: dict[str, list[dict]] = {}
         self.eval_stage = 0
         self.train_count = TokenCount()  # every training pass of the current experience (SAM's second included)
-        self.eval_count = TokenCount()  # the log-likelihood passes of the latest eval()
+        self.eval_count = TokenCount()  # the log-likelihood passes of the latest evaluation
         self.total_steps = 0  # optimizer steps planned for the current experience
         self.exp_step = 0  # optimizer steps done in the current experience
         self.optimizer_steps_total = 0
