@@ -1,6 +1,6 @@
 """Score matrices from evaluation records: ``R[t][i]`` overall, per group, and per example aligned across stages.
 
-``R[t][i]`` is the mean over task i's eval examples of ``scores[primary]`` at step t. Every matrix here is built from
+``R[t][i]`` is the mean over task i's eval examples of ``scores[primary]`` at stage t (its records' ``step`` field). Every matrix here is built from
 the per-example view (:class:`~chainforget.metrics.base.ExampleView`), with ids sorted, so the numbers do not depend on
 record order. A stage/task (or group) combination without records is ``None``.
 """
@@ -55,32 +55,32 @@ def build_views(records: Iterable[Mapping[str, Any]], tasks: Sequence[str], n_st
     groups: dict[str, dict[str, str]] = {t: {} for t in tasks}
     clusters: dict[str, dict[str, str | None]] = {t: {} for t in tasks}
     cluster_fields = cluster_fields or {}
-    max_step = -1
+    max_stage = -1
     for rec in records:
         task = rec["task"]
         if task not in wanted:
             continue
-        step = int(rec["step"])
-        if step < 0 or (n_stages is not None and step >= n_stages):
-            raise DataError(f"record {rec.get('id')!r} of task {task!r} has step {step}, outside the "
+        stage = int(rec["step"])
+        if stage < 0 or (n_stages is not None and stage >= n_stages):
+            raise DataError(f"record {rec.get('id')!r} of task {task!r} has step {stage}, outside the "
                             f"{n_stages} stages of this run; the records and result.json do not match")
-        max_step = max(max_step, step)
+        max_stage = max(max_stage, stage)
         ex_id = str(rec["id"])
         per_example = cells[task].setdefault(ex_id, {})
-        if step in per_example:
-            raise DataError(f"two records for example {ex_id!r} of task {task!r} at step {step}; "
+        if stage in per_example:
+            raise DataError(f"two records for example {ex_id!r} of task {task!r} at stage {stage}; "
                             f"remove the duplicate record file")
-        per_example[step] = _value(rec, _primary_of(rec, primary))
+        per_example[stage] = _value(rec, _primary_of(rec, primary))
         groups[task].setdefault(ex_id, str(rec.get("group") or ""))
         clusters[task].setdefault(ex_id, cluster_of(rec, cluster_fields.get(task)))
-    n = n_stages if n_stages is not None else max_step + 1
+    n = n_stages if n_stages is not None else max_stage + 1
     views = {}
     for task in tasks:
         ids = sorted(cells[task])
         values = np.full((len(ids), max(n, 0)), np.nan)
         for j, ex_id in enumerate(ids):
-            for step, value in cells[task][ex_id].items():
-                values[j, step] = value
+            for stage, value in cells[task][ex_id].items():
+                values[j, stage] = value
         labels = [clusters[task][i] for i in ids]
         views[task] = ExampleView(task, tuple(ids), tuple(groups[task][i] for i in ids), values,
                                   None if all(c is None for c in labels) else

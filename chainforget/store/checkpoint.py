@@ -21,13 +21,13 @@ __all__ = ["checkpoint_problem", "read_checkpoint", "write_checkpoint"]
 
 def write_checkpoint(ckpt: CheckpointLayout, prefix_key: str, stage_label: str,
                      save_plugins: Callable[[Any], list[str]]) -> None:
-    """Write stage ``ckpt.step``'s checkpoint: plugin states (``save_plugins(directory)`` returns their keys), then
+    """Write stage ``ckpt.stage``'s checkpoint: plugin states (``save_plugins(directory)`` returns their keys), then
     ``state.json``, then the marker with every file's sha256. An old marker is removed first, so a rewrite never
     pairs it with new files."""
     ckpt.root.mkdir(parents=True, exist_ok=True)
     ckpt.done.unlink(missing_ok=True)
     keys = save_plugins(ckpt.root)
-    atomic_write_json(ckpt.state, {"prefix": prefix_key, "stage": stage_label, "step": ckpt.step})
+    atomic_write_json(ckpt.state, {"prefix": prefix_key, "stage": stage_label, "step": ckpt.stage})
     write_marker(ckpt.root, [p.name for key in keys for p in ckpt.plugin_files(key)] + [STATE_FILE])
 
 
@@ -44,7 +44,7 @@ def read_checkpoint(ckpt: CheckpointLayout) -> tuple[dict | None, str | None]:
         return None, "its state.json is not valid JSON"
     if not isinstance(state, dict) or not is_stage_key(state.get("prefix")):
         return None, "its state.json names no prefix entry"
-    if state.get("step") not in (None, ckpt.step) or not isinstance(state.get("stage", ""), str):
+    if state.get("step") not in (None, ckpt.stage) or not isinstance(state.get("stage", ""), str):
         return None, f"its state.json describes another stage (step {state.get('step')!r})"
     return state, None
 

@@ -35,7 +35,7 @@ WEIGHTS_FILE = "weights.safetensors"
 PREFIX_RECORDS_FILE = "records.jsonl.gz"
 META_FILE = "meta.json"
 TEMP_PATTERN = ".*.tmp"
-_STEP_RE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
+_RECORDS_RE = re.compile(r"^step-(\d+)\.jsonl\.gz$")
 
 
 def is_temp(path: str | Path) -> bool:
@@ -52,8 +52,8 @@ def plugin_state_files(directory: str | Path, key: str) -> tuple[Path, Path]:
 class CheckpointLayout:
     """``checkpoints/step-<k>/``: the run's own marker that stage k is done, and its plugin states."""
 
-    def __init__(self, root: Path, step: int):
-        self.root, self.step = Path(root), int(step)
+    def __init__(self, root: Path, stage: int):
+        self.root, self.stage = Path(root), int(stage)
 
     @property
     def state(self) -> Path:
@@ -98,21 +98,21 @@ class RunLayout:
     def records_dir(self) -> Path:
         return self.root / RECORDS_DIR
 
-    def records(self, step: int) -> Path:
-        return self.records_dir / f"step-{int(step)}.jsonl.gz"
+    def records(self, stage: int) -> Path:
+        return self.records_dir / f"step-{int(stage)}.jsonl.gz"
 
-    def records_name(self, step: int) -> str:
-        """The records file of ``step`` relative to the run directory (as the DONE marker lists it)."""
-        return f"{RECORDS_DIR}/step-{int(step)}.jsonl.gz"
+    def records_name(self, stage: int) -> str:
+        """The records file of ``stage`` relative to the run directory (as the DONE marker lists it)."""
+        return f"{RECORDS_DIR}/step-{int(stage)}.jsonl.gz"
 
-    def record_steps(self) -> list[int]:
+    def record_stages(self) -> list[int]:
         """The score-matrix rows whose records are on disk, ascending."""
         if not self.records_dir.is_dir():
             return []
-        return sorted(int(m.group(1)) for p in self.records_dir.iterdir() if (m := _STEP_RE.match(p.name)))
+        return sorted(int(m.group(1)) for p in self.records_dir.iterdir() if (m := _RECORDS_RE.match(p.name)))
 
-    def checkpoint(self, step: int) -> CheckpointLayout:
-        return CheckpointLayout(self.root / CHECKPOINTS_DIR / f"step-{int(step)}", step)
+    def checkpoint(self, stage: int) -> CheckpointLayout:
+        return CheckpointLayout(self.root / CHECKPOINTS_DIR / f"step-{int(stage)}", stage)
 
     def looks_like_run(self) -> bool:
         """A run directory has its spec, its records or its result (a DONE marker alone is not enough: prefix

@@ -40,7 +40,7 @@ from chainforget.store.layout import DONE_FILE, RECORDS_DIR, RESULT_FILE, SPEC_F
 from chainforget.store.markers import file_sha256, read_marker, write_marker
 
 __all__ = ["DONE_FILE", "RECORDS_DIR", "RESULT_FILE", "SCHEMA_VERSION", "SPEC_FILE", "RunIdentityError", "check_record",
-           "find_runs", "is_complete", "iter_records", "load_records", "load_result", "load_run", "record_steps",
+           "find_runs", "is_complete", "iter_records", "load_records", "load_result", "load_run", "record_stages",
            "records_path", "remove_unstarted_run", "run_damage", "validate_result", "write_records", "write_result"]
 
 SCHEMA_VERSION = 1
@@ -265,17 +265,17 @@ def load_result(run_dir: str | os.PathLike) -> dict:
     if bad_json is not None:
         raise _corrupt(str(layout.result), f"bad JSON ({bad_json})")
     validate_result(result, str(run_dir))
-    for step in range(len(result["stages"])):
-        name = layout.records_name(step)
-        if name not in sums or not layout.records(step).is_file():
+    for stage in range(len(result["stages"])):
+        name = layout.records_name(stage)
+        if name not in sums or not layout.records(stage).is_file():
             raise DataError(f"{run_dir}: {name} is missing, but the run claims {len(result['stages'])} score-matrix "
                             f"rows; {REDO}")
         try:
-            same = file_sha256(layout.records(step)) == sums[name]
+            same = file_sha256(layout.records(stage)) == sums[name]
         except OSError as exc:
-            raise DataError(f"could not read {layout.records(step)}: {exc.strerror or exc}") from None
+            raise DataError(f"could not read {layout.records(stage)}: {exc.strerror or exc}") from None
         if not same:
-            raise DataError(f"{layout.records(step)} does not match its completion marker (damaged or changed "
+            raise DataError(f"{layout.records(stage)} does not match its completion marker (damaged or changed "
                             f"after the run finished); {REDO}")
     check_identity(run_dir, result)
     return result
@@ -315,38 +315,38 @@ def run_damage(run_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def records_path(run_dir: str | os.PathLike, step: int) -> Path:
-    return RunLayout(run_dir).records(step)
+def records_path(run_dir: str | os.PathLike, stage: int) -> Path:
+    return RunLayout(run_dir).records(stage)
 
 
-def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[dict]) -> Path:
-    """Write the evaluation records of score-matrix row ``step`` atomically; return the file path."""
-    path = records_path(run_dir, step)
+def write_records(run_dir: str | os.PathLike, stage: int, records: Iterable[dict]) -> Path:
+    """Write the evaluation records of score-matrix row ``stage`` atomically; return the file path."""
+    path = records_path(run_dir, stage)
     write_jsonl_gz(path, records)
     return path
 
 
-def record_steps(run_dir: str | os.PathLike) -> list[int]:
+def record_stages(run_dir: str | os.PathLike) -> list[int]:
     """The score-matrix rows whose records are on disk, ascending."""
-    return RunLayout(run_dir).record_steps()
+    return RunLayout(run_dir).record_stages()
 
 
-def iter_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> Iterator[dict]:
-    """The evaluation records of a run (or of the given ``steps``), in step order, streamed line by line with the
+def iter_records(run_dir: str | os.PathLike, stages: Iterable[int] | None = None) -> Iterator[dict]:
+    """The evaluation records of a run (or of the given ``stages``), in stage order, streamed line by line with the
     reader's bounds (``atomic.iter_jsonl_gz``) and every field typed (``check_record``)."""
-    wanted = record_steps(run_dir) if steps is None else sorted(set(steps))
-    for step in wanted:
-        path = records_path(run_dir, step)
+    wanted = record_stages(run_dir) if stages is None else sorted(set(stages))
+    for stage in wanted:
+        path = records_path(run_dir, stage)
         for lineno, rec in iter_jsonl_gz(path, fix=REDO):
             check_record(rec, f"{path} line {lineno}")
-            if rec["step"] != step:
-                raise _corrupt(f"{path} line {lineno}", f"record has step {rec['step']} in the file of step {step}")
+            if rec["step"] != stage:
+                raise _corrupt(f"{path} line {lineno}", f"record has step {rec['step']} in the file of stage {stage}")
             yield rec
 
 
-def load_records(run_dir: str | os.PathLike, steps: Iterable[int] | None = None) -> list[dict]:
-    """All evaluation records of a run (or of the given ``steps``), in step order, checked (``iter_records``)."""
-    return list(iter_records(run_dir, steps))
+def load_records(run_dir: str | os.PathLike, stages: Iterable[int] | None = None) -> list[dict]:
+    """All evaluation records of a run (or of the given ``stages``), in stage order, checked (``iter_records``)."""
+    return list(iter_records(run_dir, stages))
 
 
 def load_run(run_dir: str | os.PathLike, with_records: bool = True) -> dict:

@@ -226,11 +226,11 @@ def test_records_roundtrip_and_validation(tmp_path):
         write_records(run_dir, step, [r for r in run["records"] if r["step"] == step])
     write_result(run_dir, mine(run_dir, run["result"]))
     assert load_records(run_dir) == run["records"]
-    assert len(load_records(run_dir, steps=[2])) == 2 * 3 * 5
+    assert len(load_records(run_dir, stages=[2])) == 2 * 3 * 5
     loaded = load_run(run_dir)
     assert loaded["result"]["run_id"] == "r" and len(loaded["records"]) == len(run["records"])
     write_records(run_dir, 1, [{**run["records"][0], "step": 0}])
-    with pytest.raises(DataError, match=r"step-1\.jsonl\.gz line 1: record has step 0 in the file of step 1"):
+    with pytest.raises(DataError, match=r"step-1\.jsonl\.gz line 1: record has step 0 in the file of stage 1"):
         load_records(run_dir)
 
 

@@ -60,10 +60,11 @@ def test_plugin_metric_is_a_leaderboard_column(board):
                          "--columns", "safety_retention,relative_forgetting")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    column = "bbq safety_retention [ratio]"  # the unit comes from the plugin's MetricSpec
-    assert column in rows[0] and "bbq relative_forgetting [share of the stage's gain]" in rows[0]
+    column = "bbq_safety_retention"
+    assert rows[0][f"{column}_unit"] == "ratio"  # the unit comes from the plugin's MetricSpec
+    assert rows[0]["bbq_relative_forgetting_unit"] == "share of the stage's gain"
     safety_first = [r for r in rows if r["chain"] == "bbq,gsm8k"]
-    assert len(safety_first) == 2 and all(float(r[column].split()[0]) >= 0 for r in safety_first)  # range [0, inf)
+    assert len(safety_first) == 2 and all(float(r[f"{column}_value"]) >= 0 for r in safety_first)  # range [0, inf)
     code, _, err = cli("leaderboard", "--suite", "suite.yaml", "--out", "runs", "--no-run", "--columns",
                        "safety_retension")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: unknown metric column 'safety_retension'; "
@@ -78,7 +79,7 @@ def test_plugin_metric_in_compare_and_plot(board):
     assert {(r["metric"], r["method"]) for r in rows} == {("safety_retention", "naive"),
                                                          ("safety_retention", "replay")}
     replay = next(r for r in rows if r["method"] == "replay")
-    assert replay["chain"] == "bbq,gsm8k" and replay["diff vs naive [95% CI]"]
+    assert replay["chain"] == "bbq,gsm8k" and replay["difference_value"] and not replay["difference_missing"]
     code, _, err = cli("compare", "runs", "--by", "strategy", "--metric", "safety_retntion")
     assert code == 2 and "did you mean 'safety_retention'" in err
     code, out, err = cli("plot", "runs", "--out", "figs", "--metric", "safety_retention")
