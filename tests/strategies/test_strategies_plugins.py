@@ -59,7 +59,8 @@ def test_ewc_fisher_is_per_sample_squared_grads_over_trainable_params(tiny_model
             if p.requires_grad:
                 expected[n] += p.grad ** 2 / 3
     for n in names:
-        torch.testing.assert_close(fisher[n], expected[n], rtol=1e-4, atol=1e-12)
+        # float32 sums in another order (thread count) differ by ~1e-5 of a tensor's largest entry, not of each one
+        torch.testing.assert_close(fisher[n], expected[n], rtol=1e-4, atol=1e-5 * float(expected[n].abs().max()))
     assert sum(float(f.sum()) for f in fisher.values()) > 0
 
 
