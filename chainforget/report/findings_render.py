@@ -233,7 +233,7 @@ def tables(found: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
             oa_reading(found, a)] for a in oa["answers"]])
     gd = found["group_dependence"]
     t2 = ("(2) Group dependence: does forgetting depend on the group?",
-          "spread = noise-corrected between-group SD of per-group forgetting (its interval excludes 0 only when "
+          "spread = noise-corrected between-group SD of per-group forgetting (its interval excludes 0 exactly when "
           "p < 0.05); per-group forgetting with simultaneous 95% intervals below. " + (gd.get("note") or ""),
           ["setting", "chain", "task", "seeds", "spread [95% CI]", "p", "MDE", "unit", "reading"],
           [[a["setting"], a["chain"], a["task"], str(a.get("seeds", "")), interval(a.get("spread")),
