@@ -509,6 +509,8 @@ def power_command(paths: Sequence[str], *, effects: Sequence[str] = (), power: f
         if value is not None and not (math.isfinite(value) and value >= 0 and (value > 0 or "sd" in name)):
             raise ConfigError(f"--{name} must be a finite number >= 0 (> 0 for a throughput), got {value!r}")
     check_number("min_group_size", min_group_size)
+    if write_suite and not Path(write_suite).resolve().parent.is_dir():  # before the planning and the dry run
+        raise ConfigError(f"--write-suite {write_suite}: its folder does not exist; create it or pick another path")
     paths, effects = split_effect_words(paths, effects)
     wanted = parse_effects(effects)
     base_suite = resolve_suite(base)  # before reading runs: a typo is reported at once

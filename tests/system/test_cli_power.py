@@ -101,6 +101,7 @@ def test_json_plan_has_stable_numeric_keys_and_the_suite_runs(pilot):
     (["--seeds", "1"], "--seeds must be between 2 and 100"),
     (["--power", "1.5"], "--power must be between"),
     (["--preset", "nope"], "nope"),
+    (["--write-suite", "/nonexistent-folder/planned.yaml"], "its folder does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(pilot, args, message):
     code, out = cli("power", pilot / "runs", "--no-cost", *args)
