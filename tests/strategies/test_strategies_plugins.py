@@ -150,7 +150,7 @@ def test_ewc_online_keeps_one_pair_separate_keeps_one_per_task_and_state_round_t
     with pytest.raises(Exception, match="resume with the same ewc.mode"):
         online.load_state_dict(state)
     fresh = ewc.EWCPlugin(specs()["ewc"].resolve(), ctx)
-    with pytest.raises(Exception, match=r"no Fisher for chain steps \[0, 1\]"):
+    with pytest.raises(Exception, match=r"no Fisher for chain tasks \[0, 1\]"):
         fresh.before_training_exp(fake_strategy(model, tok, ctx, 2))
 
 

@@ -116,7 +116,8 @@ def test_two_process_run_equals_one_process_run(launched):
     tmp, multi, single = launched
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert single.returncode == 0, single.stderr[-3000:]
-    assert multi.stdout == single.stdout  # the summary, printed once (by rank 0 only)
+    # the summary, printed once (by rank 0 only); the runs differ only in the folder printed last (their own --out)
+    assert multi.stdout.replace(str(tmp / "multi"), "OUT") == single.stdout.replace(str(tmp / "single"), "OUT")
     assert multi.stdout.count("score matrix") == 1
     a, b = records_by_key(tmp / "multi"), records_by_key(tmp / "single")
     assert a.keys() == b.keys() and len(a) == 3 * 2 * 20  # rows base, bbq, gsm8k x 2 tasks x 20 examples
@@ -210,7 +211,7 @@ def test_leaderboard_under_launch_runs_each_run_across_the_processes(launched):
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.strip().splitlines()
     assert lines[0].startswith("strategy,chain,") and len(lines) == 2  # one table, printed by rank 0 only
-    assert lines[1].startswith('naive,"gsm8k,bbq",1*,')
+    assert lines[1].startswith('naive,"gsm8k,bbq",1,')
     result = json.loads((_run_dir(tmp / "lb") / "result.json").read_text())
     assert result["timings"]["processes"] == 2 and result["timings"]["train_seconds"]
 
