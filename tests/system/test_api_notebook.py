@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_helpers import cli_process
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "notebook_api.py"
 
 
 def cli(*args, cwd):
-    out = subprocess.run([sys.executable, "-m", "chainforget", *args], capture_output=True, text=True, cwd=cwd,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    code, out, err = cli_process(*args, cwd=cwd, timeout=600)
+    assert code == 0, err[-3000:]
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from run_helpers import cli_process
 
-
-def cli(*args, cwd, stderr_path=None):
-    err = open(stderr_path, "w") if stderr_path else subprocess.PIPE
-    try:
-        out = subprocess.run([sys.executable, "-m", "chainforget", *args], stdout=subprocess.PIPE, stderr=err,
-                             text=True, cwd=cwd, timeout=900)
-    finally:
-        if stderr_path:
-            err.close()
-    return out.returncode, out.stdout, (open(stderr_path).read() if stderr_path else out.stderr)
+cli = cli_process
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from run_helpers import cli_process
 
 from chainforget.report.findings import SCHEMA
 
@@ -45,9 +44,7 @@ def board(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(SRC)]))
 
     def cli(*args):
-        out = subprocess.run([sys.executable, "-m", "chainforget", *args], capture_output=True, text=True,
-                             cwd=root, env=env, timeout=900)
-        return out.returncode, out.stdout, out.stderr
+        return cli_process(*args, cwd=root, env=env)
 
     code, _, err = cli("leaderboard", "--suite", "suite.yaml", "--out", "runs", "-q")
     assert code == 0, err[-3000:]

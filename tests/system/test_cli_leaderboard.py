@@ -3,11 +3,10 @@
 import csv
 import io
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
+from run_helpers import cli_process
 
 MICRO = {
     "model": "tiny",
@@ -23,10 +22,7 @@ MICRO = {
 }
 
 
-def cli(*args, cwd):
-    out = subprocess.run([sys.executable, "-m", "chainforget", *args], capture_output=True, text=True, cwd=cwd,
-                         timeout=900)
-    return out.returncode, out.stdout, out.stderr
+cli = cli_process
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import json
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from report.test_report_factory import make_run
+from run_helpers import cli_invoke
 
-from chainforget.cli import main
 from chainforget.config.suite import expand_suite, resolve_suite
 from chainforget.metrics.compute import compute_all
 from chainforget.store.results import write_records, write_result
@@ -48,7 +47,7 @@ def pilot(tmp_path_factory):
 
 
 def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    result = cli_invoke(*args)
     return result.exit_code, result.output
 
 

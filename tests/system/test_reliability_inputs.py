@@ -16,19 +16,17 @@ import sys
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from reliability_corpus import Ctx, all_cases
 from reliability_fuzz_cases import bad_data_cases, bad_run_configs, bad_suites
 from reliability_support import SUITE, TINY, doc_section, every_file, snapshot, update_doc_section
+from run_helpers import cli_invoke
 
-from chainforget.cli import main
 from chainforget.errors import ConfigError
 
 NAIVE_SUITE = {**SUITE, "strategies": ["naive"]}
 
 
-def cli(*args, cwd=None):
-    return CliRunner().invoke(main, [str(a) for a in args], prog_name="chainforget")
+cli = cli_invoke
 
 
 def one_line_error(res, exit_code: int = 2) -> str:

@@ -14,17 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from reliability_support import TINY, comparable, every_file, snapshot, temp_files
+from run_helpers import cli_invoke
 
-from chainforget.cli import main
 from chainforget.errors import DataError
 
 CONFIG = {"model": "tiny", "chain": ["bbq", "gsm8k"], "strategy": "naive", **TINY}
 
 
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], prog_name="chainforget")
+cli = cli_invoke
 
 
 def ok(res):
@@ -236,7 +234,7 @@ def test_weights_are_written_byte_identically(tiny_model, tmp_path):
 
 def test_tex_like_task_and_group_names_plot_as_written(tmp_path):
     """A task named ``x$\\frac{$`` (and such a group) crashed plot (mathtext); labels are now plain text."""
-    from test_report_factory import make_run
+    from report.test_report_factory import make_run
 
     from chainforget.report.plots import plot_all
 
