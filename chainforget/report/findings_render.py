@@ -257,7 +257,8 @@ def tables(found: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
 
 def group_rows(answer: dict) -> list[list[str]]:
     """Per-group forgetting of one group-dependence answer: group, examples, value with its interval."""
-    return [[g["group"], "" if g.get("n") is None else str(g["n"]), interval(g)]
+    return [[g["group"], "" if g.get("n") is None else str(g["n"]),
+             interval(g) + (f" ({g['ci_missing']})" if g.get("ci_missing") else "")]
             for g in answer.get("groups") or []]
 
 

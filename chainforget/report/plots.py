@@ -262,7 +262,9 @@ def tradeoff_pairs(result: dict) -> dict[tuple[str, str], tuple[float | None, fl
     each in its own task's unit; never averaged across tasks, whose units may differ."""
     matrix, info = result.get("score_matrix") or [], result.get("task_info", {})
     tasks = result.get("eval_tasks", [])
-    safety = [t for t in tasks if info.get(t, {}).get("kind") == "safety" and info[t].get("trained_at") is not None]
+    last = len(matrix) - 1  # a safety task trained in the last stage has no forgetting yet: no point for it
+    safety = [t for t in tasks if info.get(t, {}).get("kind") == "safety"
+              and isinstance(info[t].get("trained_at"), int) and info[t]["trained_at"] < last]
     capability = [t for t in tasks if info.get(t, {}).get("kind") == "capability"]
     out = {}
     for c in capability:
@@ -318,9 +320,14 @@ def pareto_scatter(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
             ax.scatter(x, y, color=f"C{strategies.index(s) % 10}", marker=markers[chains.index(c) % len(markers)],
                        s=55, edgecolor="black", linewidth=0.5, zorder=3,
                        transform=offset_copy(ax.transData, fig=fig, x=shift, y=0, units="points"))
-        front = pareto_front(points)
-        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black", linewidth=1,
-                linestyle=":", zorder=2)
+        ax.update_datalim(points)  # the offset transform keeps scatter out of autoscaling: every point in view
+        ax.margins(0.08)
+        ax.autoscale_view()
+        for chain in chains:  # one front per chain, as findings states its Pareto set
+            mine = [i for i, (_, c) in enumerate(labels) if c == chain]
+            front = [mine[i] for i in pareto_front([points[i] for i in mine])]
+            ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black", linewidth=1,
+                    linestyle=":", zorder=2)
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.axvline(0, color="grey", linewidth=0.5)
         ax.set_xlabel(drawing.wrap(f"{c_task} gained, final - base ({units.get(c_task, 'score')})", 3.8, 9))
@@ -333,7 +340,7 @@ def pareto_scatter(results: Sequence[dict], out_dir: str | Path) -> list[Path]:
                for i, s in enumerate(strategies)]
     handles += [Line2D([], [], linestyle="none", marker=markers[i % len(markers)], color="grey", label=f"chain {c}")
                 for i, c in enumerate(chains)]
-    handles.append(Line2D([], [], color="black", linestyle=":", label="Pareto front"))
+    handles.append(Line2D([], [], color="black", linestyle=":", label="Pareto front (per chain)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8, frameon=False)
     fig.suptitle("safety retained vs capability gained (mean over seeds; up and right is better)", fontsize=9)
     return _save(fig, out_dir, "pareto")

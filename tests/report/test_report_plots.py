@@ -120,3 +120,32 @@ def test_order_asymmetry_keeps_units_apart_and_reports_the_share_of_the_gain_los
     assert [ax.get_title() for ax in axes] == ["safety first: bbq forgotten", "capability first: gsm8k forgotten"]
     share = f"{forgot / gain:.0%}"
     assert [t.get_text() for t in axes[0].texts] == [share]
+
+
+def test_pareto_figure_shows_every_point_and_no_point_for_a_task_trained_last(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    lost = make_result(strategy="lwf", forgetting=0.0, cap_final=-0.5)  # capability lost: a negative x
+    kept = make_result(strategy="naive", forgetting=0.3, cap_final=0.4)
+    assert plots.tradeoff_pairs(make_result(chain=CF)) == {}  # bbq trained last: no forgetting, no point
+    opened = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        opened.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = keep
+    try:
+        behind = make_result(strategy="ewc", forgetting=0.4, cap_final=0.0)  # dominated by naive: off the front
+        plots.pareto_scatter([lost, kept, behind, make_result(strategy="replay", chain=CF)], tmp_path)
+    finally:
+        matplotlib.figure.Figure.savefig = real_savefig
+    ax = opened[0].axes[0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    for x, y in [(-0.6, 0.0), (0.3, -0.3), (-0.1, -0.4)]:  # gained = final - base (0.1); retained = -forgetting
+        assert x0 < x < x1 and y0 < y < y1, (x, y, ax.get_xlim(), ax.get_ylim())
+    plt.close("all")
