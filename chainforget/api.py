@@ -34,9 +34,9 @@ from chainforget.store.results import find_runs
 SCORE = "score"  # the metric name of score-matrix rows: a task's primary score after a stage
 ALL = "all"  # the group of a value over all of a task's examples
 
-METRIC_COLUMNS = ["run_id", "strategy", "chain", "seed", "model", "task", "group", "stage", "step", "metric", "key",
+METRIC_COLUMNS = ["run_id", "strategy", "chain", "seed", "model", "task", "group", "stage", "stage_label", "metric", "key",
                   "value", "ci_low", "ci_high", "p", "n", "unit", "missing", "label"]
-RECORD_COLUMNS = ["run_id", "strategy", "chain", "seed", "model", "step", "stage", "task", "id", "group",
+RECORD_COLUMNS = ["run_id", "strategy", "chain", "seed", "model", "stage", "stage_label", "task", "id", "group",
                   "subgroup", "gold", "pred", "correct", "primary", "score"]
 
 
@@ -214,13 +214,13 @@ def _task_group(key: str, tasks: Sequence[str]) -> tuple[str | None, str | None]
     return None, None
 
 
-def _row(ident: dict, task, group, stage: str, step: int, metric: str, key: str, entry: Mapping[str, Any], unit: str,
+def _row(ident: dict, task, group, label: str, stage: int, metric: str, key: str, entry: Mapping[str, Any], unit: str,
          n: int | None = None) -> dict:
     """One tidy row: ``value`` is a number or None; a metric whose value is a name (``worst_group``) puts it in
     ``label``; ``missing`` is the stored reason when there is no value."""
     value = entry.get("value")
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return {**ident, "task": task, "group": group, "stage": stage, "step": step, "metric": metric, "key": key,
+    return {**ident, "task": task, "group": group, "stage": stage, "stage_label": label, "metric": metric, "key": key,
             "value": float(value) if numeric else None, "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high"),
             "p": entry.get("p"), "n": entry.get("n", n), "unit": unit,
             "missing": entry.get("missing") if value is None else None,
@@ -233,7 +233,7 @@ def _record_rows(run: dict) -> Iterable[dict]:
     stages = result["stages"]
     for rec in run["records"]:
         scores = rec.get("scores") or {}
-        yield {**ident, "step": rec["step"], "stage": stages[rec["step"]], "task": rec["task"], "id": rec["id"],
+        yield {**ident, "stage": rec["step"], "stage_label": stages[rec["step"]], "task": rec["task"], "id": rec["id"],
                "group": rec["group"], "subgroup": rec.get("subgroup"), "gold": rec.get("gold"),
                "pred": rec.get("pred"), "correct": rec.get("correct"), "primary": rec.get("primary"),
                "score": scores.get(rec.get("primary")), **scores,

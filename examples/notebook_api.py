@@ -40,14 +40,14 @@ def main() -> None:
     scores = m[(m.metric == "score") & (m.group == "all")]
     print("\nScore matrices (rows: stages; columns: tasks), naive on bbq -> gsm8k:")
     one = scores[(scores.strategy == "naive") & (scores.chain == "bbq,gsm8k")]
-    print(one.pivot(index=["step", "stage"], columns="task", values="value").round(3).to_string())
+    print(one.pivot(index=["stage", "stage_label"], columns="task", values="value").round(3).to_string())
 
     print("\nRelative forgetting of the first task (share of its own stage's gain lost later):")
     rel = m[(m.metric == "relative_forgetting") & m.value.notna()]
     print(rel[["strategy", "chain", "task", "value", "ci_low", "ci_high", "unit"]].round(3).to_string(index=False))
 
     print("\nBBQ accuracy per group at the last stage (n = eval examples):")
-    last = m[(m.metric == "score") & (m.task == "bbq") & (m.group != "all") & (m.step == m.step.max())]
+    last = m[(m.metric == "score") & (m.task == "bbq") & (m.group != "all") & (m.stage == m.stage.max())]
     print(last.pivot_table(index="group", columns=["strategy", "chain"], values="value").round(2).to_string())
 
     print("\nMissing values say why:")
@@ -61,7 +61,7 @@ def main() -> None:
     print("\nPer-example records: BBQ accuracy by stage, from the records themselves:")
     rec = res.records
     bbq = rec[rec.task == "bbq"]
-    print(bbq.groupby(["strategy", "chain", "step"]).acc.mean().unstack("step").round(3).to_string())
+    print(bbq.groupby(["strategy", "chain", "stage"]).acc.mean().unstack("stage").round(3).to_string())
 
 
 if __name__ == "__main__":

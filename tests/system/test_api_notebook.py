@@ -69,14 +69,14 @@ def test_api_frames_hold_the_clis_numbers(example):
     checked = 0
     for row in board["rows"]:
         mine = m[(m.strategy == row["strategy"]) & (m.chain == row["chain"])]
-        last = mine.step.max()
+        last = mine.stage.max()
         for key, metric, task in (("bbq_forgetting", "forgetting", "bbq"), ("gsm8k_final", "score", "gsm8k"),
                                   ("bbq_relative_forgetting", "relative_forgetting", "bbq"),
                                   ("gsm8k_relative_forgetting", "relative_forgetting", "gsm8k")):
             cell = row[key]
             match = mine[(mine.metric == metric) & (mine.task == task) & (mine.group == "all")]
             if metric == "score":
-                match = match[match.step == last]
+                match = match[match.stage == last]
             if cell["value"] is None:  # missing in the CLI: missing (or absent) in the API, never a number
                 assert match.value.isna().all()
                 continue
@@ -104,9 +104,9 @@ def test_records_frame_rebuilds_the_score_matrix(example):
     root, _ = example
     res = cf.load(root / "runs")
     rec, m = res.records, res.metrics
-    assert set(rec.columns) >= {"run_id", "step", "stage", "task", "id", "group", "score", "acc", "gold_logprob"}
-    means = rec.groupby(["run_id", "step", "task"]).score.mean()
-    scores = m[(m.metric == "score") & (m.group == "all")].set_index(["run_id", "step", "task"]).value
+    assert set(rec.columns) >= {"run_id", "stage", "stage_label", "task", "id", "group", "score", "acc", "gold_logprob"}
+    means = rec.groupby(["run_id", "stage", "task"]).score.mean()
+    scores = m[(m.metric == "score") & (m.group == "all")].set_index(["run_id", "stage", "task"]).value
     assert len(means) == len(scores) > 0
     for key, value in scores.items():
         assert means[key] == pytest.approx(value, abs=1e-9)
