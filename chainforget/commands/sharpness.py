@@ -55,12 +55,12 @@ def stage_sharpness(run_dir: str | Path, *, probe_size: int = SHARPNESS_DEFAULTS
         store.load_weights(key, model)
         value, iters, converged = model_sharpness(model, tokenizer, stage.examples, batch_size=probe_size,
                                                   seed=resolved.spec.seed, max_iter=max_iter, tol=tol)
-        rows.append({"step": k, "stage": stage.label, "lambda_max": value, "iterations": iters,
+        rows.append({"stage_index": k, "stage": stage.label, "lambda_max": value, "iterations": iters,
                      "converged": converged})
     return rows
 
 
 def sharpness_command(run_dir: str, **kw) -> str:
     rows = stage_sharpness(run_dir, **kw)
-    return tabulate([[r["step"], r["stage"], f"{r['lambda_max']:.4g}", r["iterations"], r["converged"]] for r in rows],
-                    headers=["step", "stage", "lambda_max", "iterations", "converged"], tablefmt="simple")
+    return tabulate([[r["stage_index"], r["stage"], f"{r['lambda_max']:.4g}", r["iterations"], r["converged"]] for r in rows],
+                    headers=["#", "stage", "lambda_max", "iterations", "converged"], tablefmt="simple")
