@@ -198,22 +198,6 @@ def relative_forgetting(inputs: MetricInputs, options: Mapping[str, Any]) -> dic
     return out
 
 
-def ratio_interval(cols: np.ndarray, labels, clusters, n_boot: int, rng: np.random.Generator
-                   ) -> tuple[float | None, float | None]:
-    """95% percentile interval of ``mean(cols[:, 0]) / mean(cols[:, 1])`` (forgetting / gain), both resampled with
-    the same clusters; the high end is open (None) when more than 2.5% of resamples have no positive gain.
-
-    Replaced for ``relative_forgetting`` by Fieller's interval (``inference.ratio``); kept for the calibration
-    simulations that show why (``simulate.asymmetry_calibration``)."""
-    boot = bootstrap(cols, labels, n_boot, rng, clusters).overall
-    positive = boot[:, 1] > 0
-    ratios = np.where(positive, boot[:, 0] / np.where(positive, boot[:, 1], 1.0), np.nan)
-    low, high = percentile_ci(ratios[positive])
-    if np.mean(~positive) > 0.025:
-        high = None  # the gain itself may be 0: the share lost is unbounded above
-    return low, high
-
-
 def fwt(inputs: MetricInputs, options: Mapping[str, Any]) -> dict:
     """Forward transfer ``fwt[A] = sign*(R[a-1][A] - R[0][A])`` for tasks trained at a >= 2, and their mean."""
     out = {}

@@ -13,9 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from chainforget.metrics.effects import from_seeds, spread_mde
-from chainforget.metrics.forgetting import ratio_interval
-from chainforget.metrics.replicates import se_from_interval
+from chainforget.metrics.effects import spread_mde
 from chainforget.metrics.spread import (
     Batch,
     Clustered,
@@ -296,71 +294,6 @@ def simultaneous_coverage(n_groups: int, n_per_group: int, tau: float, reps: int
         _, low, high, _ = simultaneous_intervals(clustered(diffs, groups, None), n_boot, rng)
         hits += bool(np.all((low <= theta) & (theta <= high)))
     return hits / reps
-
-
-def three_stage(n: int, gain: float, forget: float, rng: np.random.Generator, scale: str = "acc",
-                base: float = 0.25, noise: float = 0.3) -> np.ndarray:
-    """Per-example scores ``[n, 3]`` before a task's stage, right after it, and at the end of the chain, whose
-    expected gain and forgetting are ``gain`` and ``forget`` (``relative_forgetting`` = forget / gain).
-
-    ``acc``: 0/1 scores (an example learnt in the stage stays right before it is forgotten); ``nats``: a per-token
-    log-likelihood per example (difficulty N(-1.3, 0.5)), each stage adding N(0, noise^2).
-    """
-    if scale == "acc":
-        x0 = rng.random(n) < base
-        x1 = x0 | (rng.random(n) < gain / (1.0 - base))
-        kept = rng.random(n) >= forget / (base + gain)
-        return np.stack([x0, x1, x1 & kept], axis=1).astype(float)
-    x0 = rng.normal(-1.3, 0.5, n)
-    x1 = x0 + gain + rng.normal(0.0, noise, n)
-    return np.stack([x0, x1, x1 - forget + rng.normal(0.0, noise, n)], axis=1)
-
-
-def _relative(scores: np.ndarray, n_boot: int, rng: np.random.Generator):
-    """(relative forgetting, its SE from the metric's own bootstrap interval), as ``relative_forgetting`` computes."""
-
-    cols = np.stack([scores[:, 1] - scores[:, 2], scores[:, 1] - scores[:, 0]], axis=1)
-    low, high = ratio_interval(cols, ["g"] * len(scores), None, n_boot, rng)
-    gain = cols[:, 1].mean()
-    return (cols[:, 0].mean() / gain if gain > 0 else np.nan), se_from_interval(low, high)
-
-
-def asymmetry_calibration(first: tuple, second: tuple, reps: int, seed: int, n_seeds: int = 1,
-                          seed_sd: float = 0.0, n_boot: int = 200) -> dict:
-    """Coverage and rejection rate of the order-asymmetry difference ``rf(first) - rf(second)`` (findings (1)).
-
-    ``first``/``second`` = ``(n, gain, forget, scale)`` of the first task of each order. Each of ``n_seeds`` seeds
-    has its own true ratio ``forget / gain + N(0, seed_sd^2)`` (training randomness) on the same examples. The
-    rejection rate is the test's size when the two true ratios are equal, its power otherwise; ``mean_mde`` is the
-    stated minimum detectable effect.
-    """
-
-    rng = np.random.default_rng(seed)
-    truth = first[2] / first[1] - second[2] / second[1]
-    hits = rejections = 0
-    mdes = []
-    for _ in range(reps):
-        effects = []
-        for n, gain, forget, scale in (first, second):
-            values, ses = [], []
-            draw = int(rng.integers(2 ** 32))  # the seeds score the same examples: one draw, shifted per seed
-            for _ in range(n_seeds):
-                ratio = forget / gain + (rng.normal(0.0, seed_sd) if seed_sd else 0.0)
-                scores = three_stage(n, gain, ratio * gain, np.random.default_rng(draw), scale)
-                value, se = _relative(scores, n_boot, rng)
-                values.append(value)
-                ses.append(se)
-            effects.append(from_seeds(values, ses))
-        diff = effects[0].minus(effects[1])
-        low, high = diff.interval()
-        if low is None:
-            continue
-        hits += low <= truth <= high
-        rejections += not low <= 0.0 <= high
-        mdes.append(diff.mde())
-    done = len(mdes)
-    return {"coverage": hits / max(done, 1), "rejection_rate": rejections / max(done, 1),
-            "mean_mde": float(np.mean(mdes)) if mdes else None, "open": reps - done, "truth": truth}
 
 
 def spread_power_at_mde(n_groups: int, n_per_group: int, reps: int, seed: int, n_perm: int = 99) -> dict:
