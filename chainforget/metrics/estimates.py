@@ -27,7 +27,6 @@ from chainforget.metrics import spread as spread_stats
 from chainforget.metrics.compute import build_inputs
 from chainforget.metrics.groups import forgetting_bounds
 from chainforget.metrics.inference import Estimate
-from chainforget.metrics.replicates import clip
 from chainforget.metrics.uncertainty import paired_differences
 
 PER_EXAMPLE = ("forgetting", "drift", "final")  # quantities whose per-example values are known from the records
@@ -186,17 +185,6 @@ def order_asymmetry(first: Mapping[Any, RunView], first_task: str, second: Mappi
     if None in ratios:
         return inference.missing_estimate("no records of a trained task with a later stage", 0)
     return inference.ratio_difference(*ratios, bounds=bounds)
-
-
-def ratio_cell(per_seed: Mapping[Any, RunView], task: str, bounds=(None, None)) -> Estimate:
-    """One order's relative forgetting over seeds with its Fieller interval (as used by :func:`order_asymmetry`)."""
-    ratio = task_ratio(per_seed, task)
-    if ratio is None or ratio.value is None:
-        return inference.missing_estimate(f"{task!r} has no positive gain over these seeds", len(per_seed))
-    low, high = ratio.interval()
-    unbounded = None if np.isfinite(low) and np.isfinite(high) else "both"
-    low_c, high_c = clip(None if unbounded else low, None if unbounded else high, bounds)
-    return Estimate(ratio.value, low_c, high_c, seeds=ratio.seeds, unbounded=unbounded)
 
 
 def clustered_over_seeds(vectors: list, min_group_size: int) -> spread_stats.Clustered | None:

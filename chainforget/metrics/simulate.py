@@ -247,11 +247,6 @@ def group_interval_coverage(design: SeedDesign, n_seeds: int, seed_group_sd: flo
             "mean_width": float(np.mean(widths)) if widths else None}
 
 
-def monte_carlo_se(share: float, reps: int) -> float:
-    """Binomial standard error of a simulated share (a size or a coverage)."""
-    return float(np.sqrt(max(share * (1 - share), 1e-4) / reps))
-
-
 def _legacy_design(sizes: Sequence[int], churn, templates: Sequence[int] | None, template_sd: float,
                    unit_size: int, unit_sd: float) -> SeedDesign:
     """Groups of ``sizes`` examples, spread evenly over ``templates[g]`` templates (none: independent examples)."""
